@@ -1,0 +1,26 @@
+"""object2vec: SageMaker Object2Vec without SageMaker — embeddings of pairs, trained with PyTorch."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import Hyperparameters, hyperparameter_table
+from .data import PairData, Schema, Side, read_pairs
+from .errors import DataError, HyperparameterError, ModelFormatError, NotFittedError, Object2VecError
+from .estimator import Object2Vec
+
+__all__ = [
+    "DataError",
+    "Hyperparameters",
+    "HyperparameterError",
+    "ModelFormatError",
+    "NotFittedError",
+    "Object2Vec",
+    "Object2VecError",
+    "PairData",
+    "Schema",
+    "Side",
+    "__version__",
+    "hyperparameter_table",
+    "read_pairs",
+]

@@ -1,0 +1,147 @@
+"""The ``object2vec`` command. Each verb is one method of the Python API.
+
+Every hyperparameter is an option of ``train`` (``--enc-dim 64`` or ``--enc_dim 64``), generated from
+the table in :mod:`object2vec.config`, so ``object2vec train --help`` shows each one's range and
+default. ``--hyperparameters FILE`` reads SageMaker's ``hyperparameters.json`` (all-string values)
+and ``-p name=value`` sets any of them; later sources win: file, then ``-p``, then named options.
+
+User errors print one clear message (no traceback) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import reporting
+from .config import Hyperparameters, hyperparameter_table, hyperparameters_markdown
+from .errors import Object2VecError
+
+EXIT_USER_ERROR = 2
+
+
+def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Object2VecError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except OSError as e:
+            click.echo(f"error: {e.filename or ''}: {e.strerror or e}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
+
+
+def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for row in reversed(hyperparameter_table()):
+        name = row["name"]
+        flags = dict.fromkeys((f"--{name.replace('_', '-')}", f"--{name}"))  # both spellings, once each
+        fn = click.option(
+            *flags,
+            name,
+            default=None,
+            metavar="VALUE",
+            help=f"{row['doc']} [{row['valid']}; default: {row['default']}]",
+        )(fn)
+    return fn
+
+
+def _read_hyperparameters_file(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise Object2VecError(f"{path}: is not valid JSON ({e}); expected an object of name -> value") from None
+    if not isinstance(values, dict):
+        raise Object2VecError(f"{path}: holds {type(values).__name__}; expected a JSON object of name -> value")
+    return values
+
+
+def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in pairs:
+        if "=" not in item:
+            raise Object2VecError(f"-p {item!r}: expected name=value, e.g. -p enc_dim=64")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="object2vec")
+def main() -> None:
+    """Object2Vec: embeddings of pairs, SageMaker-compatible, trained with PyTorch."""
+
+
+@main.command()
+@click.option("--train", "train_path", required=True, type=click.Path(path_type=Path), help="Training pairs: .jsonl, .jsonl.gz or a folder of them.")
+@click.option("--validation", type=click.Path(path_type=Path), help="Validation pairs (early stopping, best-epoch restore).")
+@click.option("--test", type=click.Path(path_type=Path), help="Test pairs, scored once after training.")
+@click.option("--hyperparameters", "hp_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="SageMaker hyperparameters.json (string values).")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Set any hyperparameter; repeatable.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Model folder to write (required unless --dry-run).")
+@click.option("--seed", default=0, type=int, help="Seed for initialisation, shuffling, sampling and dropout.")
+@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N.")
+@click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+@_hyperparameter_options
+@_friendly_errors
+def train(train_path: Path, validation: Path | None, test: Path | None, hp_file: Path | None, params: tuple[str, ...], output: Path | None, seed: int, device: str, dry_run: bool, quiet: bool, **named: str | None) -> None:
+    """Train a model on JSON Lines pairs and write it to --output."""
+    from .estimator import Object2Vec
+
+    reporting.configure_cli_logging(verbose=not quiet)
+    hyperparameters: dict[str, Any] = _read_hyperparameters_file(hp_file) if hp_file else {}
+    hyperparameters.update(_parse_pairs(params))
+    hyperparameters.update({k: v for k, v in named.items() if v is not None})
+    Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
+    if output is None and not dry_run:
+        raise Object2VecError("--output is required: the folder to write the trained model to (or pass --dry-run)")
+    model = Object2Vec(seed=seed, device=device, **hyperparameters)
+    model.fit(train_path, validation, test, max_steps=1 if dry_run else None)
+    if dry_run:
+        click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")
+        return
+    model.save(output)
+    click.echo(f"model written to {output}")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@_friendly_errors
+def evaluate(model_dir: Path, data: Path, device: str, as_json: bool) -> None:
+    """Score a trained model on labelled pairs (the metrics SageMaker reports)."""
+    from .estimator import Object2Vec
+
+    metrics = Object2Vec.load(model_dir, device=device).evaluate(data)
+    if as_json:
+        click.echo(json.dumps(metrics))
+        return
+    for name, value in metrics.items():
+        click.echo(f"{name:<20} {value:.6f}")
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print the Markdown table of docs/hyperparameters.md.")
+def hyperparameters(markdown: bool) -> None:
+    """List every hyperparameter with its valid values and default."""
+    if markdown:
+        click.echo(hyperparameters_markdown(), nl=False)
+        return
+    for row in hyperparameter_table():
+        click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

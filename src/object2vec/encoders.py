@@ -1,0 +1,113 @@
+"""The three encoders. Each maps ``(tokens, lengths)`` to ``(batch, enc_dim)``.
+
+Input is *flat*: ``tokens`` is every sequence of the batch concatenated, ``(sum(lengths),)``, and
+``lengths`` is ``(batch,)``. Sequence ends come from the lengths, so token id 0 is an ordinary token
+and padding never reaches a result: an encoding does not depend on which other sequences share
+its batch (``tests/test_encoders.py`` checks this for every encoder).
+
+Design decisions for what SageMaker does not document (spec §6, ``docs/architecture.md``):
+
+* ``pooled_embedding``: mean of the token vectors, token dim = enc_dim, no projection.
+* ``hcnn``: ``layers`` stacked convolutions of width ``cnn_filter_width`` (each layer reads the one
+  below: "hierarchical"), ReLU, padded positions zeroed after each layer; each layer is max-pooled over
+  the valid positions; the pooled vectors are concatenated and linearly projected to enc_dim. Each
+  layer has ``ceil(enc_dim / layers)`` channels, so the concatenation is about enc_dim wide.
+* ``bilstm``: ``layers`` bidirectional LSTM layers of ``ceil(enc_dim / 2)`` units per direction,
+  max-pooled over valid timesteps (InferSent), then linearly projected to enc_dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import EncoderConfig
+
+
+def bag_offsets(lengths: torch.Tensor) -> torch.Tensor:
+    """Start of each sequence in the flat token array: ``(batch,)``."""
+    return torch.cumsum(lengths, 0) - lengths
+
+
+def pad(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatter flat rows ``(N, D)`` into a zero-padded ``(B, T, D)`` and a ``(B, T)`` validity mask."""
+    longest = int(lengths.max())
+    mask = torch.arange(longest, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+    out = flat.new_zeros(len(lengths), longest, flat.shape[-1])
+    out[mask] = flat  # row-major order of the mask matches the flat order
+    return out, mask
+
+
+class PooledEmbedding(nn.Module):
+    """Mean of the token embeddings (``embedding_bag``: no padding is ever built)."""
+
+    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: nn.Embedding):
+        super().__init__()
+        if embedding.embedding_dim != enc_dim:
+            raise ValueError(f"pooled_embedding needs token dim == enc_dim ({enc_dim}); got {embedding.embedding_dim}")
+        self.embedding = embedding
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return F.embedding_bag(
+            tokens, self.embedding.weight, bag_offsets(lengths), mode="mean", sparse=self.embedding.sparse
+        )  # (B, enc_dim)
+
+
+class HCNN(nn.Module):
+    """Hierarchical CNN: stacked convolutions, each max-pooled over valid positions, then projected."""
+
+    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: nn.Embedding):
+        super().__init__()
+        self.embedding = embedding
+        channels = math.ceil(enc_dim / config.layers)
+        widths = [embedding.embedding_dim] + [channels] * config.layers
+        self.convs = nn.ModuleList(
+            nn.Conv1d(widths[i], widths[i + 1], config.cnn_filter_width, padding="same") for i in range(config.layers)
+        )
+        self.project = nn.Linear(channels * config.layers, enc_dim)
+        for conv in self.convs:
+            # He init keeps activations at the embeddings' scale through the ReLU stack; a zero bias keeps
+            # the pooled features input-driven at the start (torch's default bias swamps them: slow start)
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D), (B, T)
+        x = x.transpose(1, 2)  # (B, D, T)
+        keep = mask[:, None, :].to(x.dtype)  # (B, 1, T)
+        pooled = []
+        for conv in self.convs:
+            # zeroing padded positions makes the next layer see exactly what an unpadded sequence would
+            x = F.relu(conv(x)) * keep  # (B, C, T)
+            pooled.append(x.amax(dim=2))  # values are >= 0 and padding is 0, so this is the valid max
+        return self.project(torch.cat(pooled, dim=1))  # (B, enc_dim)
+
+
+class BiLSTM(nn.Module):
+    """Bidirectional LSTM over packed sequences, max-pooled over valid timesteps, then projected."""
+
+    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: nn.Embedding):
+        super().__init__()
+        self.embedding = embedding
+        hidden = math.ceil(enc_dim / 2)
+        self.lstm = nn.LSTM(embedding.embedding_dim, hidden, num_layers=config.layers, bidirectional=True, batch_first=True)
+        self.project = nn.Linear(2 * hidden, enc_dim)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, 2H)
+        out = out.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)  # (B, 2H)
+        return self.project(out)  # (B, enc_dim)
+
+
+ENCODERS: dict[str, type[nn.Module]] = {"pooled_embedding": PooledEmbedding, "hcnn": HCNN, "bilstm": BiLSTM}
+
+
+def build_encoder(config: EncoderConfig, enc_dim: int, embedding: nn.Embedding) -> nn.Module:
+    """The encoder named by ``config.network``, reading tokens through ``embedding``."""
+    return ENCODERS[config.network](config, enc_dim, embedding)

@@ -1,0 +1,42 @@
+"""Exceptions a user can cause.
+
+Everything a user can get wrong (a hyperparameter, a data line, a model folder) raises a subclass of
+:class:`Object2VecError`, whose message names the place, the value and what was expected. The CLI
+prints these messages without a traceback; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class Object2VecError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class HyperparameterError(Object2VecError, ValueError):
+    """One or more hyperparameters are invalid; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        noun = "hyperparameter" if len(problems) == 1 else "hyperparameters"
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} invalid {noun}:\n{lines}")
+
+
+class DataError(Object2VecError, ValueError):
+    """Input records are invalid; ``problems`` lists the first few, ``count`` counts them all."""
+
+    def __init__(self, problems: list[str], count: int | None = None, shown: int = 20):
+        self.problems = list(problems)
+        self.count = len(problems) if count is None else count
+        listed = "\n".join(f"  {p}" for p in self.problems[:shown])
+        more = "" if self.count <= shown else f"\n  ... and {self.count - shown} more"
+        noun = "problem" if self.count == 1 else "problems"
+        super().__init__(f"{self.count} data {noun}:\n{listed}{more}")
+
+
+class ModelFormatError(Object2VecError, ValueError):
+    """A model folder is missing, incomplete or written by an incompatible version."""
+
+
+class NotFittedError(Object2VecError, RuntimeError):
+    """A method that needs a trained model was called before ``fit``."""

@@ -1,0 +1,189 @@
+"""``Object2Vec``: the scikit-learn-style front door to training, scoring and embedding.
+
+``Object2Vec(**hyperparameters)`` only stores its arguments. :meth:`Object2Vec.fit` validates the
+hyperparameters and *all* data splits before the first step, trains, and sets the learned attributes
+(``model_``, ``hyperparameters_``, ``history_``); it returns ``self``. Methods that need a trained
+model refuse to run before ``fit`` or :meth:`Object2Vec.load`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import io, reporting
+from .config import Hyperparameters
+from .data import PairData, Schema, Side, Source, read_pairs
+from .errors import DataError, NotFittedError
+from .model import Object2VecNet
+from .train import EVAL_BATCH_SIZE, evaluate, fit, sequential_batches, side_tensors
+
+Sequences = Sequence[Sequence[int]]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` means CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Object2Vec:
+    """Learn embeddings of pairs with SageMaker Object2Vec's model and hyperparameters.
+
+    Args:
+        seed: makes initialisation, shuffling, negative sampling and dropout repeatable.
+        device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:1``, ...
+        **hyperparameters: SageMaker Object2Vec hyperparameters, typed or as strings
+            (see ``docs/hyperparameters.md``).
+
+    >>> records = [{"label": i % 2, "in0": [i % 2], "in1": [i % 2]} for i in range(64)]
+    >>> model = Object2Vec(enc0_max_seq_len=1, enc0_vocab_size=2, enc0_network="pooled_embedding",
+    ...                    enc_dim=8, mlp_dim=8, epochs=20, learning_rate=0.05).fit(records)
+    >>> model.predict([{"in0": [1], "in1": [1]}]).argmax(axis=1).tolist()
+    [1]
+    >>> model.embed(in0=[[0], [1]]).shape
+    (2, 8)
+    """
+
+    def __init__(self, *, seed: int = 0, device: str = "auto", **hyperparameters: Any):
+        self.seed = seed
+        self.device = device
+        self.hyperparameters = hyperparameters
+
+    def get_params(self) -> dict[str, Any]:
+        return {"seed": self.seed, "device": self.device, **self.hyperparameters}
+
+    # ---------------------------------------------------------------------------------------------
+    def fit(
+        self, train: Source, validation: Source | None = None, test: Source | None = None, *, max_steps: int | None = None
+    ) -> Object2Vec:
+        """Train on ``train`` (path, folder, ``.jsonl.gz`` or list of records); returns ``self``.
+
+        ``validation`` drives early stopping and best-epoch restore; ``test`` is scored once at the
+        end. Every split is read and validated before training starts. ``max_steps`` stops
+        after that many optimizer steps (a smoke test).
+        """
+        hp = Hyperparameters.from_dict(self.hyperparameters)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hp = hp.resolve()
+        for w in caught:
+            reporting.logger.warning(str(w.message))
+            warnings.warn(w.message, stacklevel=2)
+        _refuse_unloaded_files(hp)
+        schema = Schema.from_hyperparameters(hp)
+        splits = {}
+        problems: list[str] = []
+        count = 0
+        for name, source in (("train", train), ("validation", validation), ("test", test)):
+            if source is None:
+                continue
+            try:
+                splits[name] = read_pairs(source, schema)
+            except DataError as e:  # report every split's problems together
+                problems += e.problems
+                count += e.count
+        if count:
+            raise DataError(problems, count)
+        device = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        net = Object2VecNet(hp)
+        result = fit(net, splits["train"], splits.get("validation"), splits.get("test"), seed=self.seed, device=device, max_steps=max_steps)
+        self.model_ = net
+        self.hyperparameters_ = hp
+        self.history_ = result.history
+        self.metrics_ = result.as_dict()
+        return self
+
+    # ---------------------------------------------------------------------------------------------
+    def _fitted(self) -> Object2VecNet:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("This Object2Vec model is not trained yet; call fit first (or Object2Vec.load).")
+        return self.model_
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self._fitted().parameters()).device
+
+    def evaluate(self, data: Source) -> dict[str, float]:
+        """SageMaker's metrics on labelled pairs: accuracy and cross_entropy, or mean_squared_error and rmse."""
+        net = self._fitted()
+        return evaluate(net, read_pairs(data, Schema.from_hyperparameters(net.hp)), self._device)
+
+    def score(self, data: Source) -> float:
+        """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error."""
+        metrics = self.evaluate(data)
+        return metrics["accuracy"] if "accuracy" in metrics else -metrics["mean_squared_error"]
+
+    @torch.inference_mode()
+    def predict(self, pairs: Source, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+        """Scores of pairs: softmax probabilities ``(n, num_classes)``, or ``(n, 1)`` for regression."""
+        net = self._fitted()
+        data = read_pairs(pairs, Schema.from_hyperparameters(net.hp), require_label=False)
+        out = []
+        for batch in sequential_batches(data, batch_size):
+            t0 = side_tensors(data.in0, batch.left, self._device)
+            t1 = side_tensors(data.in1, batch.right, self._device)
+            y = net(*t0, *t1)
+            out.append((y[:, None] if net.hp.is_regression else torch.softmax(y, dim=1)).float().cpu().numpy())
+        return np.concatenate(out)
+
+    @torch.inference_mode()
+    def embed(self, in0: Sequences | None = None, in1: Sequences | None = None, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+        """Encoder vectors ``(n, enc_dim)`` (float32) for token sequences of one side.
+
+        Pass exactly one of ``in0`` (through enc0) or ``in1`` (through enc1).
+        """
+        net = self._fitted()
+        if (in0 is None) == (in1 is None):
+            raise ValueError("embed takes exactly one of in0=... or in1=...")
+        side_name = "in0" if in0 is not None else "in1"
+        seqs = in0 if in0 is not None else in1
+        records = [{side_name: s} for s in seqs]  # type: ignore[union-attr]
+        data = read_pairs(records, Schema.from_hyperparameters(net.hp), require_label=False, sides=(side_name,))
+        side: Side = data.in0 if side_name == "in0" else data.in1
+        index = 0 if side_name == "in0" else 1
+        out = []
+        for start in range(0, len(side), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(side)))
+            out.append(net.encode(index, *side_tensors(side, idx, self._device)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, net.hp.enc_dim), np.float32)
+
+    # ---------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model folder (see :mod:`object2vec.io`)."""
+        net = self._fitted()
+        io.save(path, net, metrics=getattr(self, "metrics_", None), extra={"seed": self.seed})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> Object2Vec:
+        """Rebuild a trained model from its folder; predictions are bit-identical to the saved model's."""
+        net, metrics = io.load(path, resolve_device(device))
+        model = cls(device=device, **net.hp.to_dict())
+        model.model_ = net
+        model.hyperparameters_ = net.hp
+        model.metrics_ = metrics
+        model.history_ = metrics.get("epochs", [])
+        return model
+
+
+def _refuse_unloaded_files(hp: Hyperparameters) -> None:
+    from .errors import HyperparameterError
+
+    problems = [
+        f"enc{side}_{key}={getattr(hp, f'enc{side}_{key}')!r}: loading auxiliary files is not supported yet; leave it empty"
+        for side in (0, 1)
+        for key in ("pretrained_embedding_file", "vocab_file")
+        if getattr(hp, f"enc{side}_{key}")
+    ]
+    if problems:
+        raise HyperparameterError(problems)
+
+
+__all__ = ["Object2Vec", "PairData"]

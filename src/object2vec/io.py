@@ -1,0 +1,132 @@
+"""The model folder: everything needed to rebuild a trained model, written atomically.
+
+::
+
+    model/
+      config.json         format name and version + every resolved hyperparameter
+      model.safetensors   weights (tied tables stored once, via safetensors.torch.save_model)
+      metrics.json        per-epoch metrics, best epoch, test metrics
+
+Each file is written to a temporary name in the same folder and renamed into place, so a crash
+never leaves a half-written file under a real name. ``config.json`` is written last: a folder
+without it is not a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from .config import Hyperparameters
+from .errors import HyperparameterError, ModelFormatError
+from .model import Object2VecNet
+
+FORMAT = "object2vec"
+FORMAT_VERSION = 1
+CONFIG, WEIGHTS, METRICS = "config.json", "model.safetensors", "metrics.json"
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600 files; a model folder should read like any other
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save(folder: str | os.PathLike, net: Object2VecNet, metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``net`` (and its metrics) to ``folder``; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_model(net, tmp)  # handles the shared tensor of tied embeddings
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, folder / WEIGHTS)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if metrics is not None:
+        atomic_write_json(folder / METRICS, metrics)
+    from . import __version__
+
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "object2vec_version": __version__,
+        "hyperparameters": net.hp.to_dict(),
+        **(extra or {}),
+    }
+    atomic_write_json(folder / CONFIG, config)
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """``config.json`` of a model folder, checked for format and version."""
+    folder = Path(folder)
+    path = folder / CONFIG
+    if not folder.is_dir():
+        raise ModelFormatError(f"{folder}: no such model folder; expected a folder written by 'object2vec train' or Object2Vec.save")
+    if not path.is_file():
+        raise ModelFormatError(f"{folder}: has no {CONFIG}; expected a folder written by 'object2vec train' or Object2Vec.save")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{path}: is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFormatError(f"{path}: has wrong file format; expected \"format\": \"{FORMAT}\"")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: format_version {version!r} is not supported by this object2vec (reads up to {FORMAT_VERSION}); upgrade object2vec")
+    return config
+
+
+def load(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Object2VecNet, dict[str, Any]]:
+    """Rebuild the network from a model folder; returns ``(net, metrics)``."""
+    folder = Path(folder)
+    config = read_config(folder)
+    try:
+        hp = Hyperparameters.from_dict(config.get("hyperparameters", {}))
+    except HyperparameterError as e:
+        raise ModelFormatError(f"{folder / CONFIG}: {e}") from None
+    net = Object2VecNet(hp)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise ModelFormatError(f"{folder}: has no {WEIGHTS}")
+    try:
+        missing, unexpected = load_model(net, weights, strict=False, device=str(device))
+    except Exception as e:  # safetensors raises several types for a damaged file
+        raise ModelFormatError(f"{weights}: cannot be read ({e})") from None
+    if missing or unexpected:
+        raise ModelFormatError(f"{weights}: does not match {CONFIG} (missing {sorted(missing)}, unexpected {sorted(unexpected)})")
+    metrics = {}
+    if (folder / METRICS).is_file():
+        metrics = json.loads((folder / METRICS).read_text())
+    net.to(device).eval()
+    return net, metrics

@@ -1,0 +1,76 @@
+"""Which pairs each training step sees: shuffling, negative sampling, bucketing and sharding.
+
+An epoch is planned up front as three arrays, ``left`` (in0 record), ``right`` (in1 record) and
+``labels``, so a drawn negative costs no copy of any sequence: it is just another index pair. The
+plan depends only on ``(seed, epoch)``, which makes runs repeatable and lets a resumed run see the
+same order.
+
+Negative sampling (``negative_sampling_rate = N``): every record whose label is 1 contributes N
+extra pairs ``(its in0, the in1 of another record drawn uniformly at random)`` labelled 0, drawn
+afresh each epoch from the training split only. The drawn record is never the record itself; it may
+happen to hold the same in1 tokens (a popular item), which is the usual noise of this method.
+Records with other labels are trained as given and contribute no negatives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Hyperparameters
+from .data import PairData
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Row indices into the in0 and in1 sides, and the label of each pair."""
+
+    left: np.ndarray
+    right: np.ndarray
+    labels: np.ndarray
+
+
+def epoch_pairs(data: PairData, hp: Hyperparameters, epoch: int, seed: int) -> Batch:
+    """Every pair of one epoch, positives plus freshly drawn negatives, in shuffled order."""
+    rng = np.random.default_rng([seed, epoch])
+    n = len(data)
+    left = np.arange(n, dtype=np.int64)
+    right = np.arange(n, dtype=np.int64)
+    labels = data.labels
+    if hp.negative_sampling_rate and n > 1:
+        positives = np.flatnonzero(labels == 1)
+        src = np.repeat(positives, hp.negative_sampling_rate)
+        other = rng.integers(0, n - 1, size=len(src))
+        other += other >= src  # skip the record itself: uniform over the n - 1 others
+        left = np.concatenate([left, src])
+        right = np.concatenate([right, other])
+        labels = np.concatenate([labels, np.zeros(len(src), dtype=labels.dtype)])
+    order = rng.permutation(len(left))
+    return Batch(left[order], right[order], labels[order])
+
+
+def epoch_batches(
+    data: PairData, hp: Hyperparameters, epoch: int, seed: int, *, rank: int = 0, world_size: int = 1
+) -> list[Batch]:
+    """The batches one process trains on in ``epoch``.
+
+    With ``bucket_width > 0`` pairs are grouped by length (the longer side, in steps of
+    ``bucket_width``) so a batch pads little, and the batch order is shuffled. Under DDP every rank
+    plans the same epoch and takes every ``world_size``-th batch, trimmed to an equal count so that
+    all ranks step together.
+    """
+    pairs = epoch_pairs(data, hp, epoch, seed)
+    order = np.arange(len(pairs.left))
+    size = hp.mini_batch_size
+    if hp.bucket_width:
+        longest = np.maximum(data.in0.lengths[pairs.left], data.in1.lengths[pairs.right])
+        order = np.argsort(longest // hp.bucket_width, kind="stable")  # stable: keeps the shuffle within a bucket
+    chunks = [order[i : i + size] for i in range(0, len(order), size)]
+    if hp.bucket_width:
+        rng = np.random.default_rng([seed, epoch, 1])
+        chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    if world_size > 1:
+        per_rank = len(chunks) // world_size
+        chunks = chunks[rank::world_size][:per_rank]
+    return [Batch(pairs.left[c], pairs.right[c], pairs.labels[c]) for c in chunks]

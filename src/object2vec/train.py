@@ -1,0 +1,277 @@
+"""The training loop: epochs of shuffled batches, metrics, early stopping with best-weight restore.
+
+Read top to bottom: :func:`fit` plans each epoch (:mod:`object2vec.sampling`), steps the optimizer
+over it, evaluates on the validation split, and stops after ``early_stopping_patience`` epochs in a
+row whose validation loss did not beat the reference by ``early_stopping_tolerance``. The weights of
+the epoch with the lowest validation loss are restored at the end. Without a validation split every
+epoch runs and the last weights are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import reporting
+from .config import Hyperparameters
+from .data import PairData, Side
+from .model import Object2VecNet
+from .sampling import Batch, epoch_batches
+
+EVAL_BATCH_SIZE = 4096
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` learned about the run; ``history`` has one dict per epoch."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    test: dict[str, float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"epochs": self.history, "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "test": self.test}
+
+
+# --------------------------------------------------------------------------------------------------
+# Tensors
+
+
+def side_tensors(side: Side, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat token ids and lengths of rows ``idx`` of one side, as int64 tensors on ``device``."""
+    tokens, lengths = side.take(idx)
+    return (
+        torch.from_numpy(tokens.astype(np.int64)).to(device, non_blocking=True),
+        torch.from_numpy(lengths).to(device, non_blocking=True),
+    )
+
+
+def batch_inputs(data: PairData, batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
+    return (*side_tensors(data.in0, batch.left, device), *side_tensors(data.in1, batch.right, device))
+
+
+def sequential_batches(data: PairData, size: int) -> Iterator[Batch]:
+    """Every pair once, in file order (evaluation and prediction)."""
+    for start in range(0, len(data), size):
+        idx = np.arange(start, min(start + size, len(data)))
+        labels = data.labels[idx] if data.labels is not None else idx
+        yield Batch(idx, idx, labels)
+
+
+def label_tensor(labels: np.ndarray, hp: Hyperparameters, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(labels))
+    return t.to(device, dtype=torch.float32 if hp.is_regression else torch.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimizers
+
+
+def _dense_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    cls = {
+        "adam": torch.optim.Adam,
+        "adagrad": torch.optim.Adagrad,
+        "rmsprop": torch.optim.RMSprop,
+        "sgd": torch.optim.SGD,
+        "adadelta": torch.optim.Adadelta,
+    }[name]
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+def _sparse_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Lazy (touched-rows-only) updates; weight decay is added to the touched rows' gradients."""
+    if name == "adam":
+        return torch.optim.SparseAdam(params, lr=lr)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr)
+
+
+class Optimizers:
+    """The dense optimizer, plus a lazy one for ``row_sparse`` embedding tables."""
+
+    def __init__(self, net: Object2VecNet, hp: Hyperparameters):
+        self.weight_decay = hp.weight_decay
+        sparse = [e.weight for e in net.embeddings() if e.sparse]
+        sparse_ids = {id(p) for p in sparse}
+        dense = [p for p in net.parameters() if p.requires_grad and id(p) not in sparse_ids]
+        self.sparse_params = [p for p in sparse if p.requires_grad]
+        self.optimizers = []
+        if dense:
+            self.optimizers.append(_dense_optimizer(hp.optimizer, dense, hp.learning_rate, hp.weight_decay))
+        if self.sparse_params:
+            self.optimizers.append(_sparse_optimizer(hp.optimizer, self.sparse_params, hp.learning_rate))
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        if self.weight_decay:
+            for p in self.sparse_params:
+                if p.grad is not None:
+                    g = p.grad.coalesce()
+                    rows = g.indices()[0]
+                    p.grad = torch.sparse_coo_tensor(g.indices(), g.values() + self.weight_decay * p.detach()[rows], g.shape)
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [opt.state_dict() for opt in self.optimizers]
+
+    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
+        for opt, state in zip(self.optimizers, states):
+            opt.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+
+
+class Meter:
+    """Sums loss and correct predictions over batches; reports SageMaker's metric names."""
+
+    def __init__(self, hp: Hyperparameters):
+        self.regression = hp.is_regression
+        self.loss_sum = 0.0
+        self.correct = 0
+        self.count = 0
+
+    def add(self, out: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        n = len(labels)
+        self.loss_sum += float(loss) * n
+        self.count += n
+        if not self.regression:
+            self.correct += int((out.argmax(dim=1) == labels).sum())
+
+    def metrics(self) -> dict[str, float]:
+        loss = self.loss_sum / max(self.count, 1)
+        if self.regression:
+            return {"mean_squared_error": loss, "rmse": loss**0.5}
+        return {"accuracy": self.correct / max(self.count, 1), "cross_entropy": loss}
+
+
+def loss_of(hp: Hyperparameters) -> str:
+    """The metric early stopping watches: the output layer's own loss."""
+    return "mean_squared_error" if hp.is_regression else "cross_entropy"
+
+
+def compute_loss(out: torch.Tensor, labels: torch.Tensor, hp: Hyperparameters) -> torch.Tensor:
+    return F.mse_loss(out, labels) if hp.is_regression else F.cross_entropy(out, labels)
+
+
+@torch.inference_mode()
+def evaluate(net: Object2VecNet, data: PairData, device: torch.device, batch_size: int = EVAL_BATCH_SIZE) -> dict[str, float]:
+    """Accuracy and cross_entropy (softmax) or mean_squared_error and rmse (regression) on ``data``."""
+    was_training = net.training
+    net.eval()
+    meter = Meter(net.hp)
+    for batch in sequential_batches(data, batch_size):
+        labels = label_tensor(batch.labels, net.hp, device)
+        out = net(*batch_inputs(data, batch, device))
+        meter.add(out, labels, compute_loss(out, labels, net.hp))
+    net.train(was_training)
+    return meter.metrics()
+
+
+def log_metrics(split: str, metrics: dict[str, float], epoch: int | None = None) -> None:
+    for name, value in metrics.items():
+        reporting.emit(reporting.quality_line(split, name, value, epoch))
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+
+
+def fit(
+    net: Object2VecNet,
+    train: PairData,
+    validation: PairData | None = None,
+    test: PairData | None = None,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    max_steps: int | None = None,
+) -> TrainResult:
+    """Train ``net`` in place and return the run's history (see the module docstring).
+
+    ``max_steps`` ends training after that many optimizer steps (``--dry-run`` uses 1).
+    """
+    hp = net.hp
+    device = torch.device(device)
+    net.to(device).train()
+    optimizers = Optimizers(net, hp)
+    watched = loss_of(hp)
+    result = TrainResult()
+    best_loss, reference, bad_epochs, best_state = float("inf"), float("inf"), 0, None
+    steps = 0
+
+    for epoch in range(1, hp.epochs + 1):
+        batches = epoch_batches(train, hp, epoch, seed)
+        meter = Meter(hp)
+        if max_steps is not None:
+            batches = batches[: max(max_steps - steps, 0)]
+        pairs = sum(len(b.labels) for b in batches)
+        bar = tqdm(total=pairs, unit="pair", unit_scale=True, desc=f"epoch {epoch}", disable=not reporting.show_progress_bar(), leave=False)
+        start = time.perf_counter()
+        for batch in batches:
+            steps += 1
+            inputs = batch_inputs(train, batch, device)
+            labels = label_tensor(batch.labels, hp, device)
+            out = net(*inputs)
+            loss = compute_loss(out, labels, hp)
+            optimizers.zero_grad()
+            loss.backward()
+            optimizers.step()
+            meter.add(out.detach(), labels, loss.detach())
+            bar.update(len(labels))
+        elapsed = time.perf_counter() - start
+        bar.close()
+
+        record: dict[str, Any] = {"epoch": epoch, "train": meter.metrics(), "throughput": pairs / max(elapsed, 1e-9), "seconds": elapsed}
+        log_metrics("train", record["train"], epoch)
+        reporting.emit(reporting.throughput_line(record["throughput"]))
+        if validation is not None:
+            record["validation"] = evaluate(net, validation, device)
+            log_metrics("validation", record["validation"], epoch)
+        reporting.emit(reporting.progress_line(100 * epoch / hp.epochs))
+        result.history.append(record)
+
+        if max_steps is not None and steps >= max_steps:
+            break
+        if validation is None:
+            continue
+        loss = record["validation"][watched]
+        if loss < best_loss:  # keep the best weights even when the gain is below tolerance
+            best_loss, result.best_epoch = loss, epoch
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if loss < reference - hp.early_stopping_tolerance:
+            reference, bad_epochs = loss, 0
+        else:
+            bad_epochs += 1
+            if bad_epochs >= hp.early_stopping_patience:
+                result.stopped_early = epoch < hp.epochs
+                reporting.emit(
+                    f"Early stopping at epoch {epoch}: validation {watched} did not improve by "
+                    f"{hp.early_stopping_tolerance:g} for {bad_epochs} epochs; restoring epoch {result.best_epoch}."
+                )
+                break
+
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    if result.best_epoch is None:
+        result.best_epoch = len(result.history)
+    if test is not None:
+        result.test = evaluate(net, test, device)
+        log_metrics("test", result.test)
+    net.eval()
+    return result
