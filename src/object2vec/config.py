@@ -350,7 +350,8 @@ class Hyperparameters:
           explicitly set ``enc1_*`` value that this overrides);
         * unset ``enc1_*`` values take their documented defaults;
         * ``layers=auto`` becomes hcnn 4, bilstm 1, pooled_embedding 1;
-        * ``pooled_embedding`` has no projection, so its token dimension becomes ``enc_dim``.
+        * ``pooled_embedding`` has no projection, so :meth:`encoder` reports ``enc_dim`` as its token
+          dimension (the field itself keeps its value, which may exceed the 1000 limit of the field).
 
         The result has concrete values only, so resolving it again changes nothing.
         """
@@ -391,8 +392,6 @@ class Hyperparameters:
             layers = getattr(hp, f"enc{side}_layers")
             if layers == "auto" or net == "pooled_embedding":
                 changes[f"enc{side}_layers"] = AUTO_LAYERS[net]
-            if net == "pooled_embedding":
-                changes[f"enc{side}_token_embedding_dim"] = hp.enc_dim
         hp = dataclasses.replace(hp, **changes)
         hp._check_combinations()
         return hp
@@ -405,11 +404,11 @@ class Hyperparameters:
                     "tied_token_embedding_weight=True shares one token table, so enc0_vocab_size and "
                     f"enc1_vocab_size must be equal; got {self.enc0_vocab_size} and {self.enc1_vocab_size}."
                 )
-            if self.enc0_token_embedding_dim != self.enc1_token_embedding_dim:
+            dims = self.encoder(0).token_embedding_dim, self.encoder(1).token_embedding_dim
+            if dims[0] != dims[1]:
                 problems.append(
-                    "tied_token_embedding_weight=True needs equal token embedding sizes; got "
-                    f"{self.enc0_token_embedding_dim} (enc0) and {self.enc1_token_embedding_dim} (enc1) "
-                    "(pooled_embedding uses enc_dim)."
+                    f"tied_token_embedding_weight=True needs equal token embedding sizes; got {dims[0]} (enc0) "
+                    f"and {dims[1]} (enc1) (pooled_embedding uses enc_dim)."
                 )
         if self.token_embedding_storage_type == "row_sparse" and self.optimizer not in ROW_SPARSE_OPTIMIZERS:
             problems.append(
@@ -428,7 +427,10 @@ class Hyperparameters:
         """The settings of encoder ``side`` (0 or 1); call on a resolved instance."""
         if self.enc1_network == "enc0" or getattr(self, f"enc{side}_layers") == "auto":
             return self.resolve().encoder(side)
-        return EncoderConfig(**{k: getattr(self, f"enc{side}_{k}") for k in ENCODER_KEYS})
+        values = {k: getattr(self, f"enc{side}_{k}") for k in ENCODER_KEYS}
+        if values["network"] == "pooled_embedding":
+            values["token_embedding_dim"] = self.enc_dim  # SageMaker forces it: mean pooling has no projection
+        return EncoderConfig(**values)
 
     @property
     def is_regression(self) -> bool:

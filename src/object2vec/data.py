@@ -277,9 +277,10 @@ class _Collector:
 
     def result(self, require_label: bool) -> PairData:
         sides = []
+        n = sum(len(c) for c in self.label_chunks)
         for side in ("in0", "in1"):
-            if side not in self.sides:
-                sides.append(Side(np.zeros(0, np.int32), np.zeros(1, np.int64)))
+            if side not in self.sides:  # an embedding request: the other side is n empty sequences
+                sides.append(Side(np.zeros(0, np.int32), np.zeros(n + 1, np.int64)))
                 continue
             lengths = np.concatenate(self.length_chunks[side]) if self.length_chunks[side] else np.zeros(0, np.int64)
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)

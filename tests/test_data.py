@@ -1,0 +1,190 @@
+"""Reading pairs: formats, packed storage, truncation, and one clear message per bad record."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_lines
+
+from object2vec.config import Hyperparameters
+from object2vec.data import PairData, Schema, Side, read_pairs
+from object2vec.errors import DataError
+
+SCHEMA = Schema(vocab_size=(10, 5), max_seq_len=(4, 3), regression=False, num_classes=3)
+REGRESSION = Schema(vocab_size=(10, 5), max_seq_len=(4, 3), regression=True, num_classes=2)
+
+
+def problems_of(path: Path, schema: Schema = SCHEMA) -> list[str]:
+    with pytest.raises(DataError) as err:
+        read_pairs(path, schema)
+    return err.value.problems
+
+
+def test_reads_pairs_into_packed_arrays(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [0, 9, 3], "in1": [4]}', '{"label": 2, "in0": [5], "in1": [0, 1]}')
+    data = read_pairs(path, SCHEMA)
+    assert len(data) == 2
+    assert data.in0.tokens.dtype == np.int32 and data.in0.offsets.dtype == np.int64
+    assert data.in0.offsets.tolist() == [0, 3, 4]
+    assert data.in0[0].tolist() == [0, 9, 3] and data.in1[1].tolist() == [0, 1]
+    assert data.labels.tolist() == [1, 2] and data.labels.dtype == np.int64
+
+
+def test_token_zero_is_an_ordinary_token(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 0, "in0": [0, 0], "in1": [0]}')
+    data = read_pairs(path, SCHEMA)
+    assert data.in0.lengths.tolist() == [2] and data.in0[0].tolist() == [0, 0]
+
+
+def test_sequences_longer_than_max_seq_len_are_truncated(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 0, "in0": [1, 2, 3, 4, 5, 6], "in1": [1, 2, 3, 4]}')
+    data = read_pairs(path, SCHEMA)
+    assert data.in0[0].tolist() == [1, 2, 3, 4] and data.in1[0].tolist() == [1, 2, 3]
+
+
+def test_gzip_files_and_channel_directories_are_read_in_name_order(tmp_path):
+    channel = tmp_path / "train"
+    channel.mkdir()
+    write_lines(channel / "part-0.jsonl", '{"label": 0, "in0": [1], "in1": [1]}')
+    (channel / "part-1.jsonl.gz").write_bytes(gzip.compress(b'{"label": 1, "in0": [2], "in1": [2]}\n'))
+    (channel / ".hidden").write_text("not data")
+    data = read_pairs(channel, SCHEMA)
+    assert data.in0.tokens.tolist() == [1, 2] and data.labels.tolist() == [0, 1]
+
+
+def test_extra_keys_and_blank_lines_are_tolerated(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1], "in1": [2], "id": "x7"}', "", "  ")
+    assert len(read_pairs(path, SCHEMA)) == 1
+
+
+def test_in_memory_records_are_validated_the_same_way():
+    with pytest.raises(DataError, match=r"records\[1\]: in0: empty list"):
+        read_pairs([{"label": 0, "in0": [1], "in1": [1]}, {"label": 0, "in0": [], "in1": [1]}], SCHEMA)
+
+
+def test_regression_labels_are_float32(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 3.5, "in0": [1], "in1": [2]}', '{"label": 4, "in0": [1], "in1": [2]}')
+    data = read_pairs(path, REGRESSION)
+    assert data.labels.dtype == np.float32 and data.labels.tolist() == [3.5, 4.0]
+
+
+def test_labels_are_optional_for_prediction(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"in0": [1], "in1": [2]}')
+    assert read_pairs(path, SCHEMA, require_label=False).labels is None
+
+
+def test_the_spec_example_lines_are_valid(tmp_path):
+    path = write_lines(
+        tmp_path / "spec.jsonl",
+        '{"label": 0, "in0": [6, 17, 606, 19, 53, 67, 52, 12, 5, 10, 15, 10178, 7, 33, 652, 80, 15, 69, 821, 4], '
+        '"in1": [16, 21, 13, 45, 14, 9, 80, 59, 164, 4]}',
+        '{"label": 1, "in0": [22, 1016, 32, 13, 25, 11, 5, 64, 573, 45, 5, 80, 15, 67, 21, 7, 9, 107, 4], '
+        '"in1": [22, 32, 13, 25, 1016, 573, 3252, 4]}',
+    )
+    hp = Hyperparameters(enc0_max_seq_len=20, enc0_vocab_size=10179)
+    assert len(read_pairs(path, Schema.from_hyperparameters(hp))) == 2
+
+
+# -- one message per kind of bad input: file:line: field: what is wrong; what was expected ------------
+
+
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ('{"label": 1, "in0": [1], "in1": [2]', "a.jsonl:1: malformed JSON"),
+        ("[1, 2]", "a.jsonl:1: record is a list; expected a JSON object"),
+        ('"text"', "a.jsonl:1: record is a string; expected a JSON object"),
+        ('{"label": 1, "in1": [2]}', "a.jsonl:1: in0: missing; expected a non-empty list of integer token ids"),
+        ('{"label": 1, "in0": [1]}', "a.jsonl:1: in1: missing"),
+        ('{"in0": [1], "in1": [2]}', "a.jsonl:1: label: missing; expected an integer class in [0, 3)"),
+        ('{"label": 1, "in0": 5, "in1": [2]}', "a.jsonl:1: in0: got 5 (an integer); expected a non-empty list of integer token ids"),
+        ('{"label": 1, "in0": "1 2", "in1": [2]}', 'a.jsonl:1: in0: got "1 2" (a string)'),
+        ('{"label": 1, "in0": [], "in1": [2]}', "a.jsonl:1: in0: empty list; expected at least one token id"),
+        ('{"label": 1, "in0": [1, 10], "in1": [2]}', "a.jsonl:1: in0: token 1 is 10, not less than enc0_vocab_size=10; expected a token id in [0, 10) (raise enc0_vocab_size or re-index)"),
+        ('{"label": 1, "in0": [1], "in1": [5]}', "a.jsonl:1: in1: token 0 is 5, not less than enc1_vocab_size=5"),
+        ('{"label": 1, "in0": [-1], "in1": [2]}', "a.jsonl:1: in0: token 0 is -1; expected a token id in [0, 10)"),
+        ('{"label": 1, "in0": [1.5], "in1": [2]}', "a.jsonl:1: in0: token 0 is 1.5 (a float); expected an integer token id"),
+        ('{"label": 1, "in0": [1.0], "in1": [2]}', "a.jsonl:1: in0: token 0 is 1.0 (a float)"),
+        ('{"label": 1, "in0": [true], "in1": [2]}', "a.jsonl:1: in0: token 0 is true (a boolean)"),
+        ('{"label": 1, "in0": [[1]], "in1": [2]}', "a.jsonl:1: in0: token 0 is [1] (a list)"),
+        ('{"label": 1, "in0": [1e30], "in1": [2]}', "a.jsonl:1: in0: token 0 is 1e+30 (a float)"),
+        ('{"label": 1, "in0": [18446744073709551615], "in1": [2]}', "a.jsonl:1: in0: token 0 is 18446744073709551615, not less than"),
+        ('{"label": 3, "in0": [1], "in1": [2]}', "a.jsonl:1: label: 3 is out of range; expected an integer class in [0, 3)"),
+        ('{"label": -1, "in0": [1], "in1": [2]}', "a.jsonl:1: label: -1 is out of range"),
+        ('{"label": 1.5, "in0": [1], "in1": [2]}', "a.jsonl:1: label: 1.5 is out of range"),
+        ('{"label": "1", "in0": [1], "in1": [2]}', 'a.jsonl:1: label: got "1" (a string)'),
+        ('{"label": true, "in0": [1], "in1": [2]}', "a.jsonl:1: label: got true (a boolean)"),
+        ('{"label": NaN, "in0": [1], "in1": [2]}', "a.jsonl:1: label: nan is not a finite number"),
+        ('{"label": null, "in0": [1], "in1": [2]}', "a.jsonl:1: label: got null (null)"),
+    ],
+)
+def test_each_bad_input_class_gets_a_message_naming_file_line_and_field(tmp_path, line, expected):
+    path = write_lines(tmp_path / "a.jsonl", line)
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert problems[0].startswith(str(tmp_path / expected.split(":", 1)[0]) + ":" + expected.split(":", 1)[1]), problems[0]
+
+
+def test_regression_rejects_infinite_labels(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": Infinity, "in0": [1], "in1": [2]}')
+    assert "label: inf is not a finite number; expected a finite number" in problems_of(path, REGRESSION)[0]
+
+
+def test_integral_float_labels_are_accepted_as_classes(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1.0, "in0": [1], "in1": [2]}')
+    assert read_pairs(path, SCHEMA).labels.tolist() == [1]
+
+
+def test_empty_file_is_an_error(tmp_path):
+    path = write_lines(tmp_path / "empty.jsonl")
+    assert problems_of(path) == [f"{path}: no records; expected at least one JSON object per line"]
+
+
+def test_missing_file_and_empty_directory_are_errors(tmp_path):
+    assert "no such file or directory" in problems_of(tmp_path / "nope.jsonl")[0]
+    (tmp_path / "channel").mkdir()
+    assert "holds no data files" in problems_of(tmp_path / "channel")[0]
+
+
+def test_truncated_gzip_is_reported_not_raised(tmp_path):
+    blob = gzip.compress(b'{"label": 0, "in0": [1], "in1": [1]}\n' * 1000)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    assert "cannot be read" in problems_of(path)[0]
+
+
+def test_first_20_problems_are_listed_and_all_are_counted(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", *(['{"label": 9, "in0": [1], "in1": [2]}'] * 25))
+    with pytest.raises(DataError) as err:
+        read_pairs(path, SCHEMA)
+    assert err.value.count == 25 and len(err.value.problems) == 20
+    assert "... and 5 more" in str(err.value)
+    assert str(err.value).startswith("25 data problems:")
+
+
+def test_problems_in_late_chunks_name_the_right_line(tmp_path):
+    good = '{"label": 0, "in0": [1], "in1": [2]}'
+    lines = [good] * 70000
+    lines[66000] = '{"label": 0, "in0": [1, 2, 11], "in1": [2]}'
+    path = write_lines(tmp_path / "big.jsonl", *lines)
+    assert problems_of(path) == [
+        f"{path}:66001: in0: token 2 is 11, not less than enc0_vocab_size=10; expected a token id in [0, 10) "
+        "(raise enc0_vocab_size or re-index)"
+    ]
+
+
+def test_take_gathers_rows_without_python_loops():
+    side = Side.from_lists([[1, 2, 3], [4], [5, 6]])
+    tokens, lengths = side.take(np.array([2, 0, 2]))
+    assert tokens.tolist() == [5, 6, 1, 2, 3, 5, 6] and lengths.tolist() == [2, 3, 2]
+
+
+def test_a_million_pairs_of_twenty_tokens_take_under_200_megabytes():
+    n, length = 1_000_000, 20
+    side = Side(np.zeros(n * length, np.int32), np.arange(0, (n + 1) * length, length, dtype=np.int64))
+    data = PairData(side, side, np.zeros(n, np.int64))
+    # two sides of 80 MB tokens + 8 MB offsets, plus 8 MB labels: ~10 million pairs fit in 2 GB
+    assert data.nbytes < 200e6 * 1.0

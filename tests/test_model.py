@@ -1,0 +1,124 @@
+"""Encoders, comparator, MLP and heads: shapes, masking by length, batch independence, tying."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from object2vec.config import Hyperparameters
+from object2vec.model import Object2VecNet, compare, comparator_width
+
+NETWORKS = ["pooled_embedding", "hcnn", "bilstm"]
+
+
+def net_for(network: str, **extra) -> Object2VecNet:
+    torch.manual_seed(0)
+    hp = Hyperparameters(enc0_max_seq_len=8, enc0_vocab_size=30, enc0_network=network, enc0_token_embedding_dim=6, enc_dim=10, mlp_dim=12, **extra)
+    return Object2VecNet(hp).eval()
+
+
+def flat(*seqs: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([t for s in seqs for t in s]), torch.tensor([len(s) for s in seqs])
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_encoder_maps_tokens_and_lengths_to_enc_dim(network):
+    net = net_for(network)
+    out = net.encode(0, *flat([1, 2, 3], [4], [0, 0, 5, 6, 7]))
+    assert out.shape == (3, 10)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_encoding_does_not_depend_on_the_rest_of_the_batch(network):
+    net = net_for(network)
+    alone = net.encode(0, *flat([3, 1, 4]))
+    padded = net.encode(0, *flat([3, 1, 4], [1, 5, 9, 2, 6, 5, 3, 5]))[:1]
+    torch.testing.assert_close(alone, padded, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_token_zero_is_not_padding(network):
+    net = net_for(network)
+    a, b = net.encode(0, *flat([5])), net.encode(0, *flat([5, 0]))
+    assert not torch.allclose(a, b)
+
+
+def test_pooled_embedding_is_the_mean_of_token_vectors():
+    net = net_for("pooled_embedding")
+    table = net.encoders[0].embedding.weight
+    out = net.encode(0, *flat([1, 2, 2]))
+    torch.testing.assert_close(out[0], (table[1] + 2 * table[2]) / 3)
+
+
+def test_hcnn_has_the_configured_layers_and_filter_width():
+    net = net_for("hcnn", enc0_layers=2, enc0_cnn_filter_width=5)
+    convs = net.encoders[0].convs
+    assert len(convs) == 2 and all(c.kernel_size == (5,) for c in convs)
+
+
+def test_bilstm_is_bidirectional_with_the_configured_layers():
+    lstm = net_for("bilstm", enc0_layers=3).encoders[0].lstm
+    assert lstm.bidirectional and lstm.num_layers == 3
+
+
+@pytest.mark.parametrize(
+    "comparators,width",
+    [(("hadamard",), 10), (("concat",), 20), (("abs_diff",), 10), (("hadamard", "concat", "abs_diff"), 40), (("abs_diff", "hadamard"), 20)],
+)
+def test_comparator_width_follows_the_list(comparators, width):
+    assert comparator_width(comparators, 10) == width
+    net = net_for("pooled_embedding", comparator_list=comparators, mlp_layers=0)
+    assert net.output.in_features == width
+
+
+def test_comparator_concatenates_in_the_listed_order():
+    u, v = torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, -1.0]])
+    assert compare(u, v, ("concat", "hadamard", "abs_diff")).tolist() == [[1.0, 2.0, 3.0, -1.0, 3.0, -2.0, 2.0, 3.0]]
+
+
+def test_mlp_has_mlp_layers_of_mlp_dim_with_the_activation():
+    net = net_for("pooled_embedding", mlp_layers=3, mlp_activation="tanh")
+    linears = [m for m in net.mlp if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [12, 12, 12]
+    assert sum(isinstance(m, torch.nn.Tanh) for m in net.mlp) == 3
+
+
+def test_zero_mlp_layers_connects_the_comparator_to_the_output():
+    net = net_for("pooled_embedding", mlp_layers=0)
+    assert len(net.mlp) == 0 and net.output.in_features == 40
+
+
+def test_softmax_head_has_num_classes_logits_and_regression_one_value():
+    batch = (*flat([1], [2]), *flat([3], [4]))
+    assert net_for("pooled_embedding", num_classes=5)(*batch).shape == (2, 5)
+    assert net_for("pooled_embedding", output_layer="mean_squared_error")(*batch).shape == (2,)
+
+
+def test_tied_weights_share_only_the_token_table():
+    net = net_for("hcnn", tied_token_embedding_weight=True)
+    assert net.encoders[0].embedding is net.encoders[1].embedding
+    assert net.encoders[0].convs[0].weight is not net.encoders[1].convs[0].weight
+    tokens = flat([1, 2, 3])
+    assert not torch.allclose(net.encode(0, *tokens), net.encode(1, *tokens))  # I-813: embeddings still differ
+
+
+def test_untied_encoders_have_their_own_tables():
+    net = net_for("pooled_embedding")
+    assert net.encoders[0].embedding is not net.encoders[1].embedding
+
+
+def test_row_sparse_makes_sparse_embedding_gradients():
+    net = net_for("pooled_embedding", token_embedding_storage_type="row_sparse").train()
+    net(*flat([1, 2]), *flat([3])).sum().backward()
+    assert net.encoders[0].embedding.weight.grad.is_sparse
+
+
+def test_dropout_is_active_only_in_training():
+    net = net_for("pooled_embedding", dropout=0.5)
+    batch = (*flat([1, 2], [3]), *flat([4], [5, 6]))
+    torch.testing.assert_close(net(*batch), net(*batch))
+    net.train()
+    torch.manual_seed(1)
+    a = net(*batch)
+    torch.manual_seed(2)
+    assert not torch.allclose(a, net(*batch))

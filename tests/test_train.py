@@ -1,0 +1,163 @@
+"""The training loop: optimizers, metrics, early stopping with best-weight restore, sampling."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from object2vec import Object2Vec
+from object2vec.config import Hyperparameters
+from object2vec.data import PairData, Side
+from object2vec.model import Object2VecNet
+from object2vec.sampling import epoch_batches, epoch_pairs
+from object2vec.train import Optimizers, fit
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop", "sgd", "adadelta"])
+def test_every_optimizer_lowers_the_training_loss(tiny, records, optimizer):
+    lr = {"sgd": 0.5, "adadelta": 1.0, "adagrad": 0.1}.get(optimizer, 0.01)
+    model = Object2Vec(**{**tiny, "optimizer": optimizer, "learning_rate": lr, "epochs": 6, "mini_batch_size": 8}).fit(records)
+    losses = [h["train"]["cross_entropy"] for h in model.history_]
+    assert losses[-1] < losses[0] - 0.05, losses
+
+
+def test_weight_decay_shrinks_the_weights(tiny, records):
+    plain = Object2Vec(**tiny).fit(records)
+    decayed = Object2Vec(**tiny, weight_decay=1.0).fit(records)
+    norm = lambda m: sum(float(p.detach().norm()) for p in m.model_.mlp.parameters())  # noqa: E731
+    assert norm(decayed) < norm(plain)
+
+
+def test_metrics_per_epoch_follow_sagemaker_names(tiny, records):
+    model = Object2Vec(**tiny).fit(records, validation=records[:50], test=records[50:100])
+    first = model.history_[0]
+    assert set(first["train"]) == {"accuracy", "cross_entropy"}
+    assert set(first["validation"]) == {"accuracy", "cross_entropy"}
+    assert first["throughput"] > 0
+    assert set(model.metrics_["test"]) == {"accuracy", "cross_entropy"}
+
+
+def test_regression_reports_mse_and_rmse(tiny):
+    from object2vec.synthetic import make_pairs
+
+    data = make_pairs(200, task="regression")
+    model = Object2Vec(**tiny, output_layer="mean_squared_error").fit(data, validation=data[:50])
+    metrics = model.history_[-1]["validation"]
+    assert set(metrics) == {"mean_squared_error", "rmse"}
+    assert metrics["rmse"] == pytest.approx(metrics["mean_squared_error"] ** 0.5)
+
+
+def test_log_lines_match_sagemaker_metric_regexes(tiny, records, caplog):
+    import re
+
+    caplog.set_level(logging.INFO, logger="object2vec")
+    Object2Vec(**tiny).fit(records, validation=records[:50], test=records[:50])
+    text = caplog.text
+    assert re.search(r"#quality_metric: host=\S+, epoch=\S+, train accuracy <score>=(\S+)", text)
+    assert re.search(r"#quality_metric: host=\S+, epoch=\S+, validation cross_entropy <loss>=(\S+)", text)
+    assert re.search(r"#quality_metric: host=\S+, test accuracy <score>=(\S+)", text)
+    assert re.search(r"#throughput_metric: host=\S+, train throughput=(\S+) records/second", text)
+    assert "host=algo-1" in text
+
+
+def _toy(n: int = 64) -> PairData:
+    rng = np.random.default_rng(0)
+    side = Side(rng.integers(0, 10, n).astype(np.int32), np.arange(n + 1, dtype=np.int64))
+    return PairData(side, side, rng.integers(0, 2, n))
+
+
+def test_early_stopping_restores_the_best_epoch(monkeypatch):
+    """Validation losses 0.9, 0.5, 0.7, 0.8, 0.6: stop after 3 epochs without beating 0.5, keep epoch 2."""
+    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, epochs=10, early_stopping_patience=3)
+    torch.manual_seed(0)
+    net = Object2VecNet(hp)
+    losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.1])
+    snapshots = []
+
+    def fake_evaluate(net, data, device, batch_size=0):
+        snapshots.append(net.output.weight.detach().clone())
+        return {"accuracy": 0.5, "cross_entropy": next(losses)}
+
+    monkeypatch.setattr("object2vec.train.evaluate", fake_evaluate)
+    result = fit(net, _toy(), validation=_toy())
+    assert len(result.history) == 5 and result.stopped_early and result.best_epoch == 2
+    torch.testing.assert_close(net.output.weight, snapshots[1])
+
+
+def test_improvements_smaller_than_the_tolerance_do_not_reset_patience(monkeypatch):
+    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, epochs=10, early_stopping_patience=2, early_stopping_tolerance=0.1)
+    losses = iter([1.0, 0.95, 0.92, 0.5])
+    monkeypatch.setattr("object2vec.train.evaluate", lambda *a, **k: {"accuracy": 0.5, "cross_entropy": next(losses)})
+    result = fit(Object2VecNet(hp), _toy(), validation=_toy())
+    assert len(result.history) == 3 and result.best_epoch == 3  # best weights still follow the lowest loss
+
+
+def test_without_validation_every_epoch_runs(tiny, records):
+    model = Object2Vec(**{**tiny, "epochs": 3}).fit(records)
+    assert len(model.history_) == 3 and model.metrics_["best_epoch"] == 3
+
+
+def test_seed_makes_training_repeatable(tiny, records):
+    a = Object2Vec(**tiny, seed=7).fit(records).predict(records[:20])
+    b = Object2Vec(**tiny, seed=7).fit(records).predict(records[:20])
+    c = Object2Vec(**tiny, seed=8).fit(records).predict(records[:20])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_each_epoch_is_a_fresh_shuffle_of_every_pair():
+    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, mini_batch_size=8)
+    data = _toy(40)
+    e1 = np.concatenate([b.left for b in epoch_batches(data, hp, 1, seed=0)])
+    e2 = np.concatenate([b.left for b in epoch_batches(data, hp, 2, seed=0)])
+    assert sorted(e1.tolist()) == sorted(e2.tolist()) == list(range(40))
+    assert e1.tolist() != e2.tolist()
+
+
+def test_negative_sampling_adds_n_label_zero_pairs_per_positive_never_the_own_partner():
+    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, negative_sampling_rate=3)
+    data = _toy(50)
+    pairs = epoch_pairs(data, hp, 1, seed=0)
+    positives = int((data.labels == 1).sum())
+    assert len(pairs.left) == 50 + 3 * positives
+    drawn = pairs.left != pairs.right
+    assert drawn.sum() == 3 * positives and (pairs.labels[drawn] == 0).all()
+    assert (data.labels[pairs.left[drawn]] == 1).all()
+
+
+def test_bucketing_groups_similar_lengths():
+    lengths = np.tile([1, 20], 64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    side = Side(np.zeros(offsets[-1], np.int32), offsets)
+    data = PairData(side, side, np.zeros(len(lengths), np.int64))
+    hp = Hyperparameters(enc0_max_seq_len=20, enc0_vocab_size=10, mini_batch_size=16, bucket_width=5)
+    for batch in epoch_batches(data, hp, 1, seed=0):
+        assert len(set(lengths[batch.left].tolist())) == 1
+
+
+def test_row_sparse_updates_only_touched_rows_like_a_dense_step():
+    """One lazy step changes exactly the rows the batch used, by the same amount as dense SGD."""
+    kwargs = dict(enc0_max_seq_len=3, enc0_vocab_size=50, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, optimizer="sgd", learning_rate=0.1)
+    torch.manual_seed(0)
+    sparse_net = Object2VecNet(Hyperparameters(**kwargs, token_embedding_storage_type="row_sparse"))
+    dense_net = Object2VecNet(Hyperparameters(**kwargs))
+    dense_net.load_state_dict(sparse_net.state_dict())
+    batch = (torch.tensor([1, 2, 3]), torch.tensor([3]), torch.tensor([7]), torch.tensor([1]))
+    before = sparse_net.encoders[0].embedding.weight.detach().clone()
+    for net in (sparse_net, dense_net):
+        opt = Optimizers(net, net.hp)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(*batch), torch.tensor([1])).backward()
+        opt.step()
+    after = sparse_net.encoders[0].embedding.weight.detach()
+    changed = (after != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [1, 2, 3]
+    torch.testing.assert_close(after, dense_net.encoders[0].embedding.weight.detach())
+
+
+def test_dry_run_stops_after_max_steps(tiny, records):
+    model = Object2Vec(**tiny).fit(records, max_steps=1)
+    assert len(model.history_) == 1 and model.history_[0]["throughput"] > 0
