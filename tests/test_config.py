@@ -175,7 +175,9 @@ def test_explicit_enc1_network_requires_its_own_sizes():
 
 
 def test_explicit_enc1_network_uses_documented_defaults_for_unset_values():
-    hp = Hyperparameters(**REQUIRED, enc0_cnn_filter_width=5, enc1_network="hcnn", enc1_max_seq_len=4, enc1_vocab_size=7).resolve()
+    hp = Hyperparameters(
+        **REQUIRED, enc0_cnn_filter_width=5, enc1_network="hcnn", enc1_max_seq_len=4, enc1_vocab_size=7
+    ).resolve()
     assert hp.encoder(1).cnn_filter_width == 3 and hp.encoder(1).vocab_size == 7 and hp.encoder(1).layers == 4
 
 
@@ -195,7 +197,9 @@ def test_resolve_is_idempotent():
 
 
 def test_tied_embeddings_need_equal_vocabularies():
-    hp = Hyperparameters(**REQUIRED, tied_token_embedding_weight=True, enc1_network="hcnn", enc1_max_seq_len=5, enc1_vocab_size=50)
+    hp = Hyperparameters(
+        **REQUIRED, tied_token_embedding_weight=True, enc1_network="hcnn", enc1_max_seq_len=5, enc1_vocab_size=50
+    )
     with pytest.raises(HyperparameterError, match="enc0_vocab_size and enc1_vocab_size must be equal; got 100 and 50"):
         hp.resolve()
 

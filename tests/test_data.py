@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_lines
 
+from conftest import write_lines
 from object2vec.config import Hyperparameters
 from object2vec.data import PairData, Schema, Side, read_pairs
 from object2vec.errors import DataError
@@ -24,7 +24,9 @@ def problems_of(path: Path, schema: Schema = SCHEMA) -> list[str]:
 
 
 def test_reads_pairs_into_packed_arrays(tmp_path):
-    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [0, 9, 3], "in1": [4]}', '{"label": 2, "in0": [5], "in1": [0, 1]}')
+    path = write_lines(
+        tmp_path / "a.jsonl", '{"label": 1, "in0": [0, 9, 3], "in1": [4]}', '{"label": 2, "in0": [5], "in1": [0, 1]}'
+    )
     data = read_pairs(path, SCHEMA)
     assert len(data) == 2
     assert data.in0.tokens.dtype == np.int32 and data.in0.offsets.dtype == np.int64
@@ -100,10 +102,16 @@ def test_the_spec_example_lines_are_valid(tmp_path):
         ('{"label": 1, "in1": [2]}', "a.jsonl:1: in0: missing; expected a non-empty list of integer token ids"),
         ('{"label": 1, "in0": [1]}', "a.jsonl:1: in1: missing"),
         ('{"in0": [1], "in1": [2]}', "a.jsonl:1: label: missing; expected an integer class in [0, 3)"),
-        ('{"label": 1, "in0": 5, "in1": [2]}', "a.jsonl:1: in0: got 5 (an integer); expected a non-empty list of integer token ids"),
+        (
+            '{"label": 1, "in0": 5, "in1": [2]}',
+            "a.jsonl:1: in0: got 5 (an integer); expected a non-empty list of integer token ids",
+        ),
         ('{"label": 1, "in0": "1 2", "in1": [2]}', 'a.jsonl:1: in0: got "1 2" (a string)'),
         ('{"label": 1, "in0": [], "in1": [2]}', "a.jsonl:1: in0: empty list; expected at least one token id"),
-        ('{"label": 1, "in0": [1, 10], "in1": [2]}', "a.jsonl:1: in0: token 1 is 10, not less than enc0_vocab_size=10; expected a token id in [0, 10) (raise enc0_vocab_size or re-index)"),
+        (
+            '{"label": 1, "in0": [1, 10], "in1": [2]}',
+            "a.jsonl:1: in0: token 1 is 10, not less than enc0_vocab_size=10; expected a token id in [0, 10) (raise enc0_vocab_size or re-index)",
+        ),
         ('{"label": 1, "in0": [1], "in1": [5]}', "a.jsonl:1: in1: token 0 is 5, not less than enc1_vocab_size=5"),
         ('{"label": 1, "in0": [-1], "in1": [2]}', "a.jsonl:1: in0: token 0 is -1; expected a token id in [0, 10)"),
         ('{"label": 1, "in0": [1.5], "in1": [2]}', "a.jsonl:1: in0: token 0 is 1.5 (a float); expected an integer token id"),
@@ -111,7 +119,10 @@ def test_the_spec_example_lines_are_valid(tmp_path):
         ('{"label": 1, "in0": [true], "in1": [2]}', "a.jsonl:1: in0: token 0 is true (a boolean)"),
         ('{"label": 1, "in0": [[1]], "in1": [2]}', "a.jsonl:1: in0: token 0 is [1] (a list)"),
         ('{"label": 1, "in0": [1e30], "in1": [2]}', "a.jsonl:1: in0: token 0 is 1e+30 (a float)"),
-        ('{"label": 1, "in0": [18446744073709551615], "in1": [2]}', "a.jsonl:1: in0: token 0 is 18446744073709551615, not less than"),
+        (
+            '{"label": 1, "in0": [18446744073709551615], "in1": [2]}',
+            "a.jsonl:1: in0: token 0 is 18446744073709551615, not less than",
+        ),
         ('{"label": 3, "in0": [1], "in1": [2]}', "a.jsonl:1: label: 3 is out of range; expected an integer class in [0, 3)"),
         ('{"label": -1, "in0": [1], "in1": [2]}', "a.jsonl:1: label: -1 is out of range"),
         ('{"label": 1.5, "in0": [1], "in1": [2]}', "a.jsonl:1: label: 1.5 is out of range"),

@@ -19,7 +19,15 @@ def test_fit_returns_self_and_sets_learned_attributes(tiny, records):
     assert hasattr(model, "model_") and hasattr(model, "history_") and model.hyperparameters_.enc_dim == 16
 
 
-@pytest.mark.parametrize("call", [lambda m: m.predict([{"in0": [1], "in1": [1]}]), lambda m: m.embed(in0=[[1]]), lambda m: m.evaluate([]), lambda m: m.save("x")])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m.predict([{"in0": [1], "in1": [1]}]),
+        lambda m: m.embed(in0=[[1]]),
+        lambda m: m.evaluate([]),
+        lambda m: m.save("x"),
+    ],
+)
 def test_methods_refuse_to_run_before_fit(call):
     with pytest.raises(NotFittedError, match="call fit first"):
         call(Object2Vec())
@@ -88,8 +96,16 @@ def test_score_is_accuracy_for_classification(tiny, records):
 
 def test_the_spec_example_lines_train_unchanged():
     lines = [
-        {"label": 0, "in0": [6, 17, 606, 19, 53, 67, 52, 12, 5, 10, 15, 10178, 7, 33, 652, 80, 15, 69, 821, 4], "in1": [16, 21, 13, 45, 14, 9, 80, 59, 164, 4]},
-        {"label": 1, "in0": [22, 1016, 32, 13, 25, 11, 5, 64, 573, 45, 5, 80, 15, 67, 21, 7, 9, 107, 4], "in1": [22, 32, 13, 25, 1016, 573, 3252, 4]},
+        {
+            "label": 0,
+            "in0": [6, 17, 606, 19, 53, 67, 52, 12, 5, 10, 15, 10178, 7, 33, 652, 80, 15, 69, 821, 4],
+            "in1": [16, 21, 13, 45, 14, 9, 80, 59, 164, 4],
+        },
+        {
+            "label": 1,
+            "in0": [22, 1016, 32, 13, 25, 11, 5, 64, 573, 45, 5, 80, 15, 67, 21, 7, 9, 107, 4],
+            "in1": [22, 32, 13, 25, 1016, 573, 3252, 4],
+        },
         {"label": 1, "in0": [6, 17, 606], "in1": [16, 21]},
     ]
     model = Object2Vec(enc0_max_seq_len="20", enc0_vocab_size="10179", enc_dim="16", mlp_dim="16", epochs="2").fit(lines)

@@ -56,7 +56,7 @@ def test_tied_table_is_stored_once(tmp_path, tiny, records):
 
     Object2Vec(**tiny, tied_token_embedding_weight=True).fit(records).save(tmp_path / "m")
     with safe_open(tmp_path / "m" / "model.safetensors", "pt") as f:
-        assert sum("embedding" in k for k in f.keys()) == 1
+        assert sum("embedding" in k for k in f.keys()) == 1  # noqa: SIM118 - safe_open is not a dict
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,10 @@ def test_tied_table_is_stored_once(tmp_path, tiny, records):
         (lambda d: (d / "config.json").unlink(), "has no config.json"),
         (lambda d: (d / "config.json").write_text("{nope"), "is not valid JSON"),
         (lambda d: (d / "config.json").write_text('{"format": "fasttext"}'), "has wrong file format"),
-        (lambda d: (d / "config.json").write_text('{"format": "object2vec", "format_version": 99}'), "format_version 99 is not supported"),
+        (
+            lambda d: (d / "config.json").write_text('{"format": "object2vec", "format_version": 99}'),
+            "format_version 99 is not supported",
+        ),
         (lambda d: (d / "model.safetensors").write_bytes(b"garbage"), "cannot be read"),
         (lambda d: (d / "model.safetensors").unlink(), "has no model.safetensors"),
     ],

@@ -6,14 +6,16 @@ import pytest
 import torch
 
 from object2vec.config import Hyperparameters
-from object2vec.model import Object2VecNet, compare, comparator_width
+from object2vec.model import Object2VecNet, comparator_width, compare
 
 NETWORKS = ["pooled_embedding", "hcnn", "bilstm"]
 
 
 def net_for(network: str, **extra) -> Object2VecNet:
     torch.manual_seed(0)
-    hp = Hyperparameters(enc0_max_seq_len=8, enc0_vocab_size=30, enc0_network=network, enc0_token_embedding_dim=6, enc_dim=10, mlp_dim=12, **extra)
+    hp = Hyperparameters(
+        enc0_max_seq_len=8, enc0_vocab_size=30, enc0_network=network, enc0_token_embedding_dim=6, enc_dim=10, mlp_dim=12, **extra
+    )
     return Object2VecNet(hp).eval()
 
 
@@ -63,7 +65,13 @@ def test_bilstm_is_bidirectional_with_the_configured_layers():
 
 @pytest.mark.parametrize(
     "comparators,width",
-    [(("hadamard",), 10), (("concat",), 20), (("abs_diff",), 10), (("hadamard", "concat", "abs_diff"), 40), (("abs_diff", "hadamard"), 20)],
+    [
+        (("hadamard",), 10),
+        (("concat",), 20),
+        (("abs_diff",), 10),
+        (("hadamard", "concat", "abs_diff"), 40),
+        (("abs_diff", "hadamard"), 20),
+    ],
 )
 def test_comparator_width_follows_the_list(comparators, width):
     assert comparator_width(comparators, 10) == width

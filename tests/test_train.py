@@ -71,7 +71,15 @@ def _toy(n: int = 64) -> PairData:
 
 def test_early_stopping_restores_the_best_epoch(monkeypatch):
     """Validation losses 0.9, 0.5, 0.7, 0.8, 0.6: stop after 3 epochs without beating 0.5, keep epoch 2."""
-    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, epochs=10, early_stopping_patience=3)
+    hp = Hyperparameters(
+        enc0_max_seq_len=1,
+        enc0_vocab_size=10,
+        enc0_network="pooled_embedding",
+        enc_dim=4,
+        mlp_dim=4,
+        epochs=10,
+        early_stopping_patience=3,
+    )
     torch.manual_seed(0)
     net = Object2VecNet(hp)
     losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.1])
@@ -88,7 +96,16 @@ def test_early_stopping_restores_the_best_epoch(monkeypatch):
 
 
 def test_improvements_smaller_than_the_tolerance_do_not_reset_patience(monkeypatch):
-    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, epochs=10, early_stopping_patience=2, early_stopping_tolerance=0.1)
+    hp = Hyperparameters(
+        enc0_max_seq_len=1,
+        enc0_vocab_size=10,
+        enc0_network="pooled_embedding",
+        enc_dim=4,
+        mlp_dim=4,
+        epochs=10,
+        early_stopping_patience=2,
+        early_stopping_tolerance=0.1,
+    )
     losses = iter([1.0, 0.95, 0.92, 0.5])
     monkeypatch.setattr("object2vec.train.evaluate", lambda *a, **k: {"accuracy": 0.5, "cross_entropy": next(losses)})
     result = fit(Object2VecNet(hp), _toy(), validation=_toy())
@@ -140,7 +157,15 @@ def test_bucketing_groups_similar_lengths():
 
 def test_row_sparse_updates_only_touched_rows_like_a_dense_step():
     """One lazy step changes exactly the rows the batch used, by the same amount as dense SGD."""
-    kwargs = dict(enc0_max_seq_len=3, enc0_vocab_size=50, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, optimizer="sgd", learning_rate=0.1)
+    kwargs = dict(
+        enc0_max_seq_len=3,
+        enc0_vocab_size=50,
+        enc0_network="pooled_embedding",
+        enc_dim=4,
+        mlp_dim=4,
+        optimizer="sgd",
+        learning_rate=0.1,
+    )
     torch.manual_seed(0)
     sparse_net = Object2VecNet(Hyperparameters(**kwargs, token_embedding_storage_type="row_sparse"))
     dense_net = Object2VecNet(Hyperparameters(**kwargs))

@@ -11,8 +11,8 @@ from .estimator import Object2Vec
 
 __all__ = [
     "DataError",
-    "Hyperparameters",
     "HyperparameterError",
+    "Hyperparameters",
     "ModelFormatError",
     "NotFittedError",
     "Object2Vec",

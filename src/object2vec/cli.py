@@ -82,10 +82,21 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--train", "train_path", required=True, type=click.Path(path_type=Path), help="Training pairs: .jsonl, .jsonl.gz or a folder of them.")
+@click.option(
+    "--train",
+    "train_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Training pairs: .jsonl, .jsonl.gz or a folder of them.",
+)
 @click.option("--validation", type=click.Path(path_type=Path), help="Validation pairs (early stopping, best-epoch restore).")
 @click.option("--test", type=click.Path(path_type=Path), help="Test pairs, scored once after training.")
-@click.option("--hyperparameters", "hp_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="SageMaker hyperparameters.json (string values).")
+@click.option(
+    "--hyperparameters",
+    "hp_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SageMaker hyperparameters.json (string values).",
+)
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Set any hyperparameter; repeatable.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Model folder to write (required unless --dry-run).")
 @click.option("--seed", default=0, type=int, help="Seed for initialisation, shuffling, sampling and dropout.")
@@ -94,7 +105,19 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @_hyperparameter_options
 @_friendly_errors
-def train(train_path: Path, validation: Path | None, test: Path | None, hp_file: Path | None, params: tuple[str, ...], output: Path | None, seed: int, device: str, dry_run: bool, quiet: bool, **named: str | None) -> None:
+def train(
+    train_path: Path,
+    validation: Path | None,
+    test: Path | None,
+    hp_file: Path | None,
+    params: tuple[str, ...],
+    output: Path | None,
+    seed: int,
+    device: str,
+    dry_run: bool,
+    quiet: bool,
+    **named: str | None,
+) -> None:
     """Train a model on JSON Lines pairs and write it to --output."""
     from .estimator import Object2Vec
 

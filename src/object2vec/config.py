@@ -244,32 +244,46 @@ class Hyperparameters:
     # -- encoders: shape of the input
     enc0_max_seq_len: int = _hp(Int(1, 5000), None, "Maximum tokens read from in0; longer inputs are truncated.", required=True)
     enc0_vocab_size: int = _hp(Int(2, 3_000_000), None, "Number of in0 token ids; every id must be < this.", required=True)
-    enc1_max_seq_len: int | None = _enc1(Int(1, 5000), REQUIRED, "Maximum tokens read from in1 (required unless enc1_network=enc0).")
-    enc1_vocab_size: int | None = _enc1(Int(2, 3_000_000), REQUIRED, "Number of in1 token ids (required unless enc1_network=enc0).")
+    enc1_max_seq_len: int | None = _enc1(
+        Int(1, 5000), REQUIRED, "Maximum tokens read from in1 (required unless enc1_network=enc0)."
+    )
+    enc1_vocab_size: int | None = _enc1(
+        Int(2, 3_000_000), REQUIRED, "Number of in1 token ids (required unless enc1_network=enc0)."
+    )
     # -- encoders: architecture
     enc0_network: str = _hp(Choice(NETWORKS), "hcnn", "Encoder of in0.")
-    enc1_network: str = _hp(Choice(("enc0", *NETWORKS)), "enc0", "Encoder of in1; enc0 copies enc0's network and settings (not its weights).")
+    enc1_network: str = _hp(
+        Choice(("enc0", *NETWORKS)), "enc0", "Encoder of in1; enc0 copies enc0's network and settings (not its weights)."
+    )
     enc0_layers: int | str = _hp(Layers(), "auto", "Encoder layers; auto = hcnn 4, bilstm 1 (ignored by pooled_embedding).")
     enc1_layers: int | str | None = _enc1(Layers(), "auto", "As enc0_layers, for enc1.")
     enc0_cnn_filter_width: int = _hp(Int(1, 9), 3, "hcnn convolution width.")
     enc1_cnn_filter_width: int | None = _enc1(Int(1, 9), 3, "As enc0_cnn_filter_width, for enc1.")
     enc0_token_embedding_dim: int = _hp(Int(2, 1000), 300, "Token embedding size (pooled_embedding forces it to enc_dim).")
     enc1_token_embedding_dim: int | None = _enc1(Int(2, 1000), 300, "As enc0_token_embedding_dim, for enc1.")
-    enc0_vocab_file: str = _hp(FileName(), "", "JSON word -> id map in the auxiliary channel, for pretrained vectors and text input.")
+    enc0_vocab_file: str = _hp(
+        FileName(), "", "JSON word -> id map in the auxiliary channel, for pretrained vectors and text input."
+    )
     enc1_vocab_file: str | None = _enc1(FileName(), "", "As enc0_vocab_file, for enc1.")
     enc0_pretrained_embedding_file: str = _hp(FileName(), "", "GloVe-format vectors in the auxiliary channel.")
     enc1_pretrained_embedding_file: str | None = _enc1(FileName(), "", "As enc0_pretrained_embedding_file, for enc1.")
     enc0_freeze_pretrained_embedding: bool = _hp(Bool(), True, "Keep the pretrained token vectors fixed.")
     enc1_freeze_pretrained_embedding: bool | None = _enc1(Bool(), True, "As enc0_freeze_pretrained_embedding, for enc1.")
     enc_dim: int = _hp(Int(4, 10000), 4096, "Size of each encoder's output vector.")
-    tied_token_embedding_weight: bool = _hp(Bool(), False, "Share the token embedding table between enc0 and enc1 (same vocabulary).")
-    token_embedding_storage_type: str = _hp(Choice(("dense", "row_sparse")), "dense", "row_sparse updates only the embedding rows a batch touched.")
+    tied_token_embedding_weight: bool = _hp(
+        Bool(), False, "Share the token embedding table between enc0 and enc1 (same vocabulary)."
+    )
+    token_embedding_storage_type: str = _hp(
+        Choice(("dense", "row_sparse")), "dense", "row_sparse updates only the embedding rows a batch touched."
+    )
     # -- comparator, MLP, output
     comparator_list: tuple[str, ...] = _hp(Comparators(), COMPARATORS, "How the two encodings are joined, in this order.")
     mlp_layers: int = _hp(Int(0, 10), 2, "Hidden layers between comparator and output.")
     mlp_dim: int = _hp(Int(2, 10000), 512, "Width of each MLP layer.")
     mlp_activation: str = _hp(Choice(("tanh", "relu", "linear")), "linear", "MLP activation (linear = none).")
-    output_layer: str = _hp(Choice(("softmax", "mean_squared_error")), "softmax", "softmax: classification; mean_squared_error: regression.")
+    output_layer: str = _hp(
+        Choice(("softmax", "mean_squared_error")), "softmax", "softmax: classification; mean_squared_error: regression."
+    )
     num_classes: int = _hp(Int(2, 30), 2, "Classes for softmax (ignored for regression).")
     dropout: float = _hp(Float(0.0, 1.0), 0.0, "Dropout probability on encoder outputs and MLP layers.")
     # -- optimisation
@@ -458,9 +472,7 @@ def hyperparameter_table() -> list[dict[str, str]]:
                 shown = '""'
             if f.metadata.get("inherits"):
                 shown = f"enc0's value if enc1_network=enc0, else {shown}"
-        rows.append(
-            {"name": f.name, "valid": f.metadata["constraint"].describe(), "default": shown, "doc": f.metadata["doc"]}
-        )
+        rows.append({"name": f.name, "valid": f.metadata["constraint"].describe(), "default": shown, "doc": f.metadata["doc"]})
     return rows
 
 

@@ -16,7 +16,7 @@ import gzip
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Union
@@ -30,7 +30,7 @@ from .errors import DataError
 MAX_SHOWN = 20
 _CHUNK = 65536  # records validated per vectorised range check
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 Records = Sequence[Mapping[str, Any]]
 Source = Union[PathLike, Records, "PairData"]
 
@@ -124,7 +124,9 @@ def list_files(path: PathLike) -> list[Path]:
     """A file, or every visible file of a directory (a SageMaker channel), sorted by name."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        files = sorted(
+            f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        )
         if not files:
             raise DataError([f"{p}: the directory holds no data files; expected JSON Lines files (.jsonl or .jsonl.gz)"])
         return files
@@ -184,11 +186,13 @@ class _Collector:
 
     def add(self, rec: Any, where: str) -> None:
         if type(rec) is not dict:
-            self.problem(f"{where}: record is {_jtype(rec)}; expected a JSON object like " '{"label": 1, "in0": [4, 2], "in1": [7]}')
+            self.problem(
+                f'{where}: record is {_jtype(rec)}; expected a JSON object like {{"label": 1, "in0": [4, 2], "in1": [7]}}'
+            )
             return
         ok = True
         seqs = []
-        for i, side in enumerate(self.sides):
+        for side in self.sides:
             seq = rec.get(side)
             if seq is None:
                 self.problem(f"{where}: {side}: missing; expected a non-empty list of integer token ids")
@@ -213,7 +217,7 @@ class _Collector:
                 ok = False
         if not ok:
             return
-        for side, seq in zip(self.sides, seqs):
+        for side, seq in zip(self.sides, seqs, strict=True):
             self.flat[side].extend(seq)
             self.lens[side].append(len(seq))
         self.labels.append(label)
@@ -229,9 +233,8 @@ class _Collector:
             return 0.0, f"got {_show(label)} ({_jtype(label)}); expected {expected}"
         if not math.isfinite(label):
             return 0.0, f"{label} is not a finite number; expected {expected}"
-        if not self.schema.regression:
-            if label != int(label) or not 0 <= label < self.schema.num_classes:
-                return 0.0, f"{label!r} is out of range; expected {expected} (raise num_classes or re-label)"
+        if not self.schema.regression and (label != int(label) or not 0 <= label < self.schema.num_classes):
+            return 0.0, f"{label!r} is out of range; expected {expected} (raise num_classes or re-label)"
         return float(label), None
 
     def flush(self) -> None:
@@ -261,7 +264,9 @@ class _Collector:
                     value = self.flat[side][pos]
                     name = f"enc{_side_index(side)}_vocab_size"
                     if value < 0:
-                        self.problem(f"{self.where[rec]}: {side}: token {k} is {value}; expected a token id in [0, {vocab}) (ids are never negative)")
+                        self.problem(
+                            f"{self.where[rec]}: {side}: token {k} is {value}; expected a token id in [0, {vocab}) (ids are never negative)"
+                        )
                     else:
                         self.problem(
                             f"{self.where[rec]}: {side}: token {k} is {value}, not less than {name}={vocab}; "

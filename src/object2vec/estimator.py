@@ -94,7 +94,9 @@ class Object2Vec:
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         net = Object2VecNet(hp)
-        result = fit(net, splits["train"], splits.get("validation"), splits.get("test"), seed=self.seed, device=device, max_steps=max_steps)
+        result = fit(
+            net, splits["train"], splits.get("validation"), splits.get("test"), seed=self.seed, device=device, max_steps=max_steps
+        )
         self.model_ = net
         self.hyperparameters_ = hp
         self.history_ = result.history

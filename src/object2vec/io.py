@@ -59,7 +59,9 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def save(folder: str | os.PathLike, net: Object2VecNet, metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+def save(
+    folder: str | os.PathLike, net: Object2VecNet, metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``net`` (and its metrics) to ``folder``; returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,9 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / CONFIG
     if not folder.is_dir():
-        raise ModelFormatError(f"{folder}: no such model folder; expected a folder written by 'object2vec train' or Object2Vec.save")
+        raise ModelFormatError(
+            f"{folder}: no such model folder; expected a folder written by 'object2vec train' or Object2Vec.save"
+        )
     if not path.is_file():
         raise ModelFormatError(f"{folder}: has no {CONFIG}; expected a folder written by 'object2vec train' or Object2Vec.save")
     try:
@@ -100,10 +104,12 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFormatError(f"{path}: is not valid JSON ({e})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFormatError(f"{path}: has wrong file format; expected \"format\": \"{FORMAT}\"")
+        raise ModelFormatError(f'{path}: has wrong file format; expected "format": "{FORMAT}"')
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFormatError(f"{path}: format_version {version!r} is not supported by this object2vec (reads up to {FORMAT_VERSION}); upgrade object2vec")
+        raise ModelFormatError(
+            f"{path}: format_version {version!r} is not supported by this object2vec (reads up to {FORMAT_VERSION}); upgrade object2vec"
+        )
     return config
 
 

@@ -57,7 +57,7 @@ class Object2VecNet(nn.Module):
         cfg0, cfg1 = hp.encoder(0), hp.encoder(1)
         emb0 = nn.Embedding(cfg0.vocab_size, cfg0.token_embedding_dim, sparse=sparse)
         emb1 = emb0 if hp.tied_token_embedding_weight else nn.Embedding(cfg1.vocab_size, cfg1.token_embedding_dim, sparse=sparse)
-        for emb in {emb0, emb1}:
+        for emb in [emb0] if emb1 is emb0 else [emb0, emb1]:  # a list, not a set: init order must not depend on ids
             nn.init.normal_(emb.weight, std=EMBEDDING_INIT_STD)
         self.encoders = nn.ModuleList([build_encoder(cfg0, hp.enc_dim, emb0), build_encoder(cfg1, hp.enc_dim, emb1)])
         self.dropout = nn.Dropout(hp.dropout)

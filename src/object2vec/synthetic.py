@@ -58,10 +58,12 @@ def make_pairs(
         labels = (affinity[g0, g1] + label_noise * rng.normal(size=n)).round(4).tolist()
     in0 = _sequences(rng, g0, vocab_size[0], groups, max_len[0], noise)
     in1 = _sequences(rng, g1, vocab_size[1], groups, max_len[1], noise)
-    return [{"label": y, "in0": a, "in1": b} for y, a, b in zip(labels, in0, in1)]
+    return [{"label": y, "in0": a, "in1": b} for y, a, b in zip(labels, in0, in1, strict=True)]
 
 
-def _sequences(rng: np.random.Generator, group: np.ndarray, vocab: int, groups: int, max_len: int, noise: float) -> list[list[int]]:
+def _sequences(
+    rng: np.random.Generator, group: np.ndarray, vocab: int, groups: int, max_len: int, noise: float
+) -> list[list[int]]:
     band = vocab // (groups + 1)
     if band < 1:
         raise ValueError(f"vocab_size {vocab} is too small for {groups} groups plus a shared band")

@@ -129,7 +129,7 @@ class Optimizers:
         return [opt.state_dict() for opt in self.optimizers]
 
     def load_state_dict(self, states: list[dict[str, Any]]) -> None:
-        for opt, state in zip(self.optimizers, states):
+        for opt, state in zip(self.optimizers, states, strict=True):
             opt.load_state_dict(state)
 
 
@@ -221,7 +221,14 @@ def fit(
         if max_steps is not None:
             batches = batches[: max(max_steps - steps, 0)]
         pairs = sum(len(b.labels) for b in batches)
-        bar = tqdm(total=pairs, unit="pair", unit_scale=True, desc=f"epoch {epoch}", disable=not reporting.show_progress_bar(), leave=False)
+        bar = tqdm(
+            total=pairs,
+            unit="pair",
+            unit_scale=True,
+            desc=f"epoch {epoch}",
+            disable=not reporting.show_progress_bar(),
+            leave=False,
+        )
         start = time.perf_counter()
         for batch in batches:
             steps += 1
@@ -237,7 +244,12 @@ def fit(
         elapsed = time.perf_counter() - start
         bar.close()
 
-        record: dict[str, Any] = {"epoch": epoch, "train": meter.metrics(), "throughput": pairs / max(elapsed, 1e-9), "seconds": elapsed}
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train": meter.metrics(),
+            "throughput": pairs / max(elapsed, 1e-9),
+            "seconds": elapsed,
+        }
         log_metrics("train", record["train"], epoch)
         reporting.emit(reporting.throughput_line(record["throughput"]))
         if validation is not None:

@@ -1,0 +1,163 @@
+"""The command line: train/evaluate end to end, SageMaker hyperparameters.json, clean errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import write_lines
+from object2vec.cli import main
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_train_then_evaluate_with_sagemaker_string_hyperparameters(runner, tmp_path, train_file):
+    hp = tmp_path / "hyperparameters.json"
+    hp.write_text(
+        json.dumps(
+            {
+                "enc0_max_seq_len": "10",
+                "enc0_vocab_size": "200",
+                "enc0_network": "pooled_embedding",
+                "enc_dim": "16",
+                "mlp_dim": "16",
+                "epochs": "2",
+                "comparator_list": "hadamard, concat, abs_diff",
+                "tied_token_embedding_weight": "True",
+                "enc0_layers": "auto",
+                "learning_rate": "0.01",
+                "_kvstore": "device",
+            }
+        )
+    )
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(train_file),
+            "--validation",
+            str(train_file),
+            "--hyperparameters",
+            str(hp),
+            "-o",
+            str(tmp_path / "model"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "#quality_metric: host=algo-1, epoch=2, validation accuracy <score>=" in result.output
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    result = runner.invoke(main, ["evaluate", str(tmp_path / "model"), str(train_file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.output)) == {"accuracy", "cross_entropy"}
+
+
+def test_named_options_and_p_override_the_file(runner, tmp_path, train_file):
+    hp = tmp_path / "hp.json"
+    hp.write_text(
+        json.dumps({"enc0_max_seq_len": "10", "enc0_vocab_size": "200", "enc0_network": "pooled_embedding", "enc_dim": "8"})
+    )
+    args = [
+        "train",
+        "--train",
+        str(train_file),
+        "--hyperparameters",
+        str(hp),
+        "-p",
+        "enc_dim=12",
+        "--mlp-dim",
+        "8",
+        "--epochs",
+        "1",
+        "-o",
+        str(tmp_path / "m"),
+    ]
+    assert runner.invoke(main, args).exit_code == 0
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["hyperparameters"]
+    assert saved["enc_dim"] == 12 and saved["mlp_dim"] == 8
+
+
+def test_underscore_spelling_of_options_is_accepted(runner, tmp_path, train_file):
+    args = [
+        "train",
+        "--train",
+        str(train_file),
+        "--enc0_max_seq_len",
+        "10",
+        "--enc0_vocab_size",
+        "200",
+        "--enc0_network",
+        "pooled_embedding",
+        "--enc_dim",
+        "8",
+        "--mlp_dim",
+        "8",
+        "--dry-run",
+    ]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "nothing was written" in result.output
+
+
+def test_bad_hyperparameters_print_one_message_without_traceback(runner, train_file, tmp_path):
+    result = runner.invoke(
+        main, ["train", "--train", str(train_file), "--enc0-max-seq-len", "0", "--enc-dim", "2", "-o", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 2
+    assert "enc0_max_seq_len must be an int in [1, 5000]; got '0'." in result.output
+    assert "enc_dim must be an int in [4, 10000]; got '2'." in result.output
+    assert "enc0_vocab_size is required" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_data_stops_before_training_and_writes_nothing(runner, tmp_path):
+    data = write_lines(tmp_path / "bad.jsonl", '{"label": 1, "in0": [1], "in1": [2]}', '{"label": 1, "in0": [300], "in1": [2]}')
+    args = ["train", "--train", str(data), "--enc0-max-seq-len", "5", "--enc0-vocab-size", "200", "-o", str(tmp_path / "m")]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2
+    assert f"{data}:2: in0: token 0 is 300, not less than enc0_vocab_size=200" in result.output
+    assert "#quality_metric" not in result.output and not (tmp_path / "m").exists()
+
+
+def test_malformed_hyperparameters_file(runner, tmp_path, train_file):
+    hp = write_lines(tmp_path / "hp.json", "[1, 2]")
+    result = runner.invoke(main, ["train", "--train", str(train_file), "--hyperparameters", str(hp), "--dry-run"])
+    assert result.exit_code == 2 and "expected a JSON object of name -> value" in result.output
+
+
+def test_p_without_equals_sign(runner, train_file):
+    result = runner.invoke(main, ["train", "--train", str(train_file), "-p", "enc_dim"])
+    assert result.exit_code == 2 and "expected name=value" in result.output
+
+
+def test_evaluate_a_missing_model(runner, tmp_path, train_file):
+    result = runner.invoke(main, ["evaluate", str(tmp_path / "none"), str(train_file)])
+    assert result.exit_code == 2 and "no such model folder" in result.output
+
+
+def test_help_shows_every_hyperparameter_with_range_and_default(runner):
+    result = runner.invoke(main, ["train", "--help"], terminal_width=200)
+    assert "--enc-dim, --enc_dim VALUE" in result.output
+    assert "[an int in [4, 10000]; default: 4096]" in result.output
+    assert "--optimizer VALUE" in result.output
+
+
+def test_docs_hyperparameters_md_is_generated_from_the_table(runner):
+    from pathlib import Path
+
+    doc = Path(__file__).parents[1] / "docs" / "hyperparameters.md"
+    result = runner.invoke(main, ["hyperparameters", "--markdown"])
+    assert doc.read_text() == result.output, "run `make docs` to regenerate docs/hyperparameters.md"
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "object2vec", "--help"], capture_output=True, text=True, check=True)
+    assert "train" in out.stdout and "evaluate" in out.stdout
