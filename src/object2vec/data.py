@@ -1,7 +1,7 @@
 """JSON Lines pairs to packed arrays, validated before anything trains.
 
 A dataset is held as two :class:`Side` objects, each one flat ``int32`` token array plus ``int64``
-offsets, and one label array. Ten million pairs of twenty tokens a side take about 1.7 GB this way,
+offsets, and one label array. Ten million pairs of twenty tokens a side take about 1.8 GB this way,
 against tens of GB as Python dicts. Token id 0 is an ordinary token; sequence ends come from the
 offsets, never from a padding id.
 
