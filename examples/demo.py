@@ -7,7 +7,7 @@ sees only ids. The demo writes SageMaker-format JSON Lines, trains both tasks wi
 Python API, saves and reloads the model, prints test metrics beside what a chance model scores, and
 shows that item embeddings recover the hidden groups.
 
-Run: ``python examples/demo.py --out demo_output`` (about a minute on a 2-core laptop).
+Run: ``python examples/demo.py --out demo_output`` (a few seconds on a 2-core laptop).
 """
 
 from __future__ import annotations
