@@ -92,7 +92,8 @@ def load_average() -> float | None:
 class CpuSnapshot:
     wall: float  # perf_counter seconds
     all_busy: float | None  # CPU-seconds every process has used so far (/proc/stat); None off Linux
-    own: float  # CPU-seconds this process has used so far
+    own: float  # CPU-seconds this process has used so far (user + kernel)
+    own_kernel: float  # of which in the kernel (page faults of big allocations show up here)
 
 
 def cpu_snapshot() -> CpuSnapshot:
@@ -102,7 +103,7 @@ def cpu_snapshot() -> CpuSnapshot:
     except (OSError, ValueError, IndexError):
         all_busy = None
     times = os.times()
-    return CpuSnapshot(time.perf_counter(), all_busy, times.user + times.system)
+    return CpuSnapshot(time.perf_counter(), all_busy, times.user + times.system, times.system)
 
 
 def others_cpu_seconds(before: CpuSnapshot, after: CpuSnapshot) -> float | None:
@@ -246,17 +247,30 @@ class TrainResult:
     pairs_per_s: float  # timed pairs / timed seconds, over all blocks
     block_pairs_per_s: list[float]
     steps: int
+    kernel_percent: float  # share of our own CPU time spent in the kernel while timed
     others_cpu_percent: float | None  # CPU share other processes took while this configuration was timed
     ratio: float | None = None  # pairs_per_s / the plain baseline's
 
 
-def time_block(step: Step, batches: list[Batch]) -> tuple[float, float | None]:
-    """Seconds to train on ``batches``, and the CPU-seconds other processes used meanwhile."""
+@dataclass
+class BlockTimes:
+    seconds: list[float]
+    own_cpu: float = 0.0
+    own_kernel: float = 0.0
+    others: float | None = 0.0  # None once any block could not tell
+
+
+def time_block(step: Step, batches: list[Batch], times: BlockTimes) -> None:
+    """Train on ``batches``; add the wall time, our CPU time and other processes' CPU time to ``times``."""
     before = cpu_snapshot()
     for batch in batches:
         step(batch)
     after = cpu_snapshot()
-    return after.wall - before.wall, others_cpu_seconds(before, after)
+    times.seconds.append(after.wall - before.wall)
+    times.own_cpu += after.own - before.own
+    times.own_kernel += after.own_kernel - before.own_kernel
+    others = others_cpu_seconds(before, after)
+    times.others = None if times.others is None or others is None else times.others + others
 
 
 def time_training(trainers: dict[str, Step], batches: list[Batch], warmup: int, steps: int, blocks: int) -> list[TrainResult]:
@@ -266,20 +280,19 @@ def time_training(trainers: dict[str, Step], batches: list[Batch], warmup: int, 
         for batch in batches[:warmup]:
             step(batch)
     sizes = [steps // blocks + (1 if i < steps % blocks else 0) for i in range(blocks)]
-    seconds: dict[str, list[float]] = {name: [] for name in trainers}
-    others: dict[str, list[float | None]] = {name: [] for name in trainers}
+    times = {name: BlockTimes([]) for name in trainers}
     start = warmup
     for size in sizes:
         for name, step in trainers.items():
-            secs, other = time_block(step, batches[start : start + size])
-            seconds[name].append(secs)
-            others[name].append(other)
+            time_block(step, batches[start : start + size], times[name])
         start += size
     results = []
-    for name, secs in seconds.items():
-        rates = [size * BATCH / s for size, s in zip(sizes, secs, strict=True)]
-        other = None if None in others[name] else others_percent(sum(others[name]), sum(secs))  # type: ignore[arg-type]
-        results.append(TrainResult(name, steps * BATCH / sum(secs), rates, steps, other))
+    for name, t in times.items():
+        rates = [size * BATCH / s for size, s in zip(sizes, t.seconds, strict=True)]
+        kernel = 100.0 * t.own_kernel / t.own_cpu if t.own_cpu else 0.0
+        results.append(
+            TrainResult(name, steps * BATCH / sum(t.seconds), rates, steps, kernel, others_percent(t.others, sum(t.seconds)))
+        )
     base = next((r.pairs_per_s for r in results if r.configuration == BASELINE), None)
     for r in results:
         r.ratio = r.pairs_per_s / base if base else None
@@ -385,12 +398,21 @@ def training_table(results: list[TrainResult]) -> str:
             f"{r.pairs_per_s:,.0f}",
             f"{r.ratio:.2f}x" if r.ratio is not None else "n/a",
             f"{min(r.block_pairs_per_s):,.0f} - {max(r.block_pairs_per_s):,.0f}",
+            f"{r.kernel_percent:.0f}%",
             f"{r.others_cpu_percent:.0f}%" if r.others_cpu_percent is not None else "n/a",
         ]
         for r in results
     ]
     return markdown_table(
-        ["configuration", "pairs/s", "ratio vs plain baseline", "per-block pairs/s (min - max)", "other processes' CPU"], rows
+        [
+            "configuration",
+            "pairs/s",
+            "ratio vs plain baseline",
+            "per-block pairs/s (min - max)",
+            "kernel share of our CPU",
+            "other processes' CPU",
+        ],
+        rows,
     )
 
 
@@ -412,7 +434,8 @@ def system_header(info: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         f"torch {info['torch']}, torch.get_num_threads() = {info['torch_threads']}, os.cpu_count() = {info['cpu_count']}",
         f"CPU: {info['cpu']}",
-        f"python {info['python']}, numpy {info['numpy']}, 1-minute load average {f'{load:.2f}' if load is not None else 'n/a'}, other processes' CPU share before start {busy_text}",
+        f"python {info['python']}, numpy {info['numpy']}, 1-minute load average {f'{load:.2f}' if load is not None else 'n/a'}, "
+        f"other processes' CPU share before start {busy_text}",
         f"model: pooled_embedding, vocab {VOCAB:,} a side, enc_dim {ENC_DIM}, {SEQ_LEN} tokens a side, batch {BATCH}, "
         "comparators hadamard/concat/abs_diff, MLP 2 x 512 linear, Adam",
         f"timing: {args.warmup} warm-up steps excluded, {args.steps} timed steps in {args.blocks} interleaved blocks",
@@ -450,8 +473,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
-        if getattr(args, name) < (0 if name == "warmup" else 1):
-            parser.error(f"--{name} must be positive")
+        least = 0 if name == "warmup" else 1
+        if getattr(args, name) < least:
+            parser.error(f"--{name} must be at least {least}; got {getattr(args, name)}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1; got {args.threads}")
     args.blocks = min(args.blocks, args.steps)
     return args
 
@@ -472,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "system": info,
             "settings": {k: v for k, v in vars(args).items() if k != "json"},
+            "model": {"vocab_size": VOCAB, "tokens_a_side": SEQ_LEN, "enc_dim": ENC_DIM, "mini_batch_size": BATCH},
             "training": [asdict(r) for r in training],
             "loading": [asdict(r) for r in loading],
         }
