@@ -115,12 +115,6 @@ def test_untied_encoders_have_their_own_tables():
     assert net.encoders[0].embedding is not net.encoders[1].embedding
 
 
-def test_row_sparse_makes_sparse_embedding_gradients():
-    net = net_for("pooled_embedding", token_embedding_storage_type="row_sparse").train()
-    net(*flat([1, 2]), *flat([3])).sum().backward()
-    assert net.encoders[0].embedding.weight.grad.is_sparse
-
-
 def test_dropout_is_active_only_in_training():
     net = net_for("pooled_embedding", dropout=0.5)
     batch = (*flat([1, 2], [3]), *flat([4], [5, 6]))

@@ -155,34 +155,6 @@ def test_bucketing_groups_similar_lengths():
         assert len(set(lengths[batch.left].tolist())) == 1
 
 
-def test_row_sparse_updates_only_touched_rows_like_a_dense_step():
-    """One lazy step changes exactly the rows the batch used, by the same amount as dense SGD."""
-    kwargs = dict(
-        enc0_max_seq_len=3,
-        enc0_vocab_size=50,
-        enc0_network="pooled_embedding",
-        enc_dim=4,
-        mlp_dim=4,
-        optimizer="sgd",
-        learning_rate=0.1,
-    )
-    torch.manual_seed(0)
-    sparse_net = Object2VecNet(Hyperparameters(**kwargs, token_embedding_storage_type="row_sparse"))
-    dense_net = Object2VecNet(Hyperparameters(**kwargs))
-    dense_net.load_state_dict(sparse_net.state_dict())
-    batch = (torch.tensor([1, 2, 3]), torch.tensor([3]), torch.tensor([7]), torch.tensor([1]))
-    before = sparse_net.encoders[0].embedding.weight.detach().clone()
-    for net in (sparse_net, dense_net):
-        opt = Optimizers(net, net.hp)
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(*batch), torch.tensor([1])).backward()
-        opt.step()
-    after = sparse_net.encoders[0].embedding.weight.detach()
-    changed = (after != before).any(dim=1).nonzero().flatten().tolist()
-    assert changed == [1, 2, 3]
-    torch.testing.assert_close(after, dense_net.encoders[0].embedding.weight.detach())
-
-
 def test_dry_run_stops_after_max_steps(tiny, records):
     model = Object2Vec(**tiny).fit(records, max_steps=1)
     assert len(model.history_) == 1 and model.history_[0]["throughput"] > 0

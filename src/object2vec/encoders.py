@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import EncoderConfig
+from .sparse import TokenEmbedding
 
 
 def bag_offsets(lengths: torch.Tensor) -> torch.Tensor:
@@ -44,22 +45,21 @@ def pad(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.
 class PooledEmbedding(nn.Module):
     """Mean of the token embeddings (``embedding_bag``: no padding is ever built)."""
 
-    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: nn.Embedding):
+    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: TokenEmbedding):
         super().__init__()
         if embedding.embedding_dim != enc_dim:
             raise ValueError(f"pooled_embedding needs token dim == enc_dim ({enc_dim}); got {embedding.embedding_dim}")
         self.embedding = embedding
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return F.embedding_bag(
-            tokens, self.embedding.weight, bag_offsets(lengths), mode="mean", sparse=self.embedding.sparse
-        )  # (B, enc_dim)
+        table, ids = self.embedding.lookup(tokens)
+        return F.embedding_bag(ids, table, bag_offsets(lengths), mode="mean")  # (B, enc_dim)
 
 
 class HCNN(nn.Module):
     """Hierarchical CNN: stacked convolutions, each max-pooled over valid positions, then projected."""
 
-    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: nn.Embedding):
+    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: TokenEmbedding):
         super().__init__()
         self.embedding = embedding
         channels = math.ceil(enc_dim / config.layers)
@@ -89,7 +89,7 @@ class HCNN(nn.Module):
 class BiLSTM(nn.Module):
     """Bidirectional LSTM over packed sequences, max-pooled over valid timesteps, then projected."""
 
-    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: nn.Embedding):
+    def __init__(self, config: EncoderConfig, enc_dim: int, embedding: TokenEmbedding):
         super().__init__()
         self.embedding = embedding
         hidden = math.ceil(enc_dim / 2)
@@ -108,6 +108,6 @@ class BiLSTM(nn.Module):
 ENCODERS: dict[str, type[nn.Module]] = {"pooled_embedding": PooledEmbedding, "hcnn": HCNN, "bilstm": BiLSTM}
 
 
-def build_encoder(config: EncoderConfig, enc_dim: int, embedding: nn.Embedding) -> nn.Module:
+def build_encoder(config: EncoderConfig, enc_dim: int, embedding: TokenEmbedding) -> nn.Module:
     """The encoder named by ``config.network``, reading tokens through ``embedding``."""
     return ENCODERS[config.network](config, enc_dim, embedding)

@@ -17,6 +17,7 @@ from torch import nn
 
 from .config import Hyperparameters
 from .encoders import build_encoder
+from .sparse import TokenEmbedding, make_embedding
 
 ACTIVATIONS = {"linear": nn.Identity, "tanh": nn.Tanh, "relu": nn.ReLU}
 EMBEDDING_INIT_STD = 0.1  # N(0, 0.1): small enough that tanh/hadamard features start unsaturated
@@ -55,8 +56,8 @@ class Object2VecNet(nn.Module):
         self.hp = hp
         sparse = hp.token_embedding_storage_type == "row_sparse"
         cfg0, cfg1 = hp.encoder(0), hp.encoder(1)
-        emb0 = nn.Embedding(cfg0.vocab_size, cfg0.token_embedding_dim, sparse=sparse)
-        emb1 = emb0 if hp.tied_token_embedding_weight else nn.Embedding(cfg1.vocab_size, cfg1.token_embedding_dim, sparse=sparse)
+        emb0 = make_embedding(cfg0.vocab_size, cfg0.token_embedding_dim, sparse)
+        emb1 = emb0 if hp.tied_token_embedding_weight else make_embedding(cfg1.vocab_size, cfg1.token_embedding_dim, sparse)
         for emb in [emb0] if emb1 is emb0 else [emb0, emb1]:  # a list, not a set: init order must not depend on ids
             nn.init.normal_(emb.weight, std=EMBEDDING_INIT_STD)
         self.encoders = nn.ModuleList([build_encoder(cfg0, hp.enc_dim, emb0), build_encoder(cfg1, hp.enc_dim, emb1)])
@@ -69,7 +70,7 @@ class Object2VecNet(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.output = nn.Linear(width, hp.output_dim)
 
-    def embeddings(self) -> list[nn.Embedding]:
+    def embeddings(self) -> list[TokenEmbedding]:
         """The distinct token tables (one when tied)."""
         tables = [enc.embedding for enc in self.encoders]
         return tables[:1] if tables[0] is tables[1] else tables

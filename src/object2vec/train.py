@@ -25,8 +25,10 @@ from .config import Hyperparameters
 from .data import PairData, Side
 from .model import Object2VecNet
 from .sampling import Batch, epoch_batches
+from .sparse import LazyOptimizer
 
 EVAL_BATCH_SIZE = 4096
+FUSED = ("adam", "adagrad", "sgd")  # optimizers with a fused CPU/CUDA kernel (torch >= 2.4)
 
 
 @dataclass
@@ -84,44 +86,27 @@ def _dense_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_de
         "sgd": torch.optim.SGD,
         "adadelta": torch.optim.Adadelta,
     }[name]
-    return cls(params, lr=lr, weight_decay=weight_decay)
-
-
-def _sparse_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Lazy (touched-rows-only) updates; weight decay is added to the touched rows' gradients."""
-    if name == "adam":
-        return torch.optim.SparseAdam(params, lr=lr)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr)
+    fast = {"fused": True} if name in FUSED else {"foreach": True}  # one kernel over all tensors, not a loop
+    return cls(params, lr=lr, weight_decay=weight_decay, **fast)
 
 
 class Optimizers:
-    """The dense optimizer, plus a lazy one for ``row_sparse`` embedding tables."""
+    """The dense optimizer, plus a lazy one (:mod:`object2vec.sparse`) for ``row_sparse`` token tables."""
 
     def __init__(self, net: Object2VecNet, hp: Hyperparameters):
-        self.weight_decay = hp.weight_decay
-        sparse = [e.weight for e in net.embeddings() if e.sparse]
-        sparse_ids = {id(p) for p in sparse}
-        dense = [p for p in net.parameters() if p.requires_grad and id(p) not in sparse_ids]
-        self.sparse_params = [p for p in sparse if p.requires_grad]
-        self.optimizers = []
+        tables = [e for e in net.embeddings() if e.row_sparse]
+        dense = [p for p in net.parameters() if p.requires_grad]  # row_sparse tables are not autograd parameters
+        self.optimizers: list[Any] = []
         if dense:
             self.optimizers.append(_dense_optimizer(hp.optimizer, dense, hp.learning_rate, hp.weight_decay))
-        if self.sparse_params:
-            self.optimizers.append(_sparse_optimizer(hp.optimizer, self.sparse_params, hp.learning_rate))
+        if tables:
+            self.optimizers.append(LazyOptimizer(tables, hp.optimizer, hp.learning_rate, hp.weight_decay))
 
     def zero_grad(self) -> None:
         for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
 
     def step(self) -> None:
-        if self.weight_decay:
-            for p in self.sparse_params:
-                if p.grad is not None:
-                    g = p.grad.coalesce()
-                    rows = g.indices()[0]
-                    p.grad = torch.sparse_coo_tensor(g.indices(), g.values() + self.weight_decay * p.detach()[rows], g.shape)
         for opt in self.optimizers:
             opt.step()
 

@@ -1,0 +1,140 @@
+"""Token tables, and the lazy (``row_sparse``) updates that touch only the rows a batch used.
+
+A token table can hold millions of rows, yet a batch of 256 pairs of 20 tokens touches at most
+10,240 of them. With ``token_embedding_storage_type=dense`` the table is an ordinary parameter: its
+gradient and its optimizer step cover every row (SageMaker's dense semantics). With ``row_sparse``
+each training lookup gathers the batch's *distinct* rows into a small leaf tensor ``(U, D)``;
+autograd fills that leaf's gradient, and :class:`LazyOptimizer` updates just those rows (and their
+optimizer state) with ``index_copy_``. Nothing proportional to the vocabulary happens per step.
+
+Lazy semantics (the MXNet ``lazy_update`` that SageMaker's row_sparse used):
+
+* adam: moments of a row are updated only on steps that touch the row; bias correction uses the
+  table's global step count (as ``torch.optim.SparseAdam``);
+* adagrad: a row's squared-gradient sum grows only when touched;
+* sgd: plain ``w -= lr * g`` on touched rows;
+* weight decay ``wd * w`` is added to the gradient of touched rows only.
+
+On the first step every touched row gets exactly the dense optimizer's update; untouched rows never
+change (``tests/test_sparse.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TokenEmbedding(nn.Embedding):
+    """A dense token table with the ``lookup`` interface the encoders use."""
+
+    row_sparse = False
+
+    def lookup(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(table, ids)`` such that ``table[ids]`` are the vectors of ``tokens``."""
+        return self.weight, tokens
+
+
+class RowSparseEmbedding(TokenEmbedding):
+    """A token table trained by :class:`LazyOptimizer` instead of autograd on the full table."""
+
+    row_sparse = True
+
+    def __init__(self, num_embeddings: int, embedding_dim: int):
+        super().__init__(num_embeddings, embedding_dim)
+        self.weight.requires_grad_(False)  # rows are trained through the gathered leaves below
+        self.touched: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def lookup(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not (self.training and torch.is_grad_enabled()):
+            return self.weight, tokens
+        rows, local = torch.unique(tokens, return_inverse=True)  # (U,), (N,)
+        leaf = self.weight.detach()[rows].requires_grad_()  # (U, D): its .grad is the row_sparse gradient
+        self.touched.append((rows, leaf))
+        return leaf, local
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        table, ids = self.lookup(tokens)
+        return F.embedding(ids, table)
+
+    def take_gradient(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Distinct touched rows and their summed gradient since the last call; clears the record."""
+        pieces = [(rows, leaf.grad) for rows, leaf in self.touched if leaf.grad is not None]
+        self.touched.clear()
+        if not pieces:
+            return None
+        if len(pieces) == 1:  # one lookup (untied table): rows are already distinct
+            return pieces[0]
+        rows, inverse = torch.unique(torch.cat([r for r, _ in pieces]), return_inverse=True)
+        grad = torch.zeros(len(rows), self.embedding_dim, dtype=pieces[0][1].dtype, device=rows.device)
+        grad.index_add_(0, inverse, torch.cat([g for _, g in pieces]))
+        return rows, grad
+
+
+def make_embedding(num_embeddings: int, embedding_dim: int, row_sparse: bool) -> TokenEmbedding:
+    cls = RowSparseEmbedding if row_sparse else TokenEmbedding
+    return cls(num_embeddings, embedding_dim)
+
+
+class LazyOptimizer:
+    """Adam, Adagrad or SGD applied to the touched rows of row_sparse tables only."""
+
+    def __init__(self, tables: list[RowSparseEmbedding], name: str, lr: float, weight_decay: float):
+        if name not in ("adam", "adagrad", "sgd"):
+            raise ValueError(f"row_sparse supports adam, adagrad and sgd; got {name}")
+        self.tables, self.name, self.lr, self.weight_decay = tables, name, lr, weight_decay
+        self.betas, self.eps = (0.9, 0.999), (1e-8 if name == "adam" else 1e-10)
+        self.state: list[dict[str, Any]] = [{} for _ in tables]
+
+    def zero_grad(self) -> None:
+        for table in self.tables:
+            table.touched.clear()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for table, state in zip(self.tables, self.state, strict=True):
+            taken = table.take_gradient()
+            if taken is None:
+                continue
+            rows, grad = taken
+            frozen = getattr(table, "frozen_rows", None)
+            if frozen is not None:  # pretrained rows that must not move
+                keep = ~frozen[rows]
+                rows, grad = rows[keep], grad[keep]
+            weight = table.weight
+            w = weight[rows]  # (U, D)
+            if self.weight_decay:
+                grad = grad + self.weight_decay * w
+            if self.name == "sgd":
+                w -= self.lr * grad
+            elif self.name == "adagrad":
+                total = state.setdefault("sum", torch.zeros_like(weight))
+                s = total[rows] + grad * grad
+                total.index_copy_(0, rows, s)
+                w -= self.lr * grad / (s.sqrt() + self.eps)
+            else:
+                w = self._adam(state, weight, rows, grad, w)
+            weight.index_copy_(0, rows, w)
+
+    def _adam(self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        beta1, beta2 = self.betas
+        exp_avg = state.setdefault("exp_avg", torch.zeros_like(weight))
+        exp_avg_sq = state.setdefault("exp_avg_sq", torch.zeros_like(weight))
+        state["step"] = state.get("step", 0) + 1
+        m = exp_avg[rows].mul_(beta1).add_(grad, alpha=1 - beta1)
+        v = exp_avg_sq[rows].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        exp_avg.index_copy_(0, rows, m)
+        exp_avg_sq.index_copy_(0, rows, v)
+        correction1 = 1 - beta1 ** state["step"]
+        correction2 = 1 - beta2 ** state["step"]
+        denom = (v / correction2).sqrt_().add_(self.eps)
+        return w.addcdiv_(m, denom, value=-self.lr / correction1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = state["state"]

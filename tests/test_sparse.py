@@ -1,0 +1,83 @@
+"""row_sparse: a step touches only the rows a batch used, and matches the dense step on them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from object2vec.config import Hyperparameters
+from object2vec.model import Object2VecNet
+from object2vec.sparse import RowSparseEmbedding
+from object2vec.train import Optimizers
+
+KWARGS = dict(enc0_max_seq_len=3, enc0_vocab_size=50, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4)
+BATCH = (torch.tensor([1, 2, 3, 2]), torch.tensor([3, 1]), torch.tensor([7, 9]), torch.tensor([1, 1]))
+LABELS = torch.tensor([1, 0])
+
+
+def twin_nets(**extra) -> tuple[Object2VecNet, Object2VecNet]:
+    torch.manual_seed(0)
+    sparse = Object2VecNet(Hyperparameters(**KWARGS, **extra, token_embedding_storage_type="row_sparse"))
+    dense = Object2VecNet(Hyperparameters(**KWARGS, **extra))
+    dense.load_state_dict(sparse.state_dict())
+    return sparse, dense
+
+
+def one_step(net: Object2VecNet) -> None:
+    optimizers = Optimizers(net, net.hp)
+    optimizers.zero_grad()
+    torch.nn.functional.cross_entropy(net(*BATCH), LABELS).backward()
+    optimizers.step()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_touched_rows_match_a_dense_step_and_untouched_rows_do_not_change(optimizer, weight_decay):
+    sparse, dense = twin_nets(optimizer=optimizer, learning_rate=0.1, weight_decay=weight_decay)
+    before = [e.weight.detach().clone() for e in sparse.embeddings()]
+    one_step(sparse)
+    one_step(dense)
+    for side, touched in ((0, [1, 2, 3]), (1, [7, 9])):
+        after = sparse.embeddings()[side].weight.detach()
+        assert (after != before[side]).any(dim=1).nonzero().flatten().tolist() == touched
+        torch.testing.assert_close(after[touched], dense.embeddings()[side].weight.detach()[touched])
+    # the rest of the network trains exactly as in the dense model
+    torch.testing.assert_close(sparse.output.weight, dense.output.weight)
+
+
+def test_a_tied_table_sums_the_gradients_of_both_sides():
+    sparse, dense = twin_nets(tied_token_embedding_weight=True, optimizer="sgd", learning_rate=0.5)
+    batch = (torch.tensor([1, 2]), torch.tensor([2]), torch.tensor([2, 5]), torch.tensor([2]))
+    for net in (sparse, dense):
+        optimizers = Optimizers(net, net.hp)
+        torch.nn.functional.cross_entropy(net(*batch), torch.tensor([1])).backward()
+        optimizers.step()
+    torch.testing.assert_close(sparse.embeddings()[0].weight, dense.embeddings()[0].weight)
+
+
+def test_row_sparse_tables_are_not_autograd_parameters_of_the_full_table():
+    sparse, _ = twin_nets()
+    table = sparse.embeddings()[0]
+    assert isinstance(table, RowSparseEmbedding) and not table.weight.requires_grad
+    sparse(*BATCH).sum().backward()
+    rows, grad = table.take_gradient()
+    assert rows.tolist() == [1, 2, 3] and grad.shape == (3, 4)
+
+
+def test_evaluation_reads_the_full_table_without_recording():
+    sparse, dense = twin_nets()
+    sparse.eval()
+    dense.eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(sparse(*BATCH), dense(*BATCH))
+    assert sparse.embeddings()[0].touched == []
+
+
+def test_frozen_rows_never_move():
+    sparse, _ = twin_nets(optimizer="adam", learning_rate=0.1, weight_decay=0.5)
+    table = sparse.embeddings()[0]
+    table.frozen_rows = torch.zeros(50, dtype=torch.bool)
+    table.frozen_rows[2] = True
+    before = table.weight.detach().clone()
+    one_step(sparse)
+    assert torch.equal(table.weight[2], before[2]) and not torch.equal(table.weight[1], before[1])
