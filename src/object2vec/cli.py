@@ -101,6 +101,7 @@ def main() -> None:
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Model folder to write (required unless --dry-run).")
 @click.option("--seed", default=0, type=int, help="Seed for initialisation, shuffling, sampling and dropout.")
 @click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N.")
+@click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16", "auto"]), help="Training arithmetic; auto = bf16 where the hardware has bf16 units (fp16: CUDA only).")
 @click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @_hyperparameter_options
@@ -114,6 +115,7 @@ def train(
     output: Path | None,
     seed: int,
     device: str,
+    precision: str,
     dry_run: bool,
     quiet: bool,
     **named: str | None,
@@ -128,7 +130,7 @@ def train(
     Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     if output is None and not dry_run:
         raise Object2VecError("--output is required: the folder to write the trained model to (or pass --dry-run)")
-    model = Object2Vec(seed=seed, device=device, **hyperparameters)
+    model = Object2Vec(seed=seed, device=device, precision=precision, **hyperparameters)
     model.fit(train_path, validation, test, max_steps=1 if dry_run else None)
     if dry_run:
         click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")

@@ -39,6 +39,8 @@ class Object2Vec:
     Args:
         seed: makes initialisation, shuffling, negative sampling and dropout repeatable.
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:1``, ...
+        precision: training arithmetic: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), or ``auto``
+            (bf16 where the hardware has bf16 units). Prediction and evaluation run in fp32.
         **hyperparameters: SageMaker Object2Vec hyperparameters, typed or as strings
             (see ``docs/hyperparameters.md``).
 
@@ -51,13 +53,14 @@ class Object2Vec:
     (2, 8)
     """
 
-    def __init__(self, *, seed: int = 0, device: str = "auto", **hyperparameters: Any):
+    def __init__(self, *, seed: int = 0, device: str = "auto", precision: str = "fp32", **hyperparameters: Any):
         self.seed = seed
         self.device = device
+        self.precision = precision
         self.hyperparameters = hyperparameters
 
     def get_params(self) -> dict[str, Any]:
-        return {"seed": self.seed, "device": self.device, **self.hyperparameters}
+        return {"seed": self.seed, "device": self.device, "precision": self.precision, **self.hyperparameters}
 
     # ---------------------------------------------------------------------------------------------
     def fit(

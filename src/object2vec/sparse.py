@@ -52,7 +52,7 @@ class RowSparseEmbedding(TokenEmbedding):
         if not (self.training and torch.is_grad_enabled()):
             return self.weight, tokens
         rows, local = torch.unique(tokens, return_inverse=True)  # (U,), (N,)
-        leaf = self.weight.detach()[rows].requires_grad_()  # (U, D): its .grad is the row_sparse gradient
+        leaf = self.weight.detach().index_select(0, rows).requires_grad_()  # (U, D): its .grad is the row_sparse gradient
         self.touched.append((rows, leaf))
         return leaf, local
 
@@ -94,25 +94,30 @@ class LazyOptimizer:
             table.touched.clear()
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, scale: float = 1.0) -> None:
+        """Update touched rows; ``scale`` undoes fp16 loss scaling (a non-finite gradient skips the table)."""
         for table, state in zip(self.tables, self.state, strict=True):
             taken = table.take_gradient()
             if taken is None:
                 continue
             rows, grad = taken
+            if scale != 1.0:
+                grad = grad.float() / scale
+                if not torch.isfinite(grad).all():
+                    continue
             frozen = getattr(table, "frozen_rows", None)
             if frozen is not None:  # pretrained rows that must not move
                 keep = ~frozen[rows]
                 rows, grad = rows[keep], grad[keep]
             weight = table.weight
-            w = weight[rows]  # (U, D)
+            w = weight.index_select(0, rows)  # (U, D)
             if self.weight_decay:
                 grad = grad + self.weight_decay * w
             if self.name == "sgd":
                 w -= self.lr * grad
             elif self.name == "adagrad":
                 total = state.setdefault("sum", torch.zeros_like(weight))
-                s = total[rows] + grad * grad
+                s = total.index_select(0, rows).addcmul_(grad, grad)
                 total.index_copy_(0, rows, s)
                 w -= self.lr * grad / (s.sqrt() + self.eps)
             else:
@@ -124,8 +129,8 @@ class LazyOptimizer:
         exp_avg = state.setdefault("exp_avg", torch.zeros_like(weight))
         exp_avg_sq = state.setdefault("exp_avg_sq", torch.zeros_like(weight))
         state["step"] = state.get("step", 0) + 1
-        m = exp_avg[rows].mul_(beta1).add_(grad, alpha=1 - beta1)
-        v = exp_avg_sq[rows].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        m = exp_avg.index_select(0, rows).mul_(beta1).add_(grad, alpha=1 - beta1)
+        v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         exp_avg.index_copy_(0, rows, m)
         exp_avg_sq.index_copy_(0, rows, v)
         correction1 = 1 - beta1 ** state["step"]

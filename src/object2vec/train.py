@@ -9,6 +9,7 @@ epoch runs and the last weights are kept.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import reporting
 from .config import Hyperparameters
+from .errors import HyperparameterError
 from .data import PairData, Side
 from .model import Object2VecNet
 from .sampling import Batch, epoch_batches
@@ -110,12 +112,53 @@ class Optimizers:
         for opt in self.optimizers:
             opt.step()
 
+    def step_scaled(self, scaler: torch.amp.GradScaler) -> None:
+        """fp16: unscale, skip the step on inf/nan gradients, adapt the scale."""
+        dense = self.optimizers[0] if self.optimizers and not isinstance(self.optimizers[0], LazyOptimizer) else None
+        if dense is not None:
+            scaler.step(dense)
+        for opt in self.optimizers:
+            if isinstance(opt, LazyOptimizer):
+                opt.step(scale=scaler.get_scale())
+        scaler.update()
+
     def state_dict(self) -> list[dict[str, Any]]:
         return [opt.state_dict() for opt in self.optimizers]
 
     def load_state_dict(self, states: list[dict[str, Any]]) -> None:
         for opt, state in zip(self.optimizers, states, strict=True):
             opt.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------------------------------
+# Precision
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """bf16 matrix units exist here (AVX-512 BF16 / AMX on CPU, Ampere or newer on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` picks bf16 where the hardware runs it natively, else fp32; fp16 needs CUDA."""
+    if precision not in PRECISIONS:
+        raise HyperparameterError([f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}."])
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise HyperparameterError(["precision=fp16 needs a CUDA device; use bf16 (or auto) on a CPU."])
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass: weights, optimizer state and the loss stay fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -186,15 +229,20 @@ def fit(
     seed: int = 0,
     device: torch.device | str = "cpu",
     max_steps: int | None = None,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train ``net`` in place and return the run's history (see the module docstring).
 
     ``max_steps`` ends training after that many optimizer steps (``--dry-run`` uses 1).
+    ``precision`` (fp32, bf16, fp16 on CUDA, auto) sets the autocast dtype of training steps;
+    evaluation always runs in fp32.
     """
     hp = net.hp
     device = torch.device(device)
     net.to(device).train()
     optimizers = Optimizers(net, hp)
+    precision = resolve_precision(precision, device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
     watched = loss_of(hp)
     result = TrainResult()
     best_loss, reference, bad_epochs, best_state = float("inf"), float("inf"), 0, None
@@ -219,11 +267,16 @@ def fit(
             steps += 1
             inputs = batch_inputs(train, batch, device)
             labels = label_tensor(batch.labels, hp, device)
-            out = net(*inputs)
-            loss = compute_loss(out, labels, hp)
+            with autocast(precision, device):
+                out = net(*inputs)
+            loss = compute_loss(out.float(), labels, hp)
             optimizers.zero_grad()
-            loss.backward()
-            optimizers.step()
+            if scaler is None:
+                loss.backward()
+                optimizers.step()
+            else:
+                scaler.scale(loss).backward()
+                optimizers.step_scaled(scaler)
             meter.add(out.detach(), labels, loss.detach())
             bar.update(len(labels))
         elapsed = time.perf_counter() - start
