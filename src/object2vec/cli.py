@@ -92,6 +92,12 @@ def main() -> None:
 @click.option("--validation", type=click.Path(path_type=Path), help="Validation pairs (early stopping, best-epoch restore).")
 @click.option("--test", type=click.Path(path_type=Path), help="Test pairs, scored once after training.")
 @click.option(
+    "--auxiliary",
+    type=click.Path(path_type=Path),
+    help="SageMaker's auxiliary channel: the folder with the enc*_vocab_file and enc*_pretrained_embedding_file files "
+    "(an 'object2vec prepare' output folder).",
+)
+@click.option(
     "--hyperparameters",
     "hp_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -101,7 +107,12 @@ def main() -> None:
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Model folder to write (required unless --dry-run).")
 @click.option("--seed", default=0, type=int, help="Seed for initialisation, shuffling, sampling and dropout.")
 @click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N.")
-@click.option("--precision", default="fp32", type=click.Choice(["fp32", "bf16", "fp16", "auto"]), help="Training arithmetic; auto = bf16 where the hardware has bf16 units (fp16: CUDA only).")
+@click.option(
+    "--precision",
+    default="fp32",
+    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
+    help="Training arithmetic; auto = bf16 where the hardware has bf16 units (fp16: CUDA only).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @_hyperparameter_options
@@ -110,6 +121,7 @@ def train(
     train_path: Path,
     validation: Path | None,
     test: Path | None,
+    auxiliary: Path | None,
     hp_file: Path | None,
     params: tuple[str, ...],
     output: Path | None,
@@ -131,7 +143,7 @@ def train(
     if output is None and not dry_run:
         raise Object2VecError("--output is required: the folder to write the trained model to (or pass --dry-run)")
     model = Object2Vec(seed=seed, device=device, precision=precision, **hyperparameters)
-    model.fit(train_path, validation, test, max_steps=1 if dry_run else None)
+    model.fit(train_path, validation, test, auxiliary=auxiliary, max_steps=1 if dry_run else None)
     if dry_run:
         click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")
         return
@@ -155,6 +167,131 @@ def evaluate(model_dir: Path, data: Path, device: str, as_json: bool) -> None:
         return
     for name, value in metrics.items():
         click.echo(f"{name:<20} {value:.6f}")
+
+
+@main.command()
+@click.option(
+    "--train", "train_path", type=click.Path(path_type=Path), help="Raw training pairs; the vocabulary is built from these."
+)
+@click.option(
+    "--validation", type=click.Path(path_type=Path), help="Raw validation pairs (encoded with the training vocabulary)."
+)
+@click.option("--test", type=click.Path(path_type=Path), help="Raw test pairs (encoded with the training vocabulary).")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@click.option("--left", required=True, help="Column of the in0 text: a name, or a 0-based index.")
+@click.option("--right", required=True, help="Column of the in1 text: a name, or a 0-based index.")
+@click.option("--label", help="Column of the label: a name, or a 0-based index. Leave out for unlabelled pairs.")
+@click.option(
+    "--format", "fmt", default="auto", type=click.Choice(["auto", "csv", "tsv", "jsonl"]), help="auto: from the extension."
+)
+@click.option("--no-quoting", is_flag=True, help="Quote characters are text (csv.QUOTE_NONE), as in STS Benchmark files.")
+@click.option(
+    "--header/--no-header", default=None, help="Whether CSV/TSV files start with a header row [default: if a column is named]."
+)
+@click.option(
+    "--label-type",
+    default="auto",
+    type=click.Choice(["auto", "class", "number"]),
+    help="auto: numbers if one label is fractional, else classes.",
+)
+@click.option(
+    "--tokenizer-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A Hugging Face tokenizer.json (needs object2vec[text]).",
+)
+@click.option(
+    "--lowercase/--no-lowercase", default=None, help="Lowercase before splitting [default: yes, no with --tokenizer-file]."
+)
+@click.option("--min-count", default=1, type=click.IntRange(1), help="Keep words seen at least this often in training.")
+@click.option("--max-size", type=click.IntRange(2), help="At most this many ids, the unknown token's included.")
+@click.option("--shared-vocab", is_flag=True, help="One vocabulary for both sides (vocab.json) instead of one per side.")
+@click.option("--unknown-token", default="<unk>", help="The word of id 0, which stands for every out-of-vocabulary token.")
+@click.option(
+    "--vectors",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="GloVe/word2vec text vectors (.gz ok); vocabulary rows go to vectors.txt.gz.",
+)
+@click.option(
+    "--vector-words", default=0, type=click.IntRange(0), help="Also add the first N words of --vectors to the vocabulary."
+)
+@click.option(
+    "--length-percentile",
+    default=99.0,
+    type=click.FloatRange(1, 100),
+    help="Suggested max_seq_len: this percentile of training lengths.",
+)
+@click.option("--max-seq-len", type=click.IntRange(1, 5000), help="Suggest this max_seq_len instead of the percentile.")
+@click.option(
+    "--vocab-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Apply the tokenizer, vocabulary and labels of an earlier output folder.",
+)
+@_friendly_errors
+def prepare(
+    train_path: Path | None,
+    validation: Path | None,
+    test: Path | None,
+    output: Path,
+    left: str,
+    right: str,
+    label: str | None,
+    fmt: str,
+    no_quoting: bool,
+    header: bool | None,
+    label_type: str,
+    tokenizer_file: Path | None,
+    lowercase: bool | None,
+    min_count: int,
+    max_size: int | None,
+    shared_vocab: bool,
+    unknown_token: str,
+    vectors: Path | None,
+    vector_words: int,
+    length_percentile: float,
+    max_seq_len: int | None,
+    vocab_from: Path | None,
+) -> None:
+    """Tokenize raw text pairs (CSV, TSV, JSON Lines) into Object2Vec JSON Lines plus vocab.json.
+
+    Prints the OOV rate and truncation counts of each split and the hyperparameters to train with:
+
+    \b
+      object2vec prepare --train train.csv --validation dev.csv --left question1 --right question2 --label is_duplicate -o data/
+      object2vec train --train data/train.jsonl --validation data/validation.jsonl --auxiliary data \\
+          --hyperparameters data/hyperparameters.json -o model/
+    """
+    from .prepare import Table, parse_column
+    from .prepare import prepare as run
+
+    table = Table(parse_column(left), parse_column(right), parse_column(label), fmt, not no_quoting, header)  # type: ignore[arg-type]
+    report = run(
+        output,
+        table,
+        train=train_path,
+        validation=validation,
+        test=test,
+        vocab_from=vocab_from,
+        tokenizer_file=tokenizer_file,
+        lowercase=lowercase,
+        min_count=min_count,
+        max_size=max_size,
+        shared_vocab=shared_vocab,
+        unknown_token=unknown_token,
+        label_type=label_type,
+        vectors=vectors,
+        vector_words=vector_words,
+        length_percentile=length_percentile,
+        max_seq_len=max_seq_len,
+    )
+    for line in report.lines():
+        click.echo(line)
+    splits = {s.name for s in report.splits}
+    if "train" in splits:
+        val = f" --validation {output / 'validation.jsonl'}" if "validation" in splits else ""
+        click.echo(
+            f"train with: object2vec train --train {output / 'train.jsonl'}{val} --auxiliary {output} "
+            f"--hyperparameters {output / 'hyperparameters.json'} -o MODEL_DIR"
+        )
 
 
 @main.command()

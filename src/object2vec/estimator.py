@@ -21,9 +21,11 @@ from .config import Hyperparameters
 from .data import PairData, Schema, Side, Source, read_pairs
 from .errors import DataError, NotFittedError
 from .model import Object2VecNet
+from .text import TextCodec, read_text_pairs
 from .train import EVAL_BATCH_SIZE, evaluate, fit, sequential_batches, side_tensors
+from .vectors import AuxiliaryChannel
 
-Sequences = Sequence[Sequence[int]]
+Sequences = Sequence[Sequence[int] | str]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -64,13 +66,23 @@ class Object2Vec:
 
     # ---------------------------------------------------------------------------------------------
     def fit(
-        self, train: Source, validation: Source | None = None, test: Source | None = None, *, max_steps: int | None = None
+        self,
+        train: Source,
+        validation: Source | None = None,
+        test: Source | None = None,
+        *,
+        auxiliary: str | os.PathLike | None = None,
+        max_steps: int | None = None,
     ) -> Object2Vec:
         """Train on ``train`` (path, folder, ``.jsonl.gz`` or list of records); returns ``self``.
 
         ``validation`` drives early stopping and best-epoch restore; ``test`` is scored once at the
-        end. Every split is read and validated before training starts. ``max_steps`` stops
-        after that many optimizer steps (a smoke test).
+        end. Every split is read and validated before training starts. ``auxiliary`` is SageMaker's
+        auxiliary channel: the folder holding the files that ``enc*_vocab_file`` and
+        ``enc*_pretrained_embedding_file`` name (and ``tokenization.json`` from ``object2vec
+        prepare``); it is a data location, so it is given here rather than to the constructor.
+        A model trained with a vocabulary also reads raw strings in ``predict``/``embed``/``evaluate``.
+        ``max_steps`` stops after that many optimizer steps (a smoke test).
         """
         hp = Hyperparameters.from_dict(self.hyperparameters)
         with warnings.catch_warnings(record=True) as caught:
@@ -79,7 +91,7 @@ class Object2Vec:
         for w in caught:
             reporting.logger.warning(str(w.message))
             warnings.warn(w.message, stacklevel=2)
-        _refuse_unloaded_files(hp)
+        channel = AuxiliaryChannel.open(hp, auxiliary)  # cheap checks of every named file, before any data
         schema = Schema.from_hyperparameters(hp)
         splits = {}
         problems: list[str] = []
@@ -97,11 +109,13 @@ class Object2Vec:
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         net = Object2VecNet(hp)
+        channel.initialise(net, hp)
         result = fit(
             net, splits["train"], splits.get("validation"), splits.get("test"), seed=self.seed, device=device, max_steps=max_steps
         )
         self.model_ = net
         self.hyperparameters_ = hp
+        self.text_ = channel.codec
         self.history_ = result.history
         self.metrics_ = result.as_dict()
         return self
@@ -116,10 +130,17 @@ class Object2Vec:
     def _device(self) -> torch.device:
         return next(self._fitted().parameters()).device
 
+    @property
+    def _text(self) -> TextCodec | None:
+        return getattr(self, "text_", None)
+
     def evaluate(self, data: Source) -> dict[str, float]:
-        """SageMaker's metrics on labelled pairs: accuracy and cross_entropy, or mean_squared_error and rmse."""
+        """SageMaker's metrics on labelled pairs: accuracy and cross_entropy, or mean_squared_error and rmse.
+
+        Like ``predict``, takes raw strings as ``in0``/``in1`` when the model has a vocabulary.
+        """
         net = self._fitted()
-        return evaluate(net, read_pairs(data, Schema.from_hyperparameters(net.hp)), self._device)
+        return evaluate(net, read_text_pairs(data, Schema.from_hyperparameters(net.hp), self._text), self._device)
 
     def score(self, data: Source) -> float:
         """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error."""
@@ -128,9 +149,14 @@ class Object2Vec:
 
     @torch.inference_mode()
     def predict(self, pairs: Source, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
-        """Scores of pairs: softmax probabilities ``(n, num_classes)``, or ``(n, 1)`` for regression."""
+        """Scores of pairs: softmax probabilities ``(n, num_classes)``, or ``(n, 1)`` for regression.
+
+        ``in0``/``in1`` are lists of token ids or, for a model trained with ``enc*_vocab_file``, raw
+        strings (``{"in0": "a sentence", "in1": [4, 2]}``), tokenized exactly as in training
+        (:mod:`object2vec.text`).
+        """
         net = self._fitted()
-        data = read_pairs(pairs, Schema.from_hyperparameters(net.hp), require_label=False)
+        data = read_text_pairs(pairs, Schema.from_hyperparameters(net.hp), self._text, require_label=False)
         out = []
         for batch in sequential_batches(data, batch_size):
             t0 = side_tensors(data.in0, batch.left, self._device)
@@ -143,7 +169,8 @@ class Object2Vec:
     def embed(self, in0: Sequences | None = None, in1: Sequences | None = None, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
         """Encoder vectors ``(n, enc_dim)`` (float32) for token sequences of one side.
 
-        Pass exactly one of ``in0`` (through enc0) or ``in1`` (through enc1).
+        Pass exactly one of ``in0`` (through enc0) or ``in1`` (through enc1). Items are lists of token
+        ids or, for a model trained with a vocabulary, raw strings.
         """
         net = self._fitted()
         if (in0 is None) == (in1 is None):
@@ -151,7 +178,7 @@ class Object2Vec:
         side_name = "in0" if in0 is not None else "in1"
         seqs = in0 if in0 is not None else in1
         records = [{side_name: s} for s in seqs]  # type: ignore[union-attr]
-        data = read_pairs(records, Schema.from_hyperparameters(net.hp), require_label=False, sides=(side_name,))
+        data = read_text_pairs(records, Schema.from_hyperparameters(net.hp), self._text, require_label=False, sides=(side_name,))
         side: Side = data.in0 if side_name == "in0" else data.in1
         index = 0 if side_name == "in0" else 1
         out = []
@@ -164,7 +191,10 @@ class Object2Vec:
     def save(self, path: str | os.PathLike) -> None:
         """Write the model folder (see :mod:`object2vec.io`)."""
         net = self._fitted()
-        io.save(path, net, metrics=getattr(self, "metrics_", None), extra={"seed": self.seed})
+        text = self._text
+        io.save(
+            path, net, metrics=getattr(self, "metrics_", None), extra={"seed": self.seed}, assets=text.assets() if text else None
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> Object2Vec:
@@ -175,20 +205,8 @@ class Object2Vec:
         model.hyperparameters_ = net.hp
         model.metrics_ = metrics
         model.history_ = metrics.get("epochs", [])
+        model.text_ = io.load_text(path, net.hp)
         return model
-
-
-def _refuse_unloaded_files(hp: Hyperparameters) -> None:
-    from .errors import HyperparameterError
-
-    problems = [
-        f"enc{side}_{key}={getattr(hp, f'enc{side}_{key}')!r}: loading auxiliary files is not supported yet; leave it empty"
-        for side in (0, 1)
-        for key in ("pretrained_embedding_file", "vocab_file")
-        if getattr(hp, f"enc{side}_{key}")
-    ]
-    if problems:
-        raise HyperparameterError(problems)
 
 
 __all__ = ["Object2Vec", "PairData"]

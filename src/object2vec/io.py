@@ -6,6 +6,9 @@
       config.json         format name and version + every resolved hyperparameter
       model.safetensors   weights (tied tables stored once, via safetensors.torch.save_model)
       metrics.json        per-epoch metrics, best epoch, test metrics
+      auxiliary/          only for a model trained with a vocabulary: the vocab files its
+                          hyperparameters name, tokenization.json, a tokenizer file if any
+                          (pretrained vectors are not copied: they are in the weights)
 
 Each file is written to a temporary name in the same folder and renamed into place, so a crash
 never leaves a half-written file under a real name. ``config.json`` is written last: a folder
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +30,11 @@ from safetensors.torch import load_model, save_model
 from .config import Hyperparameters
 from .errors import HyperparameterError, ModelFormatError
 from .model import Object2VecNet
+from .text import AuxiliaryFileError, TextCodec
 
 FORMAT = "object2vec"
 FORMAT_VERSION = 1
-CONFIG, WEIGHTS, METRICS = "config.json", "model.safetensors", "metrics.json"
+CONFIG, WEIGHTS, METRICS, ASSETS = "config.json", "model.safetensors", "metrics.json", "auxiliary"
 
 
 def _umask_mode() -> int:
@@ -60,9 +65,17 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def save(
-    folder: str | os.PathLike, net: Object2VecNet, metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+    folder: str | os.PathLike,
+    net: Object2VecNet,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    assets: Mapping[str, bytes] | None = None,
 ) -> Path:
-    """Write ``net`` (and its metrics) to ``folder``; returns the folder."""
+    """Write ``net`` (and its metrics) to ``folder``; returns the folder.
+
+    ``assets`` (file name -> bytes) go to ``folder/auxiliary/``: the text files a model needs to read
+    strings (:meth:`object2vec.text.TextCodec.assets`).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS}.", suffix=".tmp")
@@ -76,6 +89,8 @@ def save(
         raise
     if metrics is not None:
         atomic_write_json(folder / METRICS, metrics)
+    for name, data in (assets or {}).items():
+        atomic_write_bytes(folder / ASSETS / name, data)
     from . import __version__
 
     config = {
@@ -136,3 +151,15 @@ def load(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple
         metrics = json.loads((folder / METRICS).read_text())
     net.to(device).eval()
     return net, metrics
+
+
+def load_text(folder: str | os.PathLike, hp: Hyperparameters) -> TextCodec | None:
+    """The text codec saved with a model (``None`` if it was trained without a vocabulary)."""
+    hp = hp.resolve()
+    names = (hp.enc0_vocab_file, hp.enc1_vocab_file)
+    if not any(names):
+        return None
+    try:
+        return TextCodec.from_folder(Path(folder) / ASSETS, names)
+    except AuxiliaryFileError as e:
+        raise ModelFormatError(f"{folder}: the model names a vocabulary, but its {ASSETS}/ folder is incomplete: {e}") from None

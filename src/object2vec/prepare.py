@@ -1,0 +1,626 @@
+"""``object2vec prepare``: raw text pairs to Object2Vec JSON Lines, a vocabulary and the hyperparameters to use.
+
+Input is CSV, TSV or JSON Lines with a left text, a right text and (optionally) a label, chosen by
+column name or 0-based index. The output folder is an auxiliary channel and a data folder at once::
+
+    out/train.jsonl, validation.jsonl, test.jsonl   {"label": 1, "in0": [4, 12], "in1": [4, 7, 9]}
+    out/vocab.json                                  SageMaker's word -> id (or enc0_vocab.json + enc1_vocab.json)
+    out/tokenization.json                           how text was split (read again at inference)
+    out/labels.json                                 class label -> id (classification only)
+    out/vectors.txt.gz                              the --vectors rows of vocabulary words (GloVe text)
+    out/hyperparameters.json                        the values to train with (SageMaker string form)
+
+The vocabulary is built from the training split only (validation and test words it lacks count as
+out-of-vocabulary, as they would for new data), or taken from an earlier run (``vocab_from``).
+Sequences are written whole; training truncates them at ``encX_max_seq_len``, whose suggested value
+is a percentile of the training lengths. Every output file is written under a temporary name and
+renamed only when all splits were read without a problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .data import open_lines
+from .errors import DataError, Object2VecError
+from .text import (
+    SETTINGS_FILE,
+    UNKNOWN_TOKEN,
+    AuxiliaryFileError,
+    DefaultTokenizer,
+    HuggingFaceTokenizer,
+    Tokenizer,
+    Vocabulary,
+    read_settings,
+    tokenizer_from_settings,
+)
+from .vectors import VectorFile
+
+SPLITS = ("train", "validation", "test")
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+MAX_CLASSES = 30  # SageMaker's num_classes limit
+MAX_SEQ_LEN = 5000  # SageMaker's encX_max_seq_len limit
+VECTORS_FILE = "vectors.txt.gz"
+MAX_SHOWN = 20
+
+
+class PrepareError(Object2VecError, ValueError):
+    """The options of ``prepare`` do not fit together or do not fit the input."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading rows
+
+
+@dataclass(frozen=True)
+class Table:
+    """How to read one kind of input file, and which columns hold the left text, right text and label."""
+
+    left: str | int
+    right: str | int
+    label: str | int | None = None
+    format: str = "auto"  # auto (from the extension), csv, tsv or jsonl
+    quoting: bool = True  # False: csv.QUOTE_NONE (quote characters are text, as in STS Benchmark)
+    header: bool | None = None  # None: a header row exists iff a column is given by name
+
+    def file_format(self, path: Path) -> str:
+        if self.format != "auto":
+            return self.format
+        suffixes = [s for s in path.suffixes if s != ".gz"]
+        kind = FORMATS.get(suffixes[-1].lower()) if suffixes else None
+        if kind is None:
+            raise PrepareError(f"{path}: cannot tell the format from the name; pass --format csv, tsv or jsonl")
+        return kind
+
+    def rows(self, path: Path, problems: Problems) -> Iterator[tuple[str, str, str, Any]]:
+        """``(where, left, right, label)`` per record; ``label`` is None without a label column."""
+        kind = self.file_format(path)
+        try:
+            fh = open_lines(path)
+        except OSError as e:
+            raise PrepareError(f"{path}: cannot be read ({e.strerror})") from None
+        with fh:
+            text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
+            try:
+                if kind == "jsonl":
+                    yield from self._json_rows(path, text, problems)
+                else:
+                    yield from self._csv_rows(path, text, "\t" if kind == "tsv" else ",", problems)
+            except UnicodeDecodeError as e:
+                problems.add(f"{path}: is not UTF-8 text ({e}); expected UTF-8")
+            except (OSError, EOFError, gzip.BadGzipFile) as e:
+                problems.add(f"{path}: cannot be read ({e}); expected a complete file")
+
+    def _csv_rows(
+        self, path: Path, text: io.TextIOWrapper, delimiter: str, problems: Problems
+    ) -> Iterator[tuple[str, str, str, Any]]:
+        csv.field_size_limit(2**31 - 1)  # a long document is a valid field
+        quoting = csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE
+        reader = csv.reader(text, delimiter=delimiter, quoting=quoting)
+        named = [c for c in (self.left, self.right, self.label) if isinstance(c, str)]
+        header = bool(named) if self.header is None else self.header
+        index: dict[str | int, int] = {c: c for c in (self.left, self.right, self.label) if isinstance(c, int)}
+        try:
+            if header:
+                names = next(reader, None)
+                if names is None:
+                    problems.add(f"{path}: is empty; expected a header row")
+                    return
+                missing = [c for c in named if c not in names]
+                if missing:
+                    raise PrepareError(f"{path}:1: no column {', '.join(map(repr, missing))}; the header has {', '.join(names)}")
+                index.update({c: names.index(c) for c in named})
+            elif named:
+                raise PrepareError(
+                    f"columns {', '.join(map(repr, named))} are names, but --no-header was given; use 0-based indices"
+                )
+            need = max(index.values()) + 1
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if not row or row == [""]:
+                    continue
+                if len(row) < need:
+                    problems.add(f"{where}: has {len(row)} fields; expected at least {need} (check --delimiter and --no-quoting)")
+                    continue
+                label = row[index[self.label]].strip() if self.label is not None else None
+                if label == "":
+                    problems.add(f"{where}: the label column {self.label!r} is empty; expected a label")
+                    continue
+                yield where, row[index[self.left]], row[index[self.right]], label
+        except csv.Error as e:
+            problems.add(f"{path}:{reader.line_num}: {e}")
+
+    def _json_rows(self, path: Path, text: io.TextIOWrapper, problems: Problems) -> Iterator[tuple[str, str, str, Any]]:
+        columns = [c for c in (self.left, self.right, self.label) if c is not None]
+        if any(isinstance(c, int) for c in columns):
+            raise PrepareError(f"{path}: JSON Lines columns are keys; got an index among {columns}")
+        for lineno, line in enumerate(text, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                problems.add(f"{where}: malformed JSON ({e}); expected one JSON object per line")
+                continue
+            if not isinstance(rec, dict):
+                problems.add(f"{where}: is not a JSON object; expected one object per line")
+                continue
+            texts = []
+            for key in (self.left, self.right):
+                value = rec.get(key)
+                if not isinstance(value, str):
+                    problems.add(f"{where}: {key}: got {json.dumps(value)}; expected a string")
+                texts.append(value)
+            label = rec.get(self.label) if self.label is not None else None
+            if self.label is not None and (label is None or isinstance(label, (bool, dict, list))):
+                problems.add(f"{where}: {self.label}: got {json.dumps(label)}; expected a number or a string")
+                continue
+            if all(isinstance(t, str) for t in texts):
+                yield where, texts[0], texts[1], label
+
+
+def parse_column(value: str | int | None) -> str | int | None:
+    """A column given on the command line: digits are a 0-based index, anything else a name."""
+    if value is None or isinstance(value, int):
+        return value
+    return int(value) if value.strip().isdigit() else value
+
+
+class Problems:
+    """Collects problems; the first 20 are shown, all are counted."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.count = 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.shown) < MAX_SHOWN:
+            self.shown.append(message)
+
+    def raise_if_any(self) -> None:
+        if self.count:
+            raise DataError(self.shown, self.count)
+
+
+# --------------------------------------------------------------------------------------------------
+# Labels
+
+
+@dataclass(frozen=True)
+class Labels:
+    """``number`` (regression) or ``class`` with a label -> id map."""
+
+    kind: str
+    classes: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def infer(cls, values: list[Any], kind: str = "auto") -> Labels:
+        """``auto``: numbers if every label is a number and one is not a whole number, else classes.
+
+        Classes that are all integers in [0, 30) keep their value as id (so 0/1 data stays 0/1, and
+        all-positive data keeps label 1 for negative sampling); otherwise ids follow the sorted labels.
+        """
+        keys = [_label_key(v) for v in values]
+        numbers = [_as_number(k) for k in keys]
+        if kind == "auto":
+            numeric = all(n is not None for n in numbers)
+            kind = "number" if numeric and any(not n.is_integer() for n in numbers if n is not None) else "class"
+        if kind == "number":
+            return cls("number")
+        distinct = sorted(set(keys), key=lambda k: (_as_number(k) is None, _as_number(k) or 0, k))
+        if all(k.isdigit() and int(k) < MAX_CLASSES for k in distinct):
+            return cls("class", {k: int(k) for k in distinct})
+        if len(distinct) > MAX_CLASSES:
+            raise PrepareError(
+                f"the training labels have {len(distinct)} classes; Object2Vec takes at most {MAX_CLASSES} "
+                "(use --label-type number for a numeric target)"
+            )
+        return cls("class", {k: i for i, k in enumerate(distinct)})
+
+    @property
+    def num_classes(self) -> int:
+        return max(2, max(self.classes.values(), default=0) + 1)
+
+    def encode(self, value: Any, where: str, problems: Problems) -> float | int | None:
+        key = _label_key(value)
+        if self.kind == "number":
+            number = _as_number(key)
+            if number is None or not math.isfinite(number):
+                problems.add(f"{where}: label {key!r} is not a finite number; expected a number (regression)")
+            return number
+        if key not in self.classes:
+            problems.add(f"{where}: label {key!r} is not a training class; expected one of {', '.join(list(self.classes)[:10])}")
+            return None
+        return self.classes[key]
+
+
+def _label_key(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+
+
+@dataclass
+class SideStats:
+    """Token counts of one side of one split."""
+
+    tokens: int = 0
+    oov: int = 0
+    empty: int = 0  # texts with no token at all (written as [unknown id])
+    all_oov: int = 0  # texts whose every token is out of vocabulary
+    lengths: list[int] = field(default_factory=list)
+
+    def truncated(self, max_seq_len: int) -> int:
+        return int((np.asarray(self.lengths) > max_seq_len).sum())
+
+    @property
+    def oov_rate(self) -> float:
+        return self.oov / max(self.tokens, 1)
+
+
+@dataclass
+class SplitStats:
+    name: str
+    path: Path
+    pairs: int = 0
+    sides: tuple[SideStats, SideStats] = field(default_factory=lambda: (SideStats(), SideStats()))
+
+
+@dataclass
+class PrepareReport:
+    """What ``prepare`` read, built and wrote; :meth:`lines` is what the CLI prints."""
+
+    out: Path
+    splits: list[SplitStats]
+    vocab_files: tuple[str, str]
+    vocabs: tuple[Vocabulary, Vocabulary]
+    labels: Labels | None
+    hyperparameters: dict[str, str]
+    max_seq_len: tuple[int, int]
+    percentile: float | None
+    vectors: tuple[str, int, int] | None = None  # (source, rows written, dimensions)
+    written: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"{'split':<11}{'pairs':>9}  side {'tokens':>11} {'OOV':>7} {'empty':>6} {'all-OOV':>8}  longer than max_seq_len"]
+        for s in self.splits:
+            for k, side in enumerate(s.sides):
+                cut = side.truncated(self.max_seq_len[k])
+                share = f"{cut:,} ({100 * cut / max(s.pairs, 1):.1f}%)"
+                first = f"{s.name:<11}{s.pairs:>9,}" if k == 0 else " " * 20
+                out.append(
+                    f"{first}  in{k} {side.tokens:>11,} {100 * side.oov_rate:>6.2f}% {side.empty:>6,} {side.all_oov:>8,}  {share}"
+                )
+        shared = self.vocab_files[0] == self.vocab_files[1]
+        for k in (0,) if shared else (0, 1):
+            v = self.vocabs[k]
+            whose = "in0 and in1" if shared else f"in{k}"
+            out.append(
+                f"vocabulary {self.vocab_files[k]}: {len(v):,} words for {whose}; unknown token {v.unknown_token!r} = id {v.unknown_id}"
+            )
+        if self.labels is not None:
+            kinds = (
+                "regression (numeric labels)"
+                if self.labels.kind == "number"
+                else f"{len(self.labels.classes)} classes {self.labels.classes}"
+            )
+            out.append(f"labels: {kinds}")
+        if self.vectors is not None:
+            out.append(
+                f"vectors: {self.vectors[1]:,} vocabulary rows of {self.vectors[0]} ({self.vectors[2]} dimensions) -> {VECTORS_FILE}"
+            )
+        if self.percentile is not None:
+            out.append(
+                f"max_seq_len: the {self.percentile:g}th percentile of training lengths; longer sequences are truncated in training"
+            )
+        out.append(f"wrote {', '.join(self.written)} to {self.out}")
+        out.append("hyperparameters (also in hyperparameters.json):")
+        out += [f"  {k}={v}" for k, v in self.hyperparameters.items()]
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def prepare(
+    out: str | os.PathLike,
+    table: Table,
+    *,
+    train: str | os.PathLike | None = None,
+    validation: str | os.PathLike | None = None,
+    test: str | os.PathLike | None = None,
+    vocab_from: str | os.PathLike | None = None,
+    tokenizer_file: str | os.PathLike | None = None,
+    lowercase: bool | None = None,
+    min_count: int = 1,
+    max_size: int | None = None,
+    shared_vocab: bool = False,
+    unknown_token: str = UNKNOWN_TOKEN,
+    label_type: str = "auto",
+    vectors: str | os.PathLike | None = None,
+    vector_words: int = 0,
+    length_percentile: float = 99.0,
+    max_seq_len: int | None = None,
+) -> PrepareReport:
+    """Tokenize raw pairs, build (or reuse) the vocabulary, and write the output folder (module docstring).
+
+    Args:
+        out: the output folder (created).
+        table: input format and columns.
+        train, validation, test: input files; ``train`` is needed unless ``vocab_from`` is given.
+        vocab_from: an earlier ``prepare`` output folder whose tokenizer, vocabularies and labels to apply.
+        tokenizer_file: a Hugging Face ``tokenizer.json`` instead of the default tokenizer.
+        lowercase: lowercase before splitting (default: yes for the default tokenizer, no for a file).
+        min_count, max_size: keep words seen ``min_count`` times; at most ``max_size`` ids (unknown included).
+        shared_vocab: one vocabulary for both sides (``vocab.json``), else one per side.
+        unknown_token: the word of id 0, which stands for every out-of-vocabulary token.
+        label_type: ``auto``, ``class`` or ``number`` (see :meth:`Labels.infer`).
+        vectors: GloVe/word2vec text vectors: the vocabulary words' rows are written to ``vectors.txt.gz``.
+        vector_words: also add the first ``vector_words`` words of ``vectors`` to the vocabulary
+            (GloVe lists words by frequency), so words unseen in training keep a meaning.
+        length_percentile, max_seq_len: the suggested ``max_seq_len`` (a fixed value wins).
+    """
+    out = Path(out)
+    inputs = {name: Path(p) for name, p in (("train", train), ("validation", validation), ("test", test)) if p is not None}
+    if not inputs:
+        raise PrepareError("nothing to prepare: give --train, --validation or --test")
+    if vocab_from is None and "train" not in inputs:
+        raise PrepareError(
+            "the vocabulary is built from the training split: give --train, or --vocab-from an earlier output folder"
+        )
+    if vector_words and vectors is None:
+        raise PrepareError("--vector-words adds words of the --vectors file; give --vectors too")
+    for name, path in inputs.items():
+        if not path.is_file():
+            raise PrepareError(f"--{name} {path}: no such file")
+
+    if vocab_from is not None:
+        tokenizer, vocabs, vocab_files, labels, old_hp = _load_previous(Path(vocab_from))
+        if table.label is not None and labels is None:
+            raise PrepareError(f"{vocab_from}: was prepared without labels, but --label was given")
+    else:
+        tokenizer = _make_tokenizer(tokenizer_file, lowercase)
+        vocab_files = ("vocab.json", "vocab.json") if shared_vocab else ("enc0_vocab.json", "enc1_vocab.json")
+        old_hp = {}
+
+    problems = Problems()
+    vector_file = VectorFile(vectors) if vectors is not None else None
+    if vocab_from is None:
+        counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+        label_values: list[Any] = []
+        for _where, left, right, label in table.rows(inputs["train"], problems):
+            counts[0].update(tokenizer(left))
+            counts[1].update(tokenizer(right))
+            if label is not None:
+                label_values.append(label)
+        problems.raise_if_any()
+        if not label_values and table.label is not None:
+            raise PrepareError(f"--train {inputs['train']}: has no records")
+        if shared_vocab:
+            counts = (counts[0] + counts[1],) * 2  # type: ignore[assignment]
+        first_words: list[str] = []
+        if vector_file is not None and vector_words:
+            first_words = [w for w, _ in vector_file.scan(lambda _w, k: k < vector_words)]
+        built = [
+            Vocabulary.build(c, min_count=min_count, max_size=max_size, unknown_token=unknown_token, extra=first_words)
+            for c in (counts[0],) + (() if shared_vocab else (counts[1],))
+        ]
+        vocabs = (built[0], built[-1])
+        labels = Labels.infer(label_values, label_type) if table.label is not None else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    stats: list[SplitStats] = []
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for name, path in inputs.items():
+            target = out / f"{name}.jsonl"
+            tmp = target.with_name(f".{target.name}.tmp")
+            temps.append((tmp, target))
+            stats.append(_write_split(name, path, tmp, table, tokenizer, vocabs, labels, problems))
+        problems.raise_if_any()
+        for tmp, target in temps:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+    written = [target.name for _, target in temps]
+
+    train_stats = next((s for s in stats if s.name == "train"), None)
+    if max_seq_len is not None:
+        lengths = (max_seq_len, max_seq_len)
+        percentile = None
+    elif train_stats is not None and vocab_from is None:
+        lengths = tuple(_percentile_length(s.lengths, length_percentile) for s in train_stats.sides)  # type: ignore[assignment]
+        if shared_vocab:
+            lengths = (max(lengths),) * 2
+        percentile = length_percentile
+    else:
+        lengths = (int(old_hp.get("enc0_max_seq_len", 1)), int(old_hp.get("enc1_max_seq_len", old_hp.get("enc0_max_seq_len", 1))))
+        percentile = None
+
+    report_vectors = None
+    if vocab_from is None:
+        for name in dict.fromkeys(vocab_files):
+            _atomic_write(out / name, vocabs[vocab_files.index(name)].to_json())
+            written.append(name)
+        settings = {
+            "format": "object2vec-tokenization",
+            "format_version": 1,
+            "tokenizer": tokenizer.settings(),
+            "unknown_token": unknown_token,
+        }
+        _atomic_write(out / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+        written.append(SETTINGS_FILE)
+        if isinstance(tokenizer, HuggingFaceTokenizer):
+            _atomic_write(out / tokenizer.name, tokenizer.raw)
+            written.append(tokenizer.name)
+        if labels is not None and labels.kind == "class":
+            _atomic_write(out / "labels.json", (json.dumps(labels.classes, indent=2, ensure_ascii=False) + "\n").encode())
+            written.append("labels.json")
+        if vector_file is not None:
+            found = _write_vectors(vector_file, vocabs, out / VECTORS_FILE)
+            written.append(VECTORS_FILE)
+            report_vectors = (str(vectors), found, vector_file.dim)
+        hp = _hyperparameters(vocabs, vocab_files, lengths, labels, vector_file)  # type: ignore[arg-type]
+        _atomic_write(out / "hyperparameters.json", (json.dumps(hp, indent=2) + "\n").encode())
+        written.append("hyperparameters.json")
+    else:
+        hp = dict(old_hp)
+    return PrepareReport(out, stats, vocab_files, vocabs, labels, hp, lengths, percentile, report_vectors, written)  # type: ignore[arg-type]
+
+
+def _make_tokenizer(tokenizer_file: str | os.PathLike | None, lowercase: bool | None) -> Tokenizer:
+    if tokenizer_file is None:
+        return DefaultTokenizer(lowercase=True if lowercase is None else lowercase)
+    return HuggingFaceTokenizer(tokenizer_file, lowercase=bool(lowercase), name="tokenizer.json")
+
+
+def _load_previous(
+    folder: Path,
+) -> tuple[Tokenizer, tuple[Vocabulary, Vocabulary], tuple[str, str], Labels | None, dict[str, str]]:
+    """Tokenizer, vocabularies, labels and hyperparameters of an earlier ``prepare`` output folder."""
+    hp_path = folder / "hyperparameters.json"
+    try:
+        hp = json.loads(hp_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PrepareError(
+            f"{hp_path}: cannot be read ({e}); --vocab-from expects a folder written by object2vec prepare"
+        ) from None
+    files = (hp.get("enc0_vocab_file", ""), hp.get("enc1_vocab_file") or hp.get("enc0_vocab_file", ""))
+    if not all(files):
+        raise PrepareError(f"{hp_path}: names no enc0_vocab_file; --vocab-from expects a folder written by object2vec prepare")
+    settings = read_settings(folder)
+    tokenizer = tokenizer_from_settings(settings["tokenizer"], folder, str(folder / SETTINGS_FILE))
+    vocabs = (
+        Vocabulary.load(folder / files[0], settings["unknown_token"]),
+        Vocabulary.load(folder / files[1], settings["unknown_token"]),
+    )
+    labels = None
+    if hp.get("output_layer") == "mean_squared_error":
+        labels = Labels("number")
+    elif (folder / "labels.json").is_file():
+        try:
+            labels = Labels("class", json.loads((folder / "labels.json").read_text()))
+        except json.JSONDecodeError as e:
+            raise AuxiliaryFileError(f"{folder / 'labels.json'}: is not valid JSON ({e})") from None
+    return tokenizer, vocabs, files, labels, hp
+
+
+def _write_split(
+    name: str,
+    path: Path,
+    tmp: Path,
+    table: Table,
+    tokenizer: Tokenizer,
+    vocabs: tuple[Vocabulary, Vocabulary],
+    labels: Labels | None,
+    problems: Problems,
+) -> SplitStats:
+    stats = SplitStats(name, path)
+    with open(tmp, "wb") as fh:
+        for where, left, right, label in table.rows(path, problems):
+            record: dict[str, Any] = {}
+            if labels is not None:
+                record["label"] = labels.encode(label, where, problems)
+            for k, text in enumerate((left, right)):
+                side = stats.sides[k]
+                tokens = tokenizer(text)
+                ids, oov = vocabs[k].encode(tokens)
+                if not ids:
+                    problems.add(
+                        f"{where}: in{k}: no token is in the vocabulary and it has no unknown token; expected a known word"
+                    )
+                side.tokens += len(tokens)
+                side.oov += oov
+                side.empty += not tokens
+                side.all_oov += bool(tokens) and oov == len(tokens)
+                side.lengths.append(len(ids))
+                record[f"in{k}"] = ids
+            stats.pairs += 1
+            if not problems.count:
+                fh.write(orjson.dumps(record) + b"\n")
+    return stats
+
+
+def _percentile_length(lengths: list[int], percentile: float) -> int:
+    if not lengths:
+        return 1
+    return int(min(max(math.ceil(np.percentile(lengths, percentile)), 1), MAX_SEQ_LEN))
+
+
+def _write_vectors(vector_file: VectorFile, vocabs: tuple[Vocabulary, Vocabulary], target: Path) -> int:
+    """The rows of every vocabulary word found in ``vector_file``, as GloVe text (gzip); returns the count."""
+    words = set(vocabs[0].ids) | set(vocabs[1].ids)
+    tmp = target.with_name(f".{target.name}.tmp")
+    found = 0
+    try:
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
+            for word, vector in vector_file.scan(lambda w, _k: w in words):
+                words.discard(word)  # keep the first vector of a repeated word, as training does
+                fh.write(word + " " + " ".join(f"{x:.6g}" for x in vector.tolist()) + "\n")
+                found += 1
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return found
+
+
+def _hyperparameters(
+    vocabs: tuple[Vocabulary, Vocabulary],
+    files: tuple[str, str],
+    lengths: tuple[int, int],
+    labels: Labels | None,
+    vector_file: VectorFile | None,
+) -> dict[str, str]:
+    """The values that make the written data trainable, in SageMaker's string form."""
+    hp = {"enc0_vocab_size": str(vocabs[0].size), "enc0_max_seq_len": str(lengths[0]), "enc0_vocab_file": files[0]}
+    if vector_file is not None:
+        hp["enc0_pretrained_embedding_file"] = VECTORS_FILE
+        hp["enc0_token_embedding_dim"] = str(vector_file.dim)  # pooled_embedding needs enc_dim equal to it instead
+    if files[0] != files[1] or lengths[0] != lengths[1]:
+        # enc1_network=enc0 would copy enc0's vocabulary and lengths, so enc1 is set explicitly
+        hp.update({"enc0_network": "hcnn", "enc1_network": "hcnn"})
+        hp.update({"enc1_vocab_size": str(vocabs[1].size), "enc1_max_seq_len": str(lengths[1]), "enc1_vocab_file": files[1]})
+        if vector_file is not None:
+            hp["enc1_pretrained_embedding_file"] = VECTORS_FILE
+            hp["enc1_token_embedding_dim"] = str(vector_file.dim)
+    if labels is not None:
+        if labels.kind == "number":
+            hp["output_layer"] = "mean_squared_error"
+        else:
+            hp["output_layer"] = "softmax"
+            hp["num_classes"] = str(labels.num_classes)
+    return hp
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    from .io import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
