@@ -22,6 +22,12 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read or write the user's ~/.cache."""
+    monkeypatch.setenv("OBJECT2VEC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def tiny() -> dict:
     return dict(TINY)

@@ -121,7 +121,7 @@ def test_the_spec_example_lines_are_valid(tmp_path):
         ('{"label": 1, "in0": [1e30], "in1": [2]}', "a.jsonl:1: in0: token 0 is 1e+30 (a float)"),
         (
             '{"label": 1, "in0": [18446744073709551615], "in1": [2]}',
-            "a.jsonl:1: in0: token 0 is 18446744073709551615, not less than",
+            "a.jsonl:1: in0: token 0 does not fit in 64 bits; expected a token id in [0, 10)",
         ),
         ('{"label": 3, "in0": [1], "in1": [2]}', "a.jsonl:1: label: 3 is out of range; expected an integer class in [0, 3)"),
         ('{"label": -1, "in0": [1], "in1": [2]}', "a.jsonl:1: label: -1 is out of range"),
@@ -199,3 +199,50 @@ def test_a_million_pairs_of_twenty_tokens_take_under_200_megabytes():
     data = PairData(side, side, np.zeros(n, np.int64))
     # two sides of 80 MB tokens + 8 MB offsets, plus 8 MB labels: ~10 million pairs fit in 2 GB
     assert data.nbytes < 200e6 * 1.0
+
+
+# -- the binary cache ---------------------------------------------------------------------------------
+
+
+def test_a_cached_file_is_not_parsed_again(tmp_path, monkeypatch):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1, 2], "in1": [3]}', '{"label": 0, "in0": [4], "in1": [0, 1]}')
+    first = read_pairs(path, SCHEMA, cache=True)
+    monkeypatch.setattr("object2vec.data._parse_file", lambda *a: pytest.fail("parsed again"))
+    again = read_pairs(path, SCHEMA, cache=True)
+    for a, b in ((first.in0, again.in0), (first.in1, again.in1)):
+        assert a.tokens.tolist() == b.tokens.tolist() and a.offsets.tolist() == b.offsets.tolist()
+    assert first.labels.tolist() == again.labels.tolist()
+
+
+def test_a_changed_file_is_parsed_again(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1], "in1": [3]}')
+    read_pairs(path, SCHEMA, cache=True)
+    write_lines(path, '{"label": 2, "in0": [5, 6], "in1": [3]}', '{"label": 0, "in0": [7], "in1": [1]}')
+    data = read_pairs(path, SCHEMA, cache=True)
+    assert data.labels.tolist() == [2, 0] and data.in0.tokens.tolist() == [5, 6, 7]
+
+
+def test_schema_checks_and_truncation_still_apply_to_cached_data(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1, 2, 3, 4, 5, 9], "in1": [3]}')
+    read_pairs(path, SCHEMA, cache=True)
+    assert read_pairs(path, SCHEMA, cache=True).in0.tokens.tolist() == [1, 2, 3, 4]
+    narrow = Schema(vocab_size=(5, 5), max_seq_len=(10, 3), regression=False, num_classes=3)
+    with pytest.raises(DataError, match=r"a.jsonl:1: in0: token 4 is 5, not less than enc0_vocab_size=5"):
+        read_pairs(path, narrow, cache=True)
+
+
+def test_files_with_problems_are_not_cached(tmp_path):
+    import os
+
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [], "in1": [3]}')
+    with pytest.raises(DataError):
+        read_pairs(path, SCHEMA, cache=True)
+    assert not any(Path(os.environ["OBJECT2VEC_CACHE_DIR"]).glob("*/*.npy"))
+
+
+def test_an_unwritable_cache_folder_only_costs_speed(tmp_path, monkeypatch):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("OBJECT2VEC_CACHE_DIR", str(blocker / "cache"))
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1], "in1": [3]}')
+    assert len(read_pairs(path, SCHEMA, cache=True)) == 1

@@ -10,7 +10,7 @@ from object2vec import DataError, HyperparameterError, NotFittedError, Object2Ve
 
 def test_constructor_only_stores_arguments():
     model = Object2Vec(enc_dim=-5, seed=3)  # invalid, but nothing is checked until fit
-    assert model.get_params() == {"seed": 3, "device": "auto", "precision": "fp32", "enc_dim": -5}
+    assert model.get_params() == {"seed": 3, "device": "auto", "precision": "fp32", "cache": True, "enc_dim": -5}
 
 
 def test_fit_returns_self_and_sets_learned_attributes(tiny, records):

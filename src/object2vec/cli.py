@@ -113,6 +113,11 @@ def main() -> None:
     type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
     help="Training arithmetic; auto = bf16 where the hardware has bf16 units (fp16: CUDA only).",
 )
+@click.option(
+    "--cache/--no-cache",
+    default=True,
+    help="Reuse a binary copy of parsed data files ($OBJECT2VEC_CACHE_DIR or ~/.cache/object2vec).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @_hyperparameter_options
@@ -128,6 +133,7 @@ def train(
     seed: int,
     device: str,
     precision: str,
+    cache: bool,
     dry_run: bool,
     quiet: bool,
     **named: str | None,
@@ -142,7 +148,7 @@ def train(
     Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     if output is None and not dry_run:
         raise Object2VecError("--output is required: the folder to write the trained model to (or pass --dry-run)")
-    model = Object2Vec(seed=seed, device=device, precision=precision, **hyperparameters)
+    model = Object2Vec(seed=seed, device=device, precision=precision, cache=cache, **hyperparameters)
     model.fit(train_path, validation, test, auxiliary=auxiliary, max_steps=1 if dry_run else None)
     if dry_run:
         click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")

@@ -12,12 +12,19 @@ on a file that has a problem.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import gzip
+import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
@@ -28,7 +35,8 @@ from .config import Hyperparameters
 from .errors import DataError
 
 MAX_SHOWN = 20
-_CHUNK = 65536  # records validated per vectorised range check
+_BLOCK_BYTES = 8 << 20  # lines parsed per block: bounded memory, few Python-level calls
+CACHE_VERSION = 1
 
 PathLike = str | os.PathLike
 Records = Sequence[Mapping[str, Any]]
@@ -156,150 +164,239 @@ def _decode(raw: bytes) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
-# Reading and validation
-
-
-class _Collector:
-    """Accumulates validated records chunk by chunk into packed arrays, and collects problems."""
-
-    def __init__(self, schema: Schema, require_label: bool, sides: tuple[str, ...]):
-        self.schema = schema
-        self.require_label = require_label
-        self.sides = sides
-        self.problems: list[str] = []
-        self.count = 0
-        self.token_chunks: dict[str, list[np.ndarray]] = {s: [] for s in sides}
-        self.length_chunks: dict[str, list[np.ndarray]] = {s: [] for s in sides}
-        self.label_chunks: list[np.ndarray] = []
-        self._reset()
-
-    def _reset(self) -> None:
-        self.flat: dict[str, list[int]] = {s: [] for s in self.sides}
-        self.lens: dict[str, list[int]] = {s: [] for s in self.sides}
-        self.where: list[str] = []
-        self.labels: list[float] = []
-
-    def problem(self, message: str) -> None:
-        self.count += 1
-        if len(self.problems) < MAX_SHOWN:
-            self.problems.append(message)
-
-    def add(self, rec: Any, where: str) -> None:
-        if type(rec) is not dict:
-            self.problem(
-                f'{where}: record is {_jtype(rec)}; expected a JSON object like {{"label": 1, "in0": [4, 2], "in1": [7]}}'
-            )
-            return
-        ok = True
-        seqs = []
-        for side in self.sides:
-            seq = rec.get(side)
-            if seq is None:
-                self.problem(f"{where}: {side}: missing; expected a non-empty list of integer token ids")
-                ok = False
-            elif type(seq) is not list:
-                self.problem(f"{where}: {side}: got {_show(seq)} ({_jtype(seq)}); expected a non-empty list of integer token ids")
-                ok = False
-            elif not seq:
-                self.problem(f"{where}: {side}: empty list; expected at least one token id")
-                ok = False
-            elif set(map(type, seq)) != {int}:
-                k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
-                self.problem(f"{where}: {side}: token {k} is {_show(bad)} ({_jtype(bad)}); expected an integer token id")
-                ok = False
-            else:
-                seqs.append(seq[: self.schema.max_seq_len[_side_index(side)]])
-        label = 0.0
-        if self.require_label:
-            label, message = self._check_label(rec.get("label", _MISSING))
-            if message:
-                self.problem(f"{where}: label: {message}")
-                ok = False
-        if not ok:
-            return
-        for side, seq in zip(self.sides, seqs, strict=True):
-            self.flat[side].extend(seq)
-            self.lens[side].append(len(seq))
-        self.labels.append(label)
-        self.where.append(where)
-        if len(self.where) >= _CHUNK:
-            self.flush()
-
-    def _check_label(self, label: Any) -> tuple[float, str | None]:
-        expected = self.schema.expected_label()
-        if label is _MISSING:
-            return 0.0, f"missing; expected {expected}"
-        if type(label) not in (int, float):
-            return 0.0, f"got {_show(label)} ({_jtype(label)}); expected {expected}"
-        if not math.isfinite(label):
-            return 0.0, f"{label} is not a finite number; expected {expected}"
-        if not self.schema.regression and (label != int(label) or not 0 <= label < self.schema.num_classes):
-            return 0.0, f"{label!r} is out of range; expected {expected} (raise num_classes or re-label)"
-        return float(label), None
-
-    def flush(self) -> None:
-        if not self.where:
-            return
-        arrays = {}
-        good = np.ones(len(self.where), dtype=bool)
-        for side in self.sides:
-            vocab = self.schema.vocab_size[_side_index(side)]
-            lens = np.asarray(self.lens[side], dtype=np.int64)
-            try:
-                flat = np.asarray(self.flat[side], dtype=np.int64)
-                bad_tokens = np.flatnonzero((flat < 0) | (flat >= vocab))
-            except OverflowError:  # an id beyond int64: find it the slow way
-                flat = np.asarray([t if -(2**62) < t < 2**62 else -1 for t in self.flat[side]], dtype=np.int64)
-                bad_tokens = np.flatnonzero((flat < 0) | (flat >= vocab))
-            if len(bad_tokens):
-                ends = np.cumsum(lens)
-                seen = set()
-                for pos in bad_tokens:
-                    rec = int(np.searchsorted(ends, pos, side="right"))
-                    if rec in seen:
-                        continue
-                    seen.add(rec)
-                    good[rec] = False
-                    k = int(pos - (ends[rec] - lens[rec]))
-                    value = self.flat[side][pos]
-                    name = f"enc{_side_index(side)}_vocab_size"
-                    if value < 0:
-                        self.problem(
-                            f"{self.where[rec]}: {side}: token {k} is {value}; expected a token id in [0, {vocab}) (ids are never negative)"
-                        )
-                    else:
-                        self.problem(
-                            f"{self.where[rec]}: {side}: token {k} is {value}, not less than {name}={vocab}; "
-                            f"expected a token id in [0, {vocab}) (raise {name} or re-index)"
-                        )
-            arrays[side] = (flat, lens)
-        if self.count == 0:  # only keep data while it can still be used
-            for side, (flat, lens) in arrays.items():
-                self.token_chunks[side].append(flat.astype(np.int32))
-                self.length_chunks[side].append(lens)
-            self.label_chunks.append(np.asarray(self.labels, dtype=np.float64))
-        self._reset()
-
-    def result(self, require_label: bool) -> PairData:
-        sides = []
-        n = sum(len(c) for c in self.label_chunks)
-        for side in ("in0", "in1"):
-            if side not in self.sides:  # an embedding request: the other side is n empty sequences
-                sides.append(Side(np.zeros(0, np.int32), np.zeros(n + 1, np.int64)))
-                continue
-            lengths = np.concatenate(self.length_chunks[side]) if self.length_chunks[side] else np.zeros(0, np.int64)
-            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=offsets[1:])
-            tokens = np.concatenate(self.token_chunks[side]) if self.token_chunks[side] else np.zeros(0, np.int32)
-            sides.append(Side(tokens, offsets))
-        labels = None
-        if require_label:
-            raw = np.concatenate(self.label_chunks) if self.label_chunks else np.zeros(0)
-            labels = raw.astype(np.float32) if self.schema.regression else raw.astype(np.int64)
-        return PairData(sides[0], sides[1], labels)
-
+# Reading: parse and type-check (schema-free, cacheable), then check against a schema (vectorised)
 
 _MISSING = object()
+_INT32 = np.iinfo(np.int32)
+
+
+@dataclass
+class _Raw:
+    """Type-checked records before any schema check: untruncated tokens and raw labels.
+
+    ``where[i]`` locates record ``i`` (a line number, or an index into in-memory records) for
+    messages. This is what the binary cache stores: it does not depend on vocabulary sizes,
+    sequence limits or the label kind, so one cache serves every model trained on the file.
+    """
+
+    tokens: dict[str, np.ndarray]  # side -> flat int32 (int64 if some id does not fit; never cached)
+    lengths: dict[str, np.ndarray]  # side -> int64
+    labels: np.ndarray | None  # float64
+    where: np.ndarray  # int64 line numbers (files) or record indices
+
+
+class _Problems:
+    """The first ``MAX_SHOWN`` messages and the count of all."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.count = 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.shown) < MAX_SHOWN:
+            self.shown.append(message)
+
+
+class _Parser:
+    """Turns decoded records into :class:`_Raw` blocks.
+
+    The fast path handles a block of well-formed records with a few C-level passes (``map``,
+    ``chain``, ``np.fromiter``) and no per-token Python; any irregularity sends that block to the
+    slow path, which checks record by record and words each problem.
+    """
+
+    def __init__(
+        self, sides: tuple[str, ...], require_label: bool, problems: _Problems, locate: Callable[[int], str], expected_label: str
+    ):
+        self.sides, self.require_label, self.problems, self.locate = sides, require_label, problems, locate
+        self.expected_label = expected_label
+
+    def block(self, recs: list[Any], where: np.ndarray) -> _Raw:
+        return self._fast(recs, where) or self._slow(recs, where)
+
+    def _fast(self, recs: list[Any], where: np.ndarray) -> _Raw | None:
+        try:
+            seqs = {side: [r[side] for r in recs] for side in self.sides}
+            labels = [r["label"] for r in recs] if self.require_label else None
+        except (KeyError, TypeError, IndexError):
+            return None
+        tokens, lengths = {}, {}
+        for side, lists in seqs.items():
+            if set(map(type, lists)) != {list}:
+                return None
+            lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+            if len(lens) and lens.min() == 0:
+                return None
+            if set(map(type, chain.from_iterable(lists))) != {int}:
+                return None
+            try:
+                flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lens.sum()))
+            except OverflowError:
+                return None
+            tokens[side], lengths[side] = _narrow(flat), lens
+        label_array = None
+        if labels is not None:
+            if not set(map(type, labels)) <= {int, float}:
+                return None
+            try:
+                label_array = np.array(labels, dtype=np.float64)
+            except OverflowError:
+                return None
+        return _Raw(tokens, lengths, label_array, where)
+
+    def _slow(self, recs: list[Any], where: np.ndarray) -> _Raw:
+        flat: dict[str, list[int]] = {s: [] for s in self.sides}
+        lens: dict[str, list[int]] = {s: [] for s in self.sides}
+        labels: list[float] = []
+        kept: list[int] = []
+        for i, rec in enumerate(recs):
+            at = self.locate(int(where[i]))
+            if isinstance(rec, ValueError):
+                self.problems.add(f"{at}: malformed JSON ({rec}); expected one JSON object per line")
+                continue
+            if type(rec) is not dict:
+                self.problems.add(
+                    f'{at}: record is {_jtype(rec)}; expected a JSON object like {{"label": 1, "in0": [4, 2], "in1": [7]}}'
+                )
+                continue
+            ok = all([self._check_sequence(rec.get(side), side, at) for side in self.sides])
+            label = rec.get("label", _MISSING) if self.require_label else 0.0
+            if label is _MISSING:
+                self.problems.add(f"{at}: label: missing; expected {self.expected_label}")
+                ok = False
+            elif type(label) not in (int, float):
+                self.problems.add(f"{at}: label: got {_show(label)} ({_jtype(label)}); expected {self.expected_label}")
+                ok = False
+            elif abs(label) > 1e300 and math.isfinite(label):
+                label = float("inf")
+            if not ok:
+                continue
+            for side in self.sides:
+                flat[side].extend(rec[side])
+                lens[side].append(len(rec[side]))
+            labels.append(float(label))
+            kept.append(i)
+        tokens = {}
+        for side in self.sides:
+            values = flat[side]
+            try:
+                tokens[side] = _narrow(np.asarray(values, dtype=np.int64).reshape(-1))
+            except OverflowError:  # an id beyond int64 is out of every vocabulary: name it now
+                tokens[side] = np.asarray([v if -(2**63) <= v < 2**63 else -(2**63) for v in values], dtype=np.int64)
+        return _Raw(
+            tokens,
+            {side: np.asarray(lens[side], dtype=np.int64) for side in self.sides},
+            np.asarray(labels, dtype=np.float64) if self.require_label else None,
+            where[np.asarray(kept, dtype=np.int64)] if kept else where[:0],
+        )
+
+    def _check_sequence(self, seq: Any, side: str, at: str) -> bool:
+        if seq is None:
+            self.problems.add(f"{at}: {side}: missing; expected a non-empty list of integer token ids")
+        elif type(seq) is not list:
+            self.problems.add(f"{at}: {side}: got {_show(seq)} ({_jtype(seq)}); expected a non-empty list of integer token ids")
+        elif not seq:
+            self.problems.add(f"{at}: {side}: empty list; expected at least one token id")
+        elif set(map(type, seq)) != {int}:
+            k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
+            self.problems.add(f"{at}: {side}: token {k} is {_show(bad)} ({_jtype(bad)}); expected an integer token id")
+        else:
+            return True
+        return False
+
+
+def _narrow(flat: np.ndarray) -> np.ndarray:
+    """int32 when every id fits (always, for valid data: vocabularies stop at 3 million)."""
+    if len(flat) == 0 or (flat.min() >= _INT32.min and flat.max() <= _INT32.max):
+        return flat.astype(np.int32)
+    return flat
+
+
+def _concat(blocks: list[_Raw], sides: tuple[str, ...], require_label: bool) -> _Raw:
+    if len(blocks) == 1:
+        return blocks[0]
+    return _Raw(
+        {s: np.concatenate([b.tokens[s] for b in blocks]) if blocks else np.zeros(0, np.int32) for s in sides},
+        {s: np.concatenate([b.lengths[s] for b in blocks]) if blocks else np.zeros(0, np.int64) for s in sides},
+        np.concatenate([b.labels for b in blocks]) if blocks and require_label else (np.zeros(0) if require_label else None),
+        np.concatenate([b.where for b in blocks]) if blocks else np.zeros(0, np.int64),
+    )
+
+
+def _check(raw: _Raw, schema: Schema, problems: _Problems, locate: Callable[[int], str]) -> dict[str, Any]:
+    """Schema checks and truncation, vectorised; returns the final arrays (valid only without problems)."""
+    out: dict[str, Any] = {}
+    bad_records: set[int] = set()
+    for side, flat in raw.tokens.items():
+        index = _side_index(side)
+        vocab, limit = schema.vocab_size[index], schema.max_seq_len[index]
+        lens = raw.lengths[side]
+        if len(flat) and (flat.min() < 0 or flat.max() >= vocab):
+            _report_tokens(flat, lens, vocab, side, raw.where, problems, locate, bad_records)
+        if len(lens) and lens.max() > limit:  # truncate: keep the first `limit` tokens of each sequence
+            starts = np.repeat(np.cumsum(lens) - lens, lens)
+            keep = (np.arange(len(flat)) - starts) < limit
+            flat, lens = flat[keep], np.minimum(lens, limit)
+        out[side] = (flat.astype(np.int32, copy=False), lens)
+    if raw.labels is not None:
+        out["labels"] = _check_labels(raw.labels, schema, raw.where, problems, locate)
+    return out
+
+
+def _report_tokens(
+    flat: np.ndarray,
+    lens: np.ndarray,
+    vocab: int,
+    side: str,
+    where: np.ndarray,
+    problems: _Problems,
+    locate: Callable[[int], str],
+    bad: set[int],
+) -> None:
+    ends = np.cumsum(lens)
+    name = f"enc{_side_index(side)}_vocab_size"
+    reported = set()
+    for pos in np.flatnonzero((flat < 0) | (flat >= vocab)):
+        rec = int(np.searchsorted(ends, pos, side="right"))
+        if rec in reported:
+            continue
+        reported.add(rec)
+        bad.add(rec)
+        k, value = int(pos - (ends[rec] - lens[rec])), int(flat[pos])
+        at = locate(int(where[rec]))
+        if value == -(2**63):
+            problems.add(
+                f"{at}: {side}: token {k} does not fit in 64 bits; expected a token id in [0, {vocab}) (raise {name} or re-index)"
+            )
+        elif value < 0:
+            problems.add(f"{at}: {side}: token {k} is {value}; expected a token id in [0, {vocab}) (ids are never negative)")
+        else:
+            problems.add(
+                f"{at}: {side}: token {k} is {value}, not less than {name}={vocab}; expected a token id in [0, {vocab}) (raise {name} or re-index)"
+            )
+
+
+def _check_labels(
+    labels: np.ndarray, schema: Schema, where: np.ndarray, problems: _Problems, locate: Callable[[int], str]
+) -> np.ndarray:
+    expected = schema.expected_label()
+    finite = np.isfinite(labels)
+    bad = ~finite
+    if not schema.regression:
+        bad |= (labels != np.floor(labels)) | (labels < 0) | (labels >= schema.num_classes)
+    for i in np.flatnonzero(bad)[: MAX_SHOWN + 1].tolist():
+        value = labels[i]
+        shown = repr(int(value)) if finite[i] and value == int(value) else repr(float(value))
+        at = locate(int(where[i]))
+        if not finite[i]:
+            problems.add(f"{at}: label: {shown} is not a finite number; expected {expected}")
+        else:
+            problems.add(f"{at}: label: {shown} is out of range; expected {expected} (raise num_classes or re-label)")
+    problems.count += max(int(bad.sum()) - (MAX_SHOWN + 1), 0)
+    if bad.any():
+        labels = np.where(bad, 0.0, labels)  # the read fails anyway; avoid casting NaN to int
+    return labels.astype(np.float32) if schema.regression else labels.astype(np.int64)
 
 
 def _side_index(side: str) -> int:
@@ -316,12 +413,117 @@ def _show(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# --------------------------------------------------------------------------------------------------
+# Sources: files (with the binary cache) and in-memory records
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Decoding creates millions of lists that hold no cycles; the cyclic GC rescanning them after
+    every few thousand allocations costs about 2/3 of the parse time, so it sleeps meanwhile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_file(file: Path, parser: _Parser) -> list[_Raw]:
+    """Stream a file in blocks of lines; a damaged file becomes a problem, not an exception."""
+    blocks: list[_Raw] = []
+    lineno = 0
+    try:
+        with open_lines(file) as fh, _gc_paused():
+            while True:
+                lines = fh.readlines(_BLOCK_BYTES)
+                if not lines:
+                    break
+                where = np.arange(lineno + 1, lineno + 1 + len(lines), dtype=np.int64)
+                lineno += len(lines)
+                try:
+                    recs = list(map(orjson.loads, lines))
+                except orjson.JSONDecodeError:  # blank or malformed lines: decode one by one
+                    recs, keep = [], []
+                    for i, raw in enumerate(lines):
+                        if raw.strip():  # a blank line (often the last) carries no record
+                            recs.append(_decode_or_error(raw))
+                            keep.append(i)
+                    where = where[keep]
+                blocks.append(parser.block(recs, where))
+    except OSError as e:
+        parser.problems.add(
+            f"{file}: cannot be read ({e.strerror or e})"
+            if lineno == 0
+            else f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file"
+        )
+    except (EOFError, zlib.error) as e:
+        parser.problems.add(f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file")
+    return blocks
+
+
+def _decode_or_error(raw: bytes) -> Any:
+    try:
+        return _decode(raw)
+    except ValueError as e:
+        return e
+
+
+def cache_dir() -> Path:
+    """Where parsed files are cached: ``$OBJECT2VEC_CACHE_DIR``, else ``~/.cache/object2vec``."""
+    return Path(os.environ.get("OBJECT2VEC_CACHE_DIR") or Path.home() / ".cache" / "object2vec")
+
+
+def _cache_key(file: Path, sides: tuple[str, ...], require_label: bool) -> str:
+    stat = file.stat()
+    ident = f"{CACHE_VERSION}|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(sides)}|{require_label}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+
+def _cache_names(sides: tuple[str, ...], require_label: bool) -> list[str]:
+    names = [f"{s}.{kind}" for s in sides for kind in ("tokens", "lengths")] + ["where"]
+    return names + (["labels"] if require_label else [])
+
+
+def _load_cached(folder: Path, sides: tuple[str, ...], require_label: bool) -> _Raw | None:
+    try:
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _cache_names(sides, require_label)}
+    except (OSError, ValueError):
+        return None
+    return _Raw(
+        {s: np.asarray(arrays[f"{s}.tokens"]) for s in sides},
+        {s: np.asarray(arrays[f"{s}.lengths"]) for s in sides},
+        np.asarray(arrays["labels"]) if require_label else None,
+        arrays["where"],  # stays memory-mapped: only read to word a problem
+    )
+
+
+def _store_cache(folder: Path, raw: _Raw, sides: tuple[str, ...], require_label: bool) -> None:
+    """Write atomically (temporary folder + rename); a read-only or full disk just means no cache."""
+    arrays = {f"{s}.tokens": raw.tokens[s] for s in sides} | {f"{s}.lengths": raw.lengths[s] for s in sides}
+    arrays["where"] = raw.where
+    if require_label:
+        arrays["labels"] = raw.labels
+    if any(a.dtype == np.int64 for name, a in arrays.items() if name.endswith(".tokens")):
+        return  # ids beyond int32 are errors; such a file is not worth caching
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array)
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True) if "tmp" in locals() else None
+
+
 def read_pairs(
     source: Source | Iterable[Source],
     schema: Schema,
     *,
     require_label: bool = True,
     sides: tuple[str, ...] = ("in0", "in1"),
+    cache: bool = False,
 ) -> PairData:
     """Read and validate pairs from files, directories, ``.gz`` files or in-memory records.
 
@@ -331,6 +533,9 @@ def read_pairs(
         schema: vocabulary sizes, sequence limits and label kind to check against.
         require_label: training and evaluation need labels; prediction does not.
         sides: which of in0/in1 each record must carry.
+        cache: keep a binary copy of each parsed file under :func:`cache_dir`, keyed by path, size
+            and modification time, so the next read skips JSON parsing (a changed file is parsed
+            again). Schema checks run on every read, so one cache serves every model.
 
     Returns:
         The pairs as packed arrays, sequences truncated to ``max_seq_len``.
@@ -345,44 +550,60 @@ def read_pairs(
     """
     if isinstance(source, PairData):
         return source
-    collector = _Collector(schema, require_label, sides)
+    problems = _Problems()
+    parts: list[tuple[_Raw, Callable[[int], str]]] = []
     if _is_records(source):
-        for i, rec in enumerate(source):  # type: ignore[arg-type]
-            collector.add(rec, f"records[{i}]")
+        locate = "records[{}]".format
+        parser = _Parser(sides, require_label, problems, locate, schema.expected_label())
+        recs = list(source)  # type: ignore[arg-type]
+        parts.append((parser.block(recs, np.arange(len(recs), dtype=np.int64)), locate))
     else:
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)  # type: ignore[arg-type]
         for path in paths:
             for file in list_files(path):
-                _read_file(file, collector)
-    collector.flush()
-    if collector.count:
-        raise DataError(collector.problems, collector.count)
-    data = collector.result(require_label)
+                locate = f"{file}:{{}}".format
+                parts.append(
+                    (_read_file(file, _Parser(sides, require_label, problems, locate, schema.expected_label()), cache), locate)
+                )
+    checked = [_check(raw, schema, problems, locate) for raw, locate in parts]
+    if problems.count:
+        raise DataError(problems.shown, problems.count)
+    data = _assemble(checked, sides, require_label, schema)
     if len(data) == 0:
         raise DataError([f"{_describe(source)}: no records; expected at least one JSON object per line"])
     return data
 
 
-def _read_file(file: Path, collector: _Collector) -> None:
-    try:
-        fh = open_lines(file)
-    except OSError as e:
-        collector.problem(f"{file}: cannot be read ({e.strerror})")
-        return
-    lineno = 0
-    with fh:
-        try:
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue  # blank lines (often a trailing one) carry no record
-                try:
-                    rec = _decode(raw)
-                except ValueError as e:
-                    collector.problem(f"{file}:{lineno}: malformed JSON ({e}); expected one JSON object per line")
-                    continue
-                collector.add(rec, f"{file}:{lineno}")
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            collector.problem(f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file")
+def _read_file(file: Path, parser: _Parser, cache: bool) -> _Raw:
+    folder = cache_dir() / _cache_key(file, parser.sides, parser.require_label) if cache else None
+    if folder is not None and folder.is_dir():
+        raw = _load_cached(folder, parser.sides, parser.require_label)
+        if raw is not None:
+            return raw
+    count_before = parser.problems.count
+    raw = _concat(_parse_file(file, parser), parser.sides, parser.require_label)
+    if folder is not None and parser.problems.count == count_before and len(raw.where):
+        _store_cache(folder, raw, parser.sides, parser.require_label)
+    return raw
+
+
+def _assemble(checked: list[dict[str, Any]], sides: tuple[str, ...], require_label: bool, schema: Schema) -> PairData:
+    n = sum(len(c[sides[0]][1]) for c in checked)
+    built = []
+    for side in ("in0", "in1"):
+        if side not in sides:  # an embedding request: the other side is n empty sequences
+            built.append(Side(np.zeros(0, np.int32), np.zeros(n + 1, np.int64)))
+            continue
+        tokens = [c[side][0] for c in checked]
+        lengths = np.concatenate([c[side][1] for c in checked]) if checked else np.zeros(0, np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        built.append(Side(tokens[0] if len(tokens) == 1 else np.concatenate(tokens), offsets))
+    labels = None
+    if require_label:
+        dtype = np.float32 if schema.regression else np.int64
+        labels = np.concatenate([c["labels"] for c in checked]).astype(dtype, copy=False) if checked else np.zeros(0, dtype)
+    return PairData(built[0], built[1], labels)
 
 
 def _is_records(source: Any) -> bool:

@@ -43,6 +43,8 @@ class Object2Vec:
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:1``, ...
         precision: training arithmetic: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), or ``auto``
             (bf16 where the hardware has bf16 units). Prediction and evaluation run in fp32.
+        cache: keep a binary copy of parsed training files (``object2vec.data.cache_dir()``), so the
+            next run on an unchanged file skips JSON parsing.
         **hyperparameters: SageMaker Object2Vec hyperparameters, typed or as strings
             (see ``docs/hyperparameters.md``).
 
@@ -55,14 +57,23 @@ class Object2Vec:
     (2, 8)
     """
 
-    def __init__(self, *, seed: int = 0, device: str = "auto", precision: str = "fp32", **hyperparameters: Any):
+    def __init__(
+        self, *, seed: int = 0, device: str = "auto", precision: str = "fp32", cache: bool = True, **hyperparameters: Any
+    ):
         self.seed = seed
         self.device = device
         self.precision = precision
+        self.cache = cache
         self.hyperparameters = hyperparameters
 
     def get_params(self) -> dict[str, Any]:
-        return {"seed": self.seed, "device": self.device, "precision": self.precision, **self.hyperparameters}
+        return {
+            "seed": self.seed,
+            "device": self.device,
+            "precision": self.precision,
+            "cache": self.cache,
+            **self.hyperparameters,
+        }
 
     # ---------------------------------------------------------------------------------------------
     def fit(
@@ -100,7 +111,7 @@ class Object2Vec:
             if source is None:
                 continue
             try:
-                splits[name] = read_pairs(source, schema)
+                splits[name] = read_pairs(source, schema, cache=self.cache)
             except DataError as e:  # report every split's problems together
                 problems += e.problems
                 count += e.count

@@ -124,7 +124,9 @@ class LazyOptimizer:
                 w = self._adam(state, weight, rows, grad, w)
             weight.index_copy_(0, rows, w)
 
-    def _adam(self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _adam(
+        self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, w: torch.Tensor
+    ) -> torch.Tensor:
         beta1, beta2 = self.betas
         exp_avg = state.setdefault("exp_avg", torch.zeros_like(weight))
         exp_avg_sq = state.setdefault("exp_avg_sq", torch.zeros_like(weight))
