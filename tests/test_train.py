@@ -13,7 +13,7 @@ from object2vec.config import Hyperparameters
 from object2vec.data import PairData, Side
 from object2vec.model import Object2VecNet
 from object2vec.sampling import epoch_batches, epoch_pairs
-from object2vec.train import Optimizers, fit
+from object2vec.train import fit
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop", "sgd", "adadelta"])
