@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from . import reporting
 from .config import Hyperparameters
-from .errors import HyperparameterError
 from .data import PairData, Side
+from .errors import HyperparameterError
 from .model import Object2VecNet
 from .sampling import Batch, epoch_batches
 from .sparse import LazyOptimizer
