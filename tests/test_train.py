@@ -158,3 +158,20 @@ def test_bucketing_groups_similar_lengths():
 def test_dry_run_stops_after_max_steps(tiny, records):
     model = Object2Vec(**tiny).fit(records, max_steps=1)
     assert len(model.history_) == 1 and model.history_[0]["throughput"] > 0
+
+
+def test_bf16_training_learns_like_fp32(tiny, records):
+    fp32 = Object2Vec(**{**tiny, "epochs": 6}, device="cpu").fit(records)
+    bf16 = Object2Vec(**{**tiny, "epochs": 6}, device="cpu", precision="bf16").fit(records)
+    assert bf16.history_[-1]["train"]["cross_entropy"] < bf16.history_[0]["train"]["cross_entropy"]
+    assert abs(bf16.score(records) - fp32.score(records)) < 0.1
+    assert bf16.predict(records[:3]).dtype == np.float32  # inference stays fp32
+
+
+def test_unknown_or_impossible_precision_is_refused(tiny, records):
+    from object2vec import HyperparameterError
+
+    with pytest.raises(HyperparameterError, match="precision must be one of fp32, bf16, fp16, auto"):
+        Object2Vec(**tiny, precision="fp8", device="cpu").fit(records)
+    with pytest.raises(HyperparameterError, match="fp16 needs a CUDA device"):
+        Object2Vec(**tiny, precision="fp16", device="cpu").fit(records)

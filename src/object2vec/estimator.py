@@ -22,7 +22,7 @@ from .data import PairData, Schema, Side, Source, read_pairs
 from .errors import DataError, NotFittedError
 from .model import Object2VecNet
 from .text import TextCodec, read_text_pairs
-from .train import EVAL_BATCH_SIZE, evaluate, fit, sequential_batches, side_tensors
+from .train import EVAL_BATCH_SIZE, evaluate, fit, resolve_precision, sequential_batches, side_tensors
 from .vectors import AuxiliaryChannel
 
 Sequences = Sequence[Sequence[int] | str]
@@ -96,6 +96,7 @@ class Object2Vec:
         ``max_steps`` stops after that many optimizer steps (a smoke test).
         """
         hp = Hyperparameters.from_dict(self.hyperparameters)
+        resolve_precision(self.precision, resolve_device(self.device))  # refuse a bad option before reading data
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             hp = hp.resolve()
@@ -122,7 +123,14 @@ class Object2Vec:
         net = Object2VecNet(hp)
         channel.initialise(net, hp)
         result = fit(
-            net, splits["train"], splits.get("validation"), splits.get("test"), seed=self.seed, device=device, max_steps=max_steps
+            net,
+            splits["train"],
+            splits.get("validation"),
+            splits.get("test"),
+            seed=self.seed,
+            device=device,
+            max_steps=max_steps,
+            precision=self.precision,
         )
         self.model_ = net
         self.hyperparameters_ = hp
