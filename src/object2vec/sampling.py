@@ -55,7 +55,7 @@ def epoch_batches(
 ) -> list[Batch]:
     """The batches one process trains on in ``epoch``.
 
-    With ``bucket_width > 0`` pairs are grouped by length (the longer side, in steps of
+    With ``bucket_width > 0`` pairs are grouped by the lengths of both sides (in steps of
     ``bucket_width``) so a batch pads little, and the batch order is shuffled. Under DDP every rank
     plans the same epoch and takes every ``world_size``-th batch, trimmed to an equal count so that
     all ranks step together.
@@ -64,8 +64,11 @@ def epoch_batches(
     order = np.arange(len(pairs.left))
     size = hp.mini_batch_size
     if hp.bucket_width:
-        longest = np.maximum(data.in0.lengths[pairs.left], data.in1.lengths[pairs.right])
-        order = np.argsort(longest // hp.bucket_width, kind="stable")  # stable: keeps the shuffle within a bucket
+        # key = (in0 bucket, in1 bucket): a batch is cut from pairs whose two sides both have similar
+        # lengths; the stable sort keeps the epoch's shuffle inside each cell
+        b0 = data.in0.lengths[pairs.left] // hp.bucket_width
+        b1 = data.in1.lengths[pairs.right] // hp.bucket_width
+        order = np.argsort(b0 * (int(b1.max()) + 1) + b1, kind="stable")
     chunks = [order[i : i + size] for i in range(0, len(order), size)]
     if hp.bucket_width:
         rng = np.random.default_rng([seed, epoch, 1])
