@@ -246,3 +246,34 @@ def test_an_unwritable_cache_folder_only_costs_speed(tmp_path, monkeypatch):
     monkeypatch.setenv("OBJECT2VEC_CACHE_DIR", str(blocker / "cache"))
     path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1], "in1": [3]}')
     assert len(read_pairs(path, SCHEMA, cache=True)) == 1
+
+
+# -- shards for distributed training -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("world", [2, 3, 5])
+@pytest.mark.parametrize("gz", [False, True])
+def test_shards_partition_the_file_exactly(tmp_path, world, gz):
+    lines = [f'{{"label": {i % 3}, "in0": [{i % 10}], "in1": [{i % 5}], "id": {i}}}' for i in range(101)]
+    path = write_lines(tmp_path / "a.jsonl", *lines)
+    if gz:
+        path = tmp_path / "a.jsonl.gz"
+        path.write_bytes(gzip.compress("".join(line + "\n" for line in lines).encode()))
+    whole = read_pairs(path, SCHEMA)
+    pieces = [read_pairs(path, SCHEMA, shard=(rank, world)) for rank in range(world)]
+    assert sum(len(p) for p in pieces) == len(whole) == 101
+    seen = sorted((int(p.in0[i][0]), int(p.in1[i][0]), int(p.labels[i])) for p in pieces for i in range(len(p)))
+    assert seen == sorted((int(whole.in0[i][0]), int(whole.in1[i][0]), int(whole.labels[i])) for i in range(len(whole)))
+
+
+def test_a_problem_in_a_shard_names_its_real_line(tmp_path):
+    lines = ['{"label": 0, "in0": [1], "in1": [2]}'] * 50
+    lines[40] = '{"label": 0, "in0": [99], "in1": [2]}'
+    path = write_lines(tmp_path / "a.jsonl", *lines)
+    with pytest.raises(DataError, match=r"a.jsonl:41: in0: token 0 is 99"):
+        read_pairs(path, SCHEMA, shard=(1, 2))
+
+
+def test_in_memory_records_are_sharded_by_position():
+    records = [{"label": 0, "in0": [i], "in1": [1]} for i in range(7)]
+    assert read_pairs(records, SCHEMA, shard=(1, 3)).in0.tokens.tolist() == [1, 4]

@@ -265,9 +265,15 @@ class Hyperparameters:
         FileName(), "", "JSON word -> id map in the auxiliary channel, for pretrained vectors and text input."
     )
     enc1_vocab_file: str | None = _enc1(FileName(), "", "As enc0_vocab_file, for enc1.")
-    enc0_pretrained_embedding_file: str = _hp(FileName(), "", "GloVe-format vectors in the auxiliary channel.")
+    enc0_pretrained_embedding_file: str = _hp(
+        FileName(),
+        "",
+        "GloVe or word2vec text vectors (.gz ok) in the auxiliary channel; vocabulary words found start from them.",
+    )
     enc1_pretrained_embedding_file: str | None = _enc1(FileName(), "", "As enc0_pretrained_embedding_file, for enc1.")
-    enc0_freeze_pretrained_embedding: bool = _hp(Bool(), True, "Keep the pretrained token vectors fixed.")
+    enc0_freeze_pretrained_embedding: bool = _hp(
+        Bool(), True, "Keep the rows taken from the pretrained file fixed; the other rows still train."
+    )
     enc1_freeze_pretrained_embedding: bool | None = _enc1(Bool(), True, "As enc0_freeze_pretrained_embedding, for enc1.")
     enc_dim: int = _hp(Int(4, 10000), 4096, "Size of each encoder's output vector.")
     tied_token_embedding_weight: bool = _hp(

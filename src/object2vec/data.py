@@ -430,17 +430,48 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse_file(file: Path, parser: _Parser) -> list[_Raw]:
-    """Stream a file in blocks of lines; a damaged file becomes a problem, not an exception."""
+def _byte_range(file: Path, shard: tuple[int, int]) -> tuple[int, int] | None:
+    """The bytes rank ``r`` of ``w`` reads: a line belongs to the rank whose range holds its first byte.
+    ``None`` for a whole-file read (one rank, or a gzip file, which cannot be entered mid-way)."""
+    rank, world = shard
+    if world == 1 or _is_gzip(file):
+        return None
+    size = file.stat().st_size
+    return size * rank // world, size * (rank + 1) // world
+
+
+def _parse_file(file: Path, parser: _Parser, shard: tuple[int, int] = (0, 1)) -> list[_Raw]:
+    """Stream a file (or this rank's shard of it) in blocks of lines.
+
+    ``where`` holds line numbers, or byte offsets when reading a byte range (see :class:`_LineOf`).
+    A damaged file becomes a problem, not an exception.
+    """
     blocks: list[_Raw] = []
     lineno = 0
+    span = _byte_range(file, shard)
     try:
         with open_lines(file) as fh, _gc_paused():
-            while True:
+            pos = 0
+            if span is not None and span[0] > 0:
+                fh.seek(span[0] - 1)
+                if fh.read(1) != b"\n":
+                    fh.readline()  # the line under way belongs to the previous rank
+                pos = fh.tell()
+            while span is None or pos < span[1]:
                 lines = fh.readlines(_BLOCK_BYTES)
                 if not lines:
                     break
-                where = np.arange(lineno + 1, lineno + 1 + len(lines), dtype=np.int64)
+                if span is not None:  # keep the lines that start inside our range; where = byte offsets
+                    sizes = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+                    starts = pos + np.cumsum(sizes) - sizes
+                    pos += int(sizes.sum())
+                    inside = int(np.searchsorted(starts, span[1]))
+                    lines, where = lines[:inside], starts[:inside]
+                else:
+                    where = np.arange(lineno + 1, lineno + 1 + len(lines), dtype=np.int64)
+                    if shard[1] > 1:  # gzip under several ranks: every rank decodes, each parses its lines
+                        mine = (where - 1) % shard[1] == shard[0]
+                        lines, where = [line for line, m in zip(lines, mine, strict=True) if m], where[mine]
                 lineno += len(lines)
                 try:
                     recs = list(map(orjson.loads, lines))
@@ -463,6 +494,23 @@ def _parse_file(file: Path, parser: _Parser) -> list[_Raw]:
     return blocks
 
 
+class _LineOf:
+    """``file:line`` for a byte offset: counts newlines before it (only when a problem is worded)."""
+
+    def __init__(self, file: Path):
+        self.file = file
+
+    def __call__(self, offset: int) -> str:
+        with open(self.file, "rb") as fh:
+            line = fh.read(offset).count(b"\n") + 1
+        return f"{self.file}:{line}"
+
+
+def _is_gzip(file: Path) -> bool:
+    with open(file, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
 def _decode_or_error(raw: bytes) -> Any:
     try:
         return _decode(raw)
@@ -475,9 +523,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("OBJECT2VEC_CACHE_DIR") or Path.home() / ".cache" / "object2vec")
 
 
-def _cache_key(file: Path, sides: tuple[str, ...], require_label: bool) -> str:
+def _cache_key(file: Path, sides: tuple[str, ...], require_label: bool, shard: tuple[int, int]) -> str:
     stat = file.stat()
-    ident = f"{CACHE_VERSION}|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(sides)}|{require_label}"
+    ident = f"{CACHE_VERSION}|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(sides)}|{require_label}|{shard}"
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
@@ -524,6 +572,7 @@ def read_pairs(
     require_label: bool = True,
     sides: tuple[str, ...] = ("in0", "in1"),
     cache: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> PairData:
     """Read and validate pairs from files, directories, ``.gz`` files or in-memory records.
 
@@ -536,6 +585,8 @@ def read_pairs(
         cache: keep a binary copy of each parsed file under :func:`cache_dir`, keyed by path, size
             and modification time, so the next read skips JSON parsing (a changed file is parsed
             again). Schema checks run on every read, so one cache serves every model.
+        shard: ``(rank, world_size)``: read only this rank's share: a byte range of each file
+            (every ``world_size``-th line of a gzip file, every ``world_size``-th record in memory).
 
     Returns:
         The pairs as packed arrays, sequences truncated to ``max_seq_len``.
@@ -555,16 +606,15 @@ def read_pairs(
     if _is_records(source):
         locate = "records[{}]".format
         parser = _Parser(sides, require_label, problems, locate, schema.expected_label())
-        recs = list(source)  # type: ignore[arg-type]
-        parts.append((parser.block(recs, np.arange(len(recs), dtype=np.int64)), locate))
+        recs = list(source)[shard[0] :: shard[1]]  # type: ignore[arg-type]
+        parts.append((parser.block(recs, np.arange(shard[0], shard[0] + shard[1] * len(recs), shard[1], dtype=np.int64)), locate))
     else:
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)  # type: ignore[arg-type]
         for path in paths:
             for file in list_files(path):
-                locate = f"{file}:{{}}".format
-                parts.append(
-                    (_read_file(file, _Parser(sides, require_label, problems, locate, schema.expected_label()), cache), locate)
-                )
+                locate = _LineOf(file) if _byte_range(file, shard) else f"{file}:{{}}".format
+                parser = _Parser(sides, require_label, problems, locate, schema.expected_label())
+                parts.append((_read_file(file, parser, cache, shard), locate))
     checked = [_check(raw, schema, problems, locate) for raw, locate in parts]
     if problems.count:
         raise DataError(problems.shown, problems.count)
@@ -574,14 +624,14 @@ def read_pairs(
     return data
 
 
-def _read_file(file: Path, parser: _Parser, cache: bool) -> _Raw:
-    folder = cache_dir() / _cache_key(file, parser.sides, parser.require_label) if cache else None
+def _read_file(file: Path, parser: _Parser, cache: bool, shard: tuple[int, int]) -> _Raw:
+    folder = cache_dir() / _cache_key(file, parser.sides, parser.require_label, shard) if cache else None
     if folder is not None and folder.is_dir():
         raw = _load_cached(folder, parser.sides, parser.require_label)
         if raw is not None:
             return raw
     count_before = parser.problems.count
-    raw = _concat(_parse_file(file, parser), parser.sides, parser.require_label)
+    raw = _concat(_parse_file(file, parser, shard), parser.sides, parser.require_label)
     if folder is not None and parser.problems.count == count_before and len(raw.where):
         _store_cache(folder, raw, parser.sides, parser.require_label)
     return raw

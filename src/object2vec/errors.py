@@ -38,5 +38,9 @@ class ModelFormatError(Object2VecError, ValueError):
     """A model folder is missing, incomplete or written by an incompatible version."""
 
 
+class CheckpointError(Object2VecError, ValueError):
+    """A checkpoint cannot be read, or belongs to a different run."""
+
+
 class NotFittedError(Object2VecError, RuntimeError):
     """A method that needs a trained model was called before ``fit``."""

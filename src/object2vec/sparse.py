@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
+
 
 class TokenEmbedding(nn.Embedding):
     """A dense token table with the ``lookup`` interface the encoders use."""
@@ -98,9 +100,14 @@ class LazyOptimizer:
         """Update touched rows; ``scale`` undoes fp16 loss scaling (a non-finite gradient skips the table)."""
         for table, state in zip(self.tables, self.state, strict=True):
             taken = table.take_gradient()
-            if taken is None:
+            if taken is None:  # still join the other ranks' exchange below
+                taken = (
+                    torch.zeros(0, dtype=torch.long, device=table.weight.device),
+                    table.weight.new_zeros(0, table.embedding_dim),
+                )
+            rows, grad = distributed.sync_rows(*taken, table.embedding_dim)
+            if len(rows) == 0:
                 continue
-            rows, grad = taken
             if scale != 1.0:
                 grad = grad.float() / scale
                 if not torch.isfinite(grad).all():

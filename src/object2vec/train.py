@@ -10,9 +10,12 @@ epoch runs and the last weights are kept.
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,15 +24,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import reporting
+from . import distributed, reporting
 from .config import Hyperparameters
 from .data import PairData, Side
-from .errors import HyperparameterError
+from .errors import CheckpointError, HyperparameterError
 from .model import Object2VecNet
 from .sampling import Batch, epoch_batches
 from .sparse import LazyOptimizer
 
 EVAL_BATCH_SIZE = 4096
+CHECKPOINT = "latest.pt"
 FUSED = ("adam", "adagrad", "sgd")  # optimizers with a fused CPU/CUDA kernel (torch >= 2.4)
 
 
@@ -187,6 +191,11 @@ class Meter:
             return {"mean_squared_error": loss, "rmse": loss**0.5}
         return {"accuracy": self.correct / max(self.count, 1), "cross_entropy": loss}
 
+    def reduced(self, device: torch.device) -> dict[str, float]:
+        """Metrics over every rank's pairs (the same dict on every rank)."""
+        self.loss_sum, self.correct, self.count = distributed.all_reduce_sum([self.loss_sum, self.correct, self.count], device)
+        return self.metrics()
+
 
 def loss_of(hp: Hyperparameters) -> str:
     """The metric early stopping watches: the output layer's own loss."""
@@ -208,7 +217,7 @@ def evaluate(net: Object2VecNet, data: PairData, device: torch.device, batch_siz
         out = net(*batch_inputs(data, batch, device))
         meter.add(out, labels, compute_loss(out, labels, net.hp))
     net.train(was_training)
-    return meter.metrics()
+    return meter.reduced(device)
 
 
 def log_metrics(split: str, metrics: dict[str, float], epoch: int | None = None) -> None:
@@ -218,6 +227,47 @@ def log_metrics(split: str, metrics: dict[str, float], epoch: int | None = None)
 
 # --------------------------------------------------------------------------------------------------
 # The loop
+
+
+def _checkpoint_state(net: Object2VecNet, optimizers: Optimizers, seed: int, **progress: Any) -> dict[str, Any]:
+    return {
+        "hyperparameters": net.hp.to_dict(),
+        "seed": seed,
+        "model": net.state_dict(),
+        "optimizers": optimizers.state_dict(),
+        **progress,
+    }
+
+
+def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
+    """``folder/latest.pt``, written to a temporary name and renamed (rank 0 only)."""
+    if not distributed.context().is_main:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".latest.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, folder / CHECKPOINT)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(folder: Path, net: Object2VecNet, seed: int, device: torch.device) -> dict[str, Any] | None:
+    path = folder / CHECKPOINT
+    if not path.is_file():
+        reporting.emit(f"No checkpoint in {folder}; starting from the beginning.")
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a damaged file: say which and why
+        raise CheckpointError(f"{path}: cannot be read ({e}); delete it to start over") from None
+    if state.get("hyperparameters") != net.hp.to_dict() or state.get("seed") != seed:
+        raise CheckpointError(
+            f"{path}: was written by a run with other hyperparameters or seed; resume with the same ones or delete it"
+        )
+    return state
 
 
 def fit(
@@ -230,30 +280,71 @@ def fit(
     device: torch.device | str = "cpu",
     max_steps: int | None = None,
     precision: str = "fp32",
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    on_step: Callable[[Batch], None] | None = None,
 ) -> TrainResult:
     """Train ``net`` in place and return the run's history (see the module docstring).
 
-    ``max_steps`` ends training after that many optimizer steps (``--dry-run`` uses 1).
-    ``precision`` (fp32, bf16, fp16 on CUDA, auto) sets the autocast dtype of training steps;
-    evaluation always runs in fp32.
+    Args:
+        max_steps: end after that many optimizer steps in this call (``--dry-run`` uses 1).
+        precision: fp32, bf16, fp16 (CUDA) or auto: the autocast dtype of training steps;
+            evaluation always runs in fp32.
+        checkpoint_dir: write ``latest.pt`` there after every epoch and every ``checkpoint_every``
+            steps (atomically, rank 0).
+        resume: continue from ``checkpoint_dir/latest.pt``: same weights, optimizer state, early
+            stopping state and data order; the batches after the checkpoint are replayed.
+        on_step: called with each trained :class:`~object2vec.sampling.Batch` (tracing, tests).
+
+    Under ``torchrun`` each rank passes its own shard; gradients, row_sparse updates and metrics
+    are combined across ranks, so every rank ends with the same weights.
     """
     hp = net.hp
     device = torch.device(device)
+    ctx = distributed.context()
     net.to(device).train()
+    model: nn.Module = net
+    if ctx.is_distributed and any(p.requires_grad for p in net.parameters()):
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     optimizers = Optimizers(net, hp)
     precision = resolve_precision(precision, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
     watched = loss_of(hp)
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     result = TrainResult()
-    best_loss, reference, bad_epochs, best_state = float("inf"), float("inf"), 0, None
-    steps = 0
+    early = {"best_loss": float("inf"), "reference": float("inf"), "bad_epochs": 0, "finished": False}
+    best_state = None
+    start_epoch, skip, steps = 1, 0, 0
 
-    for epoch in range(1, hp.epochs + 1):
+    if resume and folder is not None and (state := load_checkpoint(folder, net, seed, device)) is not None:
+        net.load_state_dict(state["model"])
+        optimizers.load_state_dict(state["optimizers"])
+        result.history, result.best_epoch, result.stopped_early = state["history"], state["best_epoch"], state["stopped_early"]
+        early, best_state = state["early"], state["best_state"]
+        start_epoch, skip = state["epoch"], state["batch"]
+        reporting.emit(f"Resuming from {folder / CHECKPOINT}: epoch {start_epoch}, batch {skip}.")
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        if folder is not None:
+            save_checkpoint(
+                folder,
+                _checkpoint_state(
+                    net, optimizers, seed, epoch=epoch, batch=batch, history=result.history, best_epoch=result.best_epoch,
+                    stopped_early=result.stopped_early, early=early, best_state=best_state,
+                ),
+            )  # fmt: skip
+
+    for epoch in range(start_epoch, hp.epochs + 1):
+        if early["finished"]:
+            break
         batches = epoch_batches(train, hp, epoch, seed)
-        meter = Meter(hp)
+        batches = batches[: distributed.all_reduce_min(len(batches), device)]  # every rank steps together
+        todo = batches[skip:]
         if max_steps is not None:
-            batches = batches[: max(max_steps - steps, 0)]
-        pairs = sum(len(b.labels) for b in batches)
+            todo = todo[: max(max_steps - steps, 0)]
+        meter = Meter(hp)
+        pairs = sum(len(b.labels) for b in todo)
         bar = tqdm(
             total=pairs,
             unit="pair",
@@ -263,12 +354,11 @@ def fit(
             leave=False,
         )
         start = time.perf_counter()
-        for batch in batches:
-            steps += 1
+        for i, batch in enumerate(todo, start=skip + 1):
             inputs = batch_inputs(train, batch, device)
             labels = label_tensor(batch.labels, hp, device)
             with autocast(precision, device):
-                out = net(*inputs)
+                out = model(*inputs)
             loss = compute_loss(out.float(), labels, hp)
             optimizers.zero_grad()
             if scaler is None:
@@ -279,12 +369,19 @@ def fit(
                 optimizers.step_scaled(scaler)
             meter.add(out.detach(), labels, loss.detach())
             bar.update(len(labels))
+            steps += 1
+            if on_step is not None:
+                on_step(batch)
+            if checkpoint_every and steps % checkpoint_every == 0 and i < len(batches):
+                checkpoint(epoch, i)
         elapsed = time.perf_counter() - start
         bar.close()
+        skip = 0
 
+        pairs = distributed.all_reduce_sum([pairs], device)[0]
         record: dict[str, Any] = {
             "epoch": epoch,
-            "train": meter.metrics(),
+            "train": meter.reduced(device),
             "throughput": pairs / max(elapsed, 1e-9),
             "seconds": elapsed,
         }
@@ -298,23 +395,23 @@ def fit(
 
         if max_steps is not None and steps >= max_steps:
             break
-        if validation is None:
-            continue
-        loss = record["validation"][watched]
-        if loss < best_loss:  # keep the best weights even when the gain is below tolerance
-            best_loss, result.best_epoch = loss, epoch
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        if loss < reference - hp.early_stopping_tolerance:
-            reference, bad_epochs = loss, 0
-        else:
-            bad_epochs += 1
-            if bad_epochs >= hp.early_stopping_patience:
-                result.stopped_early = epoch < hp.epochs
-                reporting.emit(
-                    f"Early stopping at epoch {epoch}: validation {watched} did not improve by "
-                    f"{hp.early_stopping_tolerance:g} for {bad_epochs} epochs; restoring epoch {result.best_epoch}."
-                )
-                break
+        if validation is not None:
+            loss = record["validation"][watched]
+            if loss < early["best_loss"]:  # keep the best weights even when the gain is below tolerance
+                early["best_loss"], result.best_epoch = loss, epoch
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            if loss < early["reference"] - hp.early_stopping_tolerance:
+                early["reference"], early["bad_epochs"] = loss, 0
+            else:
+                early["bad_epochs"] += 1
+                if early["bad_epochs"] >= hp.early_stopping_patience:
+                    early["finished"] = True
+                    result.stopped_early = epoch < hp.epochs
+                    reporting.emit(
+                        f"Early stopping at epoch {epoch}: validation {watched} did not improve by "
+                        f"{hp.early_stopping_tolerance:g} for {early['bad_epochs']} epochs; restoring epoch {result.best_epoch}."
+                    )
+        checkpoint(epoch + 1, 0)
 
     if best_state is not None:
         net.load_state_dict(best_state)

@@ -1,0 +1,122 @@
+"""Distributed data-parallel training under ``torchrun``: one process per GPU (or CPU slot).
+
+``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`setup` joins the process group
+(NCCL on GPUs, Gloo on CPUs). Everything else in the package asks :func:`context` where it stands:
+
+* data: each rank reads only its shard (byte ranges of each file, see :mod:`object2vec.data`);
+* steps: every rank plans the same number of batches per epoch (the smallest shard's count);
+* dense gradients: averaged by :class:`~torch.nn.parallel.DistributedDataParallel`;
+* row_sparse gradients: the touched rows of every rank are gathered and averaged
+  (:func:`sync_rows`), so the lazy update is identical everywhere;
+* metrics: sums are all-reduced, so early stopping decides identically on every rank;
+* logging and artifacts: rank 0 only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def context() -> Context:
+    """This process's place in the job (a single process outside ``torchrun``)."""
+    if dist.is_available() and dist.is_initialized():
+        return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Context()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device: torch.device) -> torch.device:
+    """Join the process group if ``torchrun`` started us; returns this rank's device."""
+    if not launched_by_torchrun() or dist.is_initialized():
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sum over ranks (identity in a single process)."""
+    if not context().is_distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_reduce_min(value: int, device: torch.device) -> int:
+    if not context().is_distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+    ctx = context()
+    if not ctx.is_distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def sync_rows(rows: torch.Tensor, grad: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ranks' touched rows and their gradients, summed per row and divided by the world size.
+
+    The average matches what DDP does for dense gradients, so a row_sparse table and a dense one
+    see the same update. Ranks touch different numbers of rows, so the lists are padded to the
+    longest before ``all_gather`` (row id -1 marks padding).
+    """
+    ctx = context()
+    if not ctx.is_distributed:
+        return rows, grad
+    count = torch.tensor([len(rows)], device=rows.device)
+    counts = [torch.zeros_like(count) for _ in range(ctx.world_size)]
+    dist.all_gather(counts, count)
+    longest = int(max(c.item() for c in counts))
+    padded_rows = torch.full((longest,), -1, dtype=rows.dtype, device=rows.device)
+    padded_rows[: len(rows)] = rows
+    padded_grad = torch.zeros(longest, dim, dtype=grad.dtype, device=grad.device)
+    padded_grad[: len(rows)] = grad
+    all_rows = [torch.empty_like(padded_rows) for _ in range(ctx.world_size)]
+    all_grads = [torch.empty_like(padded_grad) for _ in range(ctx.world_size)]
+    dist.all_gather(all_rows, padded_rows)
+    dist.all_gather(all_grads, padded_grad)
+    flat_rows, flat_grads = torch.cat(all_rows), torch.cat(all_grads)
+    keep = flat_rows >= 0
+    unique, inverse = torch.unique(flat_rows[keep], return_inverse=True)
+    summed = torch.zeros(len(unique), dim, dtype=grad.dtype, device=grad.device).index_add_(0, inverse, flat_grads[keep])
+    return unique, summed / ctx.world_size
