@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import click
 
-from . import reporting
+from . import distributed, reporting
 from .config import Hyperparameters, hyperparameter_table, hyperparameters_markdown
 from .errors import Object2VecError
 
@@ -32,7 +34,8 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Object2VecError as e:
-            click.echo(f"error: {e}", err=True)
+            if reporting.is_main_process():  # under torchrun every rank fails alike; one message is enough
+                click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_USER_ERROR)
         except OSError as e:
             click.echo(f"error: {e.filename or ''}: {e.strerror or e}", err=True)
@@ -118,6 +121,14 @@ def main() -> None:
     default=True,
     help="Reuse a binary copy of parsed data files ($OBJECT2VEC_CACHE_DIR or ~/.cache/object2vec).",
 )
+@click.option(
+    "--nproc", default=1, type=click.IntRange(min=1), help="Processes on this machine: >1 relaunches under torchrun (DDP)."
+)
+@click.option("--checkpoint-dir", type=click.Path(path_type=Path), help="Where latest.pt goes [OUTPUT/checkpoints].")
+@click.option(
+    "--checkpoint-every", default=0, type=click.IntRange(min=0), help="Also checkpoint every N steps (0: each epoch only)."
+)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir, same data order.")
 @click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @_hyperparameter_options
@@ -134,12 +145,19 @@ def train(
     device: str,
     precision: str,
     cache: bool,
+    nproc: int,
+    checkpoint_dir: Path | None,
+    checkpoint_every: int,
+    resume: bool,
     dry_run: bool,
     quiet: bool,
     **named: str | None,
 ) -> None:
     """Train a model on JSON Lines pairs and write it to --output."""
     from .estimator import Object2Vec
+
+    if nproc > 1 and not distributed.launched_by_torchrun():
+        sys.exit(_relaunch_under_torchrun(nproc))
 
     reporting.configure_cli_logging(verbose=not quiet)
     hyperparameters: dict[str, Any] = _read_hyperparameters_file(hp_file) if hp_file else {}
@@ -148,13 +166,46 @@ def train(
     Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     if output is None and not dry_run:
         raise Object2VecError("--output is required: the folder to write the trained model to (or pass --dry-run)")
+    if checkpoint_dir is None and output is not None and not dry_run:
+        checkpoint_dir = output / "checkpoints"
     model = Object2Vec(seed=seed, device=device, precision=precision, cache=cache, **hyperparameters)
-    model.fit(train_path, validation, test, auxiliary=auxiliary, max_steps=1 if dry_run else None)
-    if dry_run:
-        click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")
-        return
-    model.save(output)
-    click.echo(f"model written to {output}")
+    try:
+        model.fit(
+            train_path, validation, test, auxiliary=auxiliary, max_steps=1 if dry_run else None,
+            checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+        )  # fmt: skip
+        if dry_run:
+            click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")
+        elif distributed.context().is_main:
+            model.save(output)
+            if checkpoint_dir == output / "checkpoints":  # the model is the durable result now
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            click.echo(f"model written to {output}")
+    finally:
+        distributed.teardown()
+
+
+def _relaunch_under_torchrun(nproc: int) -> int:
+    """``object2vec train --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m object2vec train ...``."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "object2vec",
+        *args,
+    ]
+    return subprocess.run(command, check=False).returncode
 
 
 @main.command()

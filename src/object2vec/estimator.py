@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import io, reporting
+from . import distributed, io, reporting
 from .config import Hyperparameters
 from .data import PairData, Schema, Side, Source, read_pairs
 from .errors import DataError, NotFittedError
 from .model import Object2VecNet
+from .sampling import Batch
 from .text import TextCodec, read_text_pairs
 from .train import EVAL_BATCH_SIZE, evaluate, fit, resolve_precision, sequential_batches, side_tensors
 from .vectors import AuxiliaryChannel
@@ -84,6 +85,10 @@ class Object2Vec:
         *,
         auxiliary: str | os.PathLike | None = None,
         max_steps: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 0,
+        resume: bool = False,
+        on_step: Callable[[Batch], None] | None = None,
     ) -> Object2Vec:
         """Train on ``train`` (path, folder, ``.jsonl.gz`` or list of records); returns ``self``.
 
@@ -93,7 +98,11 @@ class Object2Vec:
         ``enc*_pretrained_embedding_file`` name (and ``tokenization.json`` from ``object2vec
         prepare``); it is a data location, so it is given here rather than to the constructor.
         A model trained with a vocabulary also reads raw strings in ``predict``/``embed``/``evaluate``.
-        ``max_steps`` stops after that many optimizer steps (a smoke test).
+        ``max_steps`` stops after that many optimizer steps (a smoke test). ``checkpoint_dir``,
+        ``checkpoint_every``, ``resume`` and ``on_step`` are passed to :func:`object2vec.train.fit`.
+
+        Under ``torchrun`` every rank reads only its shard of each split and all ranks end with the
+        same weights (``docs/distributed.md``).
         """
         hp = Hyperparameters.from_dict(self.hyperparameters)
         resolve_precision(self.precision, resolve_device(self.device))  # refuse a bad option before reading data
@@ -105,6 +114,8 @@ class Object2Vec:
             warnings.warn(w.message, stacklevel=2)
         channel = AuxiliaryChannel.open(hp, auxiliary)  # cheap checks of every named file, before any data
         schema = Schema.from_hyperparameters(hp)
+        device = distributed.setup(resolve_device(self.device))
+        ctx = distributed.context()
         splits = {}
         problems: list[str] = []
         count = 0
@@ -112,13 +123,13 @@ class Object2Vec:
             if source is None:
                 continue
             try:
-                splits[name] = read_pairs(source, schema, cache=self.cache)
+                splits[name] = read_pairs(source, schema, cache=self.cache, shard=(ctx.rank, ctx.world_size))
             except DataError as e:  # report every split's problems together
                 problems += e.problems
                 count += e.count
-        if count:
-            raise DataError(problems, count)
-        device = resolve_device(self.device)
+        reports = distributed.gather_objects((problems, count))  # every rank stops if any rank found a problem
+        if sum(c for _, c in reports):
+            raise DataError([p for shown, _ in reports for p in shown], sum(c for _, c in reports))
         torch.manual_seed(self.seed)
         net = Object2VecNet(hp)
         channel.initialise(net, hp)
@@ -131,6 +142,10 @@ class Object2Vec:
             device=device,
             max_steps=max_steps,
             precision=self.precision,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            on_step=on_step,
         )
         self.model_ = net
         self.hyperparameters_ = hp

@@ -1,0 +1,77 @@
+"""Distributed training (2 Gloo processes on CPU) and resuming after a crash (SIGKILL)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from object2vec import Object2Vec
+from object2vec.synthetic import make_pairs, write_jsonl
+
+WORKER = Path(__file__).parent / "workers" / "fit_worker.py"
+TRAIN_PAIRS = 1600
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    write_jsonl(make_pairs(TRAIN_PAIRS, seed=1), folder / "train.jsonl")
+    write_jsonl(make_pairs(400, seed=2), folder / "validation.jsonl")
+    write_jsonl(make_pairs(1000, seed=3), folder / "test.jsonl")
+    return folder
+
+
+def run_worker(*args: str, nproc: int = 1, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+        if nproc > 1
+        else [sys.executable]
+    )
+    return subprocess.Popen([*launcher, str(WORKER), *args], env=env, **kwargs)
+
+
+@pytest.mark.parametrize("storage", ["dense", "row_sparse"])
+def test_two_gloo_processes_match_one_process_and_agree_on_every_weight(tmp_path, data, storage):
+    extra = ["--row-sparse"] if storage == "row_sparse" else []
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert run_worker(str(data), str(single), *extra).wait(timeout=300) == 0
+    assert run_worker(str(data), str(double), *extra, nproc=2).wait(timeout=300) == 0
+    # identical parameters on every rank
+    assert (double / "rank0.sha").read_text() == (double / "rank1.sha").read_text()
+    # one loadable model, as accurate as the single-process one (each rank saw half the pairs a step)
+    one = Object2Vec.load(single / "model", device="cpu").evaluate(data / "test.jsonl")["accuracy"]
+    two = Object2Vec.load(double / "model", device="cpu").evaluate(data / "test.jsonl")["accuracy"]
+    assert two >= one - 0.03, (one, two)
+    assert sorted(p.name for p in (double / "model").iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+
+
+def test_a_run_killed_mid_epoch_resumes_and_sees_every_pair_the_right_number_of_times(tmp_path, data):
+    out, trace = tmp_path / "run", tmp_path / "trace.txt"
+    epochs, steps_per_epoch = 4, TRAIN_PAIRS // 32
+    victim = run_worker(str(data), str(out), "--trace", str(trace), "--sleep", "0.02", "--epochs", str(epochs))
+    deadline = time.time() + 120
+    while time.time() < deadline and (not trace.exists() or len(trace.read_text().splitlines()) < steps_per_epoch + 20):
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_after = len(trace.read_text().splitlines())
+    assert steps_per_epoch < killed_after < epochs * steps_per_epoch, "the kill should land mid-run"
+    assert (out / "checkpoints" / "latest.pt").is_file()
+    assert not list((out / "checkpoints").glob(".*.tmp"))  # no half-written checkpoint left behind
+    resumed = run_worker(str(data), str(out), "--trace", str(trace), "--epochs", str(epochs), "--resume")
+    assert resumed.wait(timeout=300) == 0
+    seen = collections.Counter(int(i) for line in trace.read_text().splitlines() for i in line.split())
+    assert set(seen) == set(range(TRAIN_PAIRS))
+    repeated = [i for i, n in seen.items() if n == epochs + 1]
+    assert all(n in (epochs, epochs + 1) for n in seen.values())
+    assert len(repeated) < TRAIN_PAIRS  # at most one partial epoch was replayed (from the last checkpoint)
+    assert len(repeated) <= 7 * 32  # checkpoint_every=7 steps of 32 pairs
+    assert Object2Vec.load(out / "model", device="cpu").evaluate(data / "test.jsonl")["accuracy"] > 0.8
