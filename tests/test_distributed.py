@@ -75,3 +75,30 @@ def test_a_run_killed_mid_epoch_resumes_and_sees_every_pair_the_right_number_of_
     assert len(repeated) < TRAIN_PAIRS  # at most one partial epoch was replayed (from the last checkpoint)
     assert len(repeated) <= 7 * 32  # checkpoint_every=7 steps of 32 pairs
     assert Object2Vec.load(out / "model", device="cpu").evaluate(data / "test.jsonl")["accuracy"] > 0.8
+
+
+def test_cli_nproc_relaunches_under_torchrun_and_writes_one_model(tmp_path, data):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "object2vec", "train", "--nproc", "2", "--device", "cpu",
+        "--train", str(data / "train.jsonl"), "--validation", str(data / "validation.jsonl"),
+        "-p", "enc0_max_seq_len=10", "-p", "enc0_vocab_size=200", "-p", "enc0_network=pooled_embedding",
+        "-p", "enc_dim=16", "-p", "mlp_dim=16", "-p", "epochs=2", "-o", str(tmp_path / "model"),
+    ]  # fmt: skip
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("#throughput_metric") == 2  # rank 0 alone logs, once per epoch
+    assert (tmp_path / "model" / "model.safetensors").is_file() and not (tmp_path / "model" / "checkpoints").exists()
+
+
+def test_bad_data_stops_every_rank_with_one_message(tmp_path, data):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text((data / "train.jsonl").read_text() + '{"label": 1, "in0": [999], "in1": [1]}\n')
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "object2vec", "train", "--nproc", "2", "--device", "cpu", "--train", str(bad),
+        "-p", "enc0_max_seq_len=10", "-p", "enc0_vocab_size=200", "-o", str(tmp_path / "model"),
+    ]  # fmt: skip
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert out.stderr.count(f"{bad}:{TRAIN_PAIRS + 1}: in0: token 0 is 999") == 1
