@@ -32,7 +32,7 @@ def test_reads_pairs_into_packed_arrays(tmp_path):
     assert data.in0.tokens.dtype == np.int32 and data.in0.offsets.dtype == np.int64
     assert data.in0.offsets.tolist() == [0, 3, 4]
     assert data.in0[0].tolist() == [0, 9, 3] and data.in1[1].tolist() == [0, 1]
-    assert data.labels.tolist() == [1, 2] and data.labels.dtype == np.int64
+    assert data.labels.tolist() == [1, 2] and data.labels.dtype == np.int8
 
 
 def test_token_zero_is_an_ordinary_token(tmp_path):

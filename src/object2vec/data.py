@@ -85,7 +85,7 @@ class Side:
 
 @dataclass(frozen=True)
 class PairData:
-    """Pairs as packed arrays; ``labels`` is float32 (regression), int64 (classes) or ``None``."""
+    """Pairs as packed arrays; ``labels`` is float32 (regression), int8 (classes: at most 30) or ``None``."""
 
     in0: Side
     in1: Side
@@ -396,7 +396,7 @@ def _check_labels(
     problems.count += max(int(bad.sum()) - (MAX_SHOWN + 1), 0)
     if bad.any():
         labels = np.where(bad, 0.0, labels)  # the read fails anyway; avoid casting NaN to int
-    return labels.astype(np.float32) if schema.regression else labels.astype(np.int64)
+    return labels.astype(np.float32) if schema.regression else labels.astype(np.int8)  # 1 byte a pair: num_classes <= 30
 
 
 def _side_index(side: str) -> int:
@@ -651,7 +651,7 @@ def _assemble(checked: list[dict[str, Any]], sides: tuple[str, ...], require_lab
         built.append(Side(tokens[0] if len(tokens) == 1 else np.concatenate(tokens), offsets))
     labels = None
     if require_label:
-        dtype = np.float32 if schema.regression else np.int64
+        dtype = np.float32 if schema.regression else np.int8
         labels = np.concatenate([c["labels"] for c in checked]).astype(dtype, copy=False) if checked else np.zeros(0, dtype)
     return PairData(built[0], built[1], labels)
 

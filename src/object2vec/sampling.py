@@ -35,16 +35,17 @@ def epoch_pairs(data: PairData, hp: Hyperparameters, epoch: int, seed: int) -> B
     """Every pair of one epoch, positives plus freshly drawn negatives, in shuffled order."""
     rng = np.random.default_rng([seed, epoch])
     n = len(data)
-    left = np.arange(n, dtype=np.int64)
-    right = np.arange(n, dtype=np.int64)
+    index = np.int32 if n < 2**31 else np.int64  # 4 bytes a pair: the plan of 10M pairs is 80 MB, not 160
+    left = np.arange(n, dtype=index)
+    right = np.arange(n, dtype=index)
     labels = data.labels
     if hp.negative_sampling_rate and n > 1:
         positives = np.flatnonzero(labels == 1)
         src = np.repeat(positives, hp.negative_sampling_rate)
         other = rng.integers(0, n - 1, size=len(src))
         other += other >= src  # skip the record itself: uniform over the n - 1 others
-        left = np.concatenate([left, src])
-        right = np.concatenate([right, other])
+        left = np.concatenate([left, src.astype(index)])
+        right = np.concatenate([right, other.astype(index)])
         labels = np.concatenate([labels, np.zeros(len(src), dtype=labels.dtype)])
     order = rng.permutation(len(left))
     return Batch(left[order], right[order], labels[order])

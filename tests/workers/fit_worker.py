@@ -17,41 +17,45 @@ import torch
 
 from object2vec import Object2Vec
 
-parser = argparse.ArgumentParser()
-parser.add_argument("data", type=Path)
-parser.add_argument("out", type=Path)
-parser.add_argument("--resume", action="store_true")
-parser.add_argument("--trace", type=Path)
-parser.add_argument("--sleep", type=float, default=0.0)
-parser.add_argument("--row-sparse", action="store_true")
-parser.add_argument("--epochs", type=int, default=4)
-args = parser.parse_args()
-rank = int(os.environ.get("RANK", "0"))
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--trace", type=Path)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--row-sparse", action="store_true")
+    parser.add_argument("--epochs", type=int, default=4)
+    args = parser.parse_args()
+    rank = int(os.environ.get("RANK", "0"))
+
+    def trace(batch) -> None:
+        if args.trace is not None:
+            with open(args.trace, "a") as fh:
+                fh.write(" ".join(map(str, batch.left.tolist())) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        time.sleep(args.sleep)
+
+    model = Object2Vec(
+        enc0_max_seq_len=10, enc0_vocab_size=200, enc0_network="pooled_embedding", enc_dim=16, mlp_dim=32,
+        mlp_activation="relu", epochs=args.epochs, mini_batch_size=32, learning_rate=0.01, device="cpu", seed=3,
+        tied_token_embedding_weight=True,
+        token_embedding_storage_type="row_sparse" if args.row_sparse else "dense",
+    )  # fmt: skip
+    model.fit(
+        args.data / "train.jsonl", args.data / "validation.jsonl",
+        checkpoint_dir=args.out / "checkpoints", checkpoint_every=7, resume=args.resume, on_step=trace,
+    )  # fmt: skip
+    digest = hashlib.sha256(b"".join(t.detach().contiguous().numpy().tobytes() for t in model.model_.state_dict().values()))
+    (args.out / f"rank{rank}.sha").write_text(digest.hexdigest())
+    if rank == 0:
+        model.save(args.out / "model")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
-def trace(batch) -> None:
-    if args.trace is not None:
-        with open(args.trace, "a") as fh:
-            fh.write(" ".join(map(str, batch.left.tolist())) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    time.sleep(args.sleep)
-
-
-model = Object2Vec(
-    enc0_max_seq_len=10, enc0_vocab_size=200, enc0_network="pooled_embedding", enc_dim=16, mlp_dim=32,
-    mlp_activation="relu", epochs=args.epochs, mini_batch_size=32, learning_rate=0.01, device="cpu", seed=3,
-    tied_token_embedding_weight=True,
-    token_embedding_storage_type="row_sparse" if args.row_sparse else "dense",
-)  # fmt: skip
-model.fit(
-    args.data / "train.jsonl", args.data / "validation.jsonl",
-    checkpoint_dir=args.out / "checkpoints", checkpoint_every=7, resume=args.resume, on_step=trace,
-)  # fmt: skip
-digest = hashlib.sha256(b"".join(t.detach().contiguous().numpy().tobytes() for t in model.model_.state_dict().values()))
-(args.out / f"rank{rank}.sha").write_text(digest.hexdigest())
-if rank == 0:
-    model.save(args.out / "model")
-if torch.distributed.is_initialized():
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+if __name__ == "__main__":
+    main()
