@@ -28,7 +28,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/bucketing.py
 
 docs: $(STAMP)
 	$(BIN)/object2vec hyperparameters --markdown > docs/hyperparameters.md
