@@ -278,3 +278,35 @@ def test_a_model_without_vocabulary_refuses_strings_with_the_reason(tmp_path):
     model.fit(make_pairs(64, seed=1))
     with pytest.raises(DataError, match=r"in0: got \"a sentence\" \(a string\)"):
         model.predict([{"in0": "a sentence", "in1": [1]}])
+
+
+def test_id_files_and_text_files_evaluate_alike(trained, tmp_path):
+    model = Object2Vec.load(trained / "model", device="cpu")
+    texts = tmp_path / "texts.jsonl"
+    with open(trained / "train.csv") as fh:
+        rows = [line.rstrip("\n").split(",") for line in fh][1:]
+    texts.write_text("".join(json.dumps({"label": int(r[3]), "in0": r[1], "in1": r[2]}) + "\n" for r in rows))
+    assert model.evaluate(texts) == model.evaluate(trained / "data" / "train.jsonl")
+
+
+def test_a_hugging_face_tokenizer_is_copied_and_rebuilt_with_the_vocabulary(tmp_path):
+    from object2vec.text import TextCodec
+    from test_text import _word_level_tokenizer
+
+    tokenizer = _word_level_tokenizer(tmp_path / "my-tokenizer.json")
+    path = tmp_path / "t.csv"
+    path.write_text("left,right,label\nHello world!,hello,1\nworld,Hello hello,0\n")
+    prepare(tmp_path / "out", COLUMNS, train=path, shared_vocab=True, tokenizer_file=tokenizer)
+    settings = json.loads((tmp_path / "out" / "tokenization.json").read_text())
+    assert settings["tokenizer"] == {"type": "huggingface", "file": "tokenizer.json", "lowercase": False}
+    codec = TextCodec.from_folder(tmp_path / "out", ("vocab.json", "vocab.json"))
+    assert codec is not None and codec.encode("Hello world!", 0) == read_jsonl(tmp_path / "out" / "train.jsonl")[0]["in0"]
+
+
+def test_prepare_errors_are_one_line_on_the_command_line(tmp_path):
+    path = write_csv(tmp_path / "train.csv", 2)
+    result = CliRunner().invoke(
+        main, ["prepare", "--train", str(path), "--left", "question", "--right", "right", "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "no column 'question'" in result.output
+    assert "Traceback" not in result.output

@@ -414,12 +414,20 @@ def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs:
 
     Without a codec, or for a :class:`~object2vec.data.PairData`, this is ``read_pairs`` itself. With
     one, records (in memory, or read from JSON Lines files) have their strings encoded first, and
-    every problem is still reported with its ``file:line`` or ``records[i]``.
+    every problem is still reported with its ``file:line`` or ``records[i]``. Files are first read
+    the fast way (packed arrays, no Python records) and only re-read record by record when they
+    turn out to hold strings.
     """
     from .data import PairData, read_pairs
 
     if codec is None or isinstance(source, PairData):
         return read_pairs(source, schema, **kwargs)
+    if not (isinstance(source, (list, tuple)) and (not source or isinstance(source[0], Mapping))):
+        try:
+            return read_pairs(source, schema, **kwargs)
+        except DataError as e:
+            if not any("(a string)" in p for p in e.problems):
+                raise
     sides = kwargs.get("sides", ("in0", "in1"))
     records: list[Any] = []
     where: list[str] = []
