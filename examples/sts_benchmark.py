@@ -64,7 +64,7 @@ BASE = {
     "early_stopping_patience": 3,
     "early_stopping_tolerance": 0.001,
 }
-IDENTITY_DIMS = 250  # random dimensions appended to each GloVe vector by the "glove+identity" candidate
+IDENTITY_DIMS = 450  # random dimensions appended to each GloVe vector by the "glove+identity" candidate
 # The candidates that sts-dev chooses between. Fine-tuning the GloVe rows
 # (freeze_pretrained_embedding=False) beats keeping them frozen, SageMaker's default, by about 8 points.
 CANDIDATES = {
@@ -110,9 +110,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def averaged_vectors_baseline(split: Split, vectors: Path) -> np.ndarray:
-    """Cosine of the mean vectors of each sentence's tokens found in the vector file (0 if none)."""
+    """Cosine of the mean vectors of each sentence's words found in the vector file (0 if none).
+
+    Words are the default tokenizer's tokens that hold a letter or digit: punctuation vectors would
+    pull every average toward the same point (with them this baseline scores about 4 points lower).
+    """
     tokenize = DefaultTokenizer()
-    left, right = [tokenize(t) for t in split.left], [tokenize(t) for t in split.right]
+
+    def words_of(text: str) -> list[str]:
+        return [t for t in tokenize(text) if any(c.isalnum() for c in t)]
+
+    left, right = [words_of(t) for t in split.left], [words_of(t) for t in split.right]
     words = {w for sentence in left + right for w in sentence}
     vf = VectorFile(vectors)
     table = dict(vf.scan(lambda w, _k: w in words))
