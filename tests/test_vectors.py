@@ -164,15 +164,7 @@ def test_frozen_rows_stay_bit_identical_under_weight_decay(tmp_path, storage, op
     assert torch.equal(trained[FOUND], EXPECTED)
 
 
-@pytest.mark.parametrize(
-    ("storage", "optimizer"),
-    [
-        pytest.param(*p, marks=pytest.mark.xfail(strict=True, reason="row_sparse tables do not train end to end yet (train.py)"))
-        if p[0] == "row_sparse"
-        else p
-        for p in OPTIMIZERS
-    ],
-)
+@pytest.mark.parametrize(("storage", "optimizer"), OPTIMIZERS)
 def test_rows_not_taken_from_the_file_keep_training_while_pretrained_ones_are_frozen(tmp_path, storage, optimizer):
     aux = make_channel(tmp_path)
     hp = hyperparameters(token_embedding_storage_type=storage, optimizer=optimizer, weight_decay=0.1)

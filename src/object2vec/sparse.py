@@ -92,8 +92,11 @@ class LazyOptimizer:
         self.state: list[dict[str, Any]] = [{} for _ in tables]
 
     def zero_grad(self) -> None:
+        """Clear the gradients of rows gathered so far; the gathered rows themselves stay recorded,
+        so ``forward, zero_grad, backward, step`` works as it does for a torch optimizer."""
         for table in self.tables:
-            table.touched.clear()
+            for _, leaf in table.touched:
+                leaf.grad = None
 
     @torch.no_grad()
     def step(self, scale: float = 1.0) -> None:

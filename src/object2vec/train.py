@@ -357,10 +357,10 @@ def fit(
         for i, batch in enumerate(todo, start=skip + 1):
             inputs = batch_inputs(train, batch, device)
             labels = label_tensor(batch.labels, hp, device)
+            optimizers.zero_grad()
             with autocast(precision, device):
                 out = model(*inputs)
             loss = compute_loss(out.float(), labels, hp)
-            optimizers.zero_grad()
             if scaler is None:
                 loss.backward()
                 optimizers.step()
