@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 
 from .config import Hyperparameters
-from .errors import DataError
+from .errors import DataError, Problems
 
 MAX_SHOWN = 20
 _BLOCK_BYTES = 8 << 20  # lines parsed per block: bounded memory, few Python-level calls
@@ -185,19 +185,6 @@ class _Raw:
     where: np.ndarray  # int64 line numbers (files) or record indices
 
 
-class _Problems:
-    """The first ``MAX_SHOWN`` messages and the count of all."""
-
-    def __init__(self) -> None:
-        self.shown: list[str] = []
-        self.count = 0
-
-    def add(self, message: str) -> None:
-        self.count += 1
-        if len(self.shown) < MAX_SHOWN:
-            self.shown.append(message)
-
-
 class _Parser:
     """Turns decoded records into :class:`_Raw` blocks.
 
@@ -207,7 +194,7 @@ class _Parser:
     """
 
     def __init__(
-        self, sides: tuple[str, ...], require_label: bool, problems: _Problems, locate: Callable[[int], str], expected_label: str
+        self, sides: tuple[str, ...], require_label: bool, problems: Problems, locate: Callable[[int], str], expected_label: str
     ):
         self.sides, self.require_label, self.problems, self.locate = sides, require_label, problems, locate
         self.expected_label = expected_label
@@ -324,7 +311,7 @@ def _concat(blocks: list[_Raw], sides: tuple[str, ...], require_label: bool) -> 
     )
 
 
-def _check(raw: _Raw, schema: Schema, problems: _Problems, locate: Callable[[int], str]) -> dict[str, Any]:
+def _check(raw: _Raw, schema: Schema, problems: Problems, locate: Callable[[int], str]) -> dict[str, Any]:
     """Schema checks and truncation, vectorised; returns the final arrays (valid only without problems)."""
     out: dict[str, Any] = {}
     bad_records: set[int] = set()
@@ -350,7 +337,7 @@ def _report_tokens(
     vocab: int,
     side: str,
     where: np.ndarray,
-    problems: _Problems,
+    problems: Problems,
     locate: Callable[[int], str],
     bad: set[int],
 ) -> None:
@@ -378,7 +365,7 @@ def _report_tokens(
 
 
 def _check_labels(
-    labels: np.ndarray, schema: Schema, where: np.ndarray, problems: _Problems, locate: Callable[[int], str]
+    labels: np.ndarray, schema: Schema, where: np.ndarray, problems: Problems, locate: Callable[[int], str]
 ) -> np.ndarray:
     expected = schema.expected_label()
     finite = np.isfinite(labels)
@@ -601,7 +588,7 @@ def read_pairs(
     """
     if isinstance(source, PairData):
         return source
-    problems = _Problems()
+    problems = Problems()
     parts: list[tuple[_Raw, Callable[[int], str]]] = []
     if _is_records(source):
         locate = "records[{}]".format

@@ -44,3 +44,21 @@ class CheckpointError(Object2VecError, ValueError):
 
 class NotFittedError(Object2VecError, RuntimeError):
     """A method that needs a trained model was called before ``fit``."""
+
+
+class Problems:
+    """Collects data problems while reading goes on: the first ``shown`` are kept, all are counted."""
+
+    def __init__(self, shown: int = 20) -> None:
+        self.limit = shown
+        self.shown: list[str] = []
+        self.count = 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.shown) < self.limit:
+            self.shown.append(message)
+
+    def raise_if_any(self) -> None:
+        if self.count:
+            raise DataError(self.shown, self.count)

@@ -35,7 +35,7 @@ import numpy as np
 import orjson
 
 from .data import open_lines
-from .errors import DataError, Object2VecError
+from .errors import Object2VecError, Problems
 from .text import (
     SETTINGS_FILE,
     UNKNOWN_TOKEN,
@@ -178,23 +178,6 @@ def parse_column(value: str | int | None) -> str | int | None:
     if value is None or isinstance(value, int):
         return value
     return int(value) if value.strip().isdigit() else value
-
-
-class Problems:
-    """Collects problems; the first 20 are shown, all are counted."""
-
-    def __init__(self) -> None:
-        self.shown: list[str] = []
-        self.count = 0
-
-    def add(self, message: str) -> None:
-        self.count += 1
-        if len(self.shown) < MAX_SHOWN:
-            self.shown.append(message)
-
-    def raise_if_any(self) -> None:
-        if self.count:
-            raise DataError(self.shown, self.count)
 
 
 # --------------------------------------------------------------------------------------------------
