@@ -54,7 +54,6 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".jso
 MAX_CLASSES = 30  # SageMaker's num_classes limit
 MAX_SEQ_LEN = 5000  # SageMaker's encX_max_seq_len limit
 VECTORS_FILE = "vectors.txt.gz"
-MAX_SHOWN = 20
 
 
 class PrepareError(Object2VecError, ValueError):
