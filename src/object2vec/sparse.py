@@ -126,7 +126,9 @@ class LazyOptimizer:
             if self.name == "sgd":
                 w -= self.lr * grad
             elif self.name == "adagrad":
-                total = state.setdefault("sum", torch.zeros_like(weight))
+                if "sum" not in state:  # (not setdefault: its default would be built on every step)
+                    state["sum"] = torch.zeros_like(weight)
+                total = state["sum"]
                 s = total.index_select(0, rows).addcmul_(grad, grad)
                 total.index_copy_(0, rows, s)
                 w -= self.lr * grad / (s.sqrt() + self.eps)
@@ -138,8 +140,9 @@ class LazyOptimizer:
         self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, w: torch.Tensor
     ) -> torch.Tensor:
         beta1, beta2 = self.betas
-        exp_avg = state.setdefault("exp_avg", torch.zeros_like(weight))
-        exp_avg_sq = state.setdefault("exp_avg_sq", torch.zeros_like(weight))
+        if "exp_avg" not in state:  # (not setdefault: its default would be built on every step)
+            state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(weight), torch.zeros_like(weight)
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         state["step"] = state.get("step", 0) + 1
         m = exp_avg.index_select(0, rows).mul_(beta1).add_(grad, alpha=1 - beta1)
         v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
