@@ -973,7 +973,7 @@ def targets_table(
         rows.append(
             [
                 f"{p.network} bf16 test accuracy within 0.5 points of fp32 (not below fp32 - 0.5)",
-                f"{p.difference_points:+.2f} points (mean of {len(p.seeds)} seed{'s' if len(p.seeds) > 1 else ''})",
+                f"{p.difference_points:+.2f} points ({f'mean of {len(p.seeds)} seeds' if len(p.seeds) > 1 else '1 seed'})",
                 verdict(ok),
             ]
         )
