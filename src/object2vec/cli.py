@@ -88,9 +88,8 @@ def main() -> None:
 @click.option(
     "--train",
     "train_path",
-    required=True,
     type=click.Path(path_type=Path),
-    help="Training pairs: .jsonl, .jsonl.gz or a folder of them.",
+    help="Training pairs: .jsonl, .jsonl.gz or a folder of them (required unless --sagemaker).",
 )
 @click.option("--validation", type=click.Path(path_type=Path), help="Validation pairs (early stopping, best-epoch restore).")
 @click.option("--test", type=click.Path(path_type=Path), help="Test pairs, scored once after training.")
@@ -131,10 +130,17 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir, same data order.")
 @click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+@click.option(
+    "--sagemaker",
+    is_flag=True,
+    help="Container mode: hyperparameters and channels from /opt/ml/input, model to /opt/ml/model, "
+    "the reason for a failure to /opt/ml/output/failure.",
+)
+@click.option("--sagemaker-root", type=click.Path(path_type=Path), help="Instead of /opt/ml ($OBJECT2VEC_SAGEMAKER_ROOT).")
 @_hyperparameter_options
 @_friendly_errors
 def train(
-    train_path: Path,
+    train_path: Path | None,
     validation: Path | None,
     test: Path | None,
     auxiliary: Path | None,
@@ -151,17 +157,57 @@ def train(
     resume: bool,
     dry_run: bool,
     quiet: bool,
+    sagemaker: bool,
+    sagemaker_root: Path | None,
     **named: str | None,
 ) -> None:
     """Train a model on JSON Lines pairs and write it to --output."""
-    from .estimator import Object2Vec
-
     if nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(_relaunch_under_torchrun(nproc))
 
     reporting.configure_cli_logging(verbose=not quiet)
+    if sagemaker:
+        from . import sagemaker as container
+
+        paths = container.ContainerPaths.resolve(sagemaker_root)
+        with container.failure_reported(paths):
+            channels = container.channels(paths)
+            train_path, validation, test = channels["train"], channels["validation"], channels["test"]
+            auxiliary = auxiliary or channels["auxiliary"]
+            output = paths.model
+            checkpoint_dir = checkpoint_dir or paths.checkpoints  # SageMaker syncs this folder for spot training
+            resume = resume or (checkpoint_dir / "latest.pt").exists()
+            hyperparameters = {**container.read_hyperparameters(paths), **_parse_pairs(params)}
+            _train(hyperparameters, named, train_path, validation, test, auxiliary, output, seed, device, precision,
+                   cache, checkpoint_dir, checkpoint_every, resume, dry_run)  # fmt: skip
+        return
+    if train_path is None:
+        raise Object2VecError("--train is required: the training pairs (or --sagemaker to read /opt/ml/input/data/train)")
     hyperparameters: dict[str, Any] = _read_hyperparameters_file(hp_file) if hp_file else {}
     hyperparameters.update(_parse_pairs(params))
+    _train(hyperparameters, named, train_path, validation, test, auxiliary, output, seed, device, precision,
+           cache, checkpoint_dir, checkpoint_every, resume, dry_run)  # fmt: skip
+
+
+def _train(
+    hyperparameters: dict[str, Any],
+    named: dict[str, str | None],
+    train_path: Path,
+    validation: Path | None,
+    test: Path | None,
+    auxiliary: Path | None,
+    output: Path | None,
+    seed: int,
+    device: str,
+    precision: str,
+    cache: bool,
+    checkpoint_dir: Path | None,
+    checkpoint_every: int,
+    resume: bool,
+    dry_run: bool,
+) -> None:
+    from .estimator import Object2Vec
+
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
     Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     if output is None and not dry_run:
@@ -213,11 +259,44 @@ def _relaunch_under_torchrun(nproc: int) -> int:
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--ranking", is_flag=True, help="Rank every in1 candidate per in0: hits@k, NDCG@k, MRR of DATA's positives.")
+@click.option("--k", "k", default=10, type=click.IntRange(1), help="--ranking: cut-off of hits@k and NDCG@k.")
+@click.option(
+    "--candidates", type=click.Path(path_type=Path), help="--ranking: item file of in1 candidates [the in1 vocabulary]."
+)
+@click.option(
+    "--exclude-seen", type=click.Path(path_type=Path), help="--ranking: pairs (e.g. training data) to leave out per in0."
+)
+@click.option(
+    "--by", default="score", type=click.Choice(["score", "embedding"]), help="--ranking: pair score or embedding cosine."
+)
+@click.option(
+    "--ties",
+    default="pessimistic",
+    type=click.Choice(["pessimistic", "expected"]),
+    help="--ranking: rank of a positive among equal scores.",
+)
 @_friendly_errors
-def evaluate(model_dir: Path, data: Path, device: str, as_json: bool) -> None:
-    """Score a trained model on labelled pairs (the metrics SageMaker reports)."""
+def evaluate(
+    model_dir: Path,
+    data: Path,
+    device: str,
+    as_json: bool,
+    ranking: bool,
+    k: int,
+    candidates: Path | None,
+    exclude_seen: Path | None,
+    by: str,
+    ties: str,
+) -> None:
+    """Score a trained model on labelled pairs (the metrics SageMaker reports), or as a ranker (--ranking)."""
     from .estimator import Object2Vec
 
+    if ranking:
+        from .cli_usecases import ranking_report
+
+        ranking_report(model_dir, data, device, k, candidates, exclude_seen, by, ties, as_json)
+        return
     metrics = Object2Vec.load(model_dir, device=device).evaluate(data)
     if as_json:
         click.echo(json.dumps(metrics))
@@ -361,6 +440,14 @@ def hyperparameters(markdown: bool) -> None:
     for row in hyperparameter_table():
         click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")
 
+
+from . import cli_serve  # noqa: E402, F401  (registers predict, embed, serve)
+from .cli_usecases import cluster, index_group, plot, recommend  # noqa: E402 - they import _friendly_errors from here
+
+main.add_command(index_group)
+main.add_command(recommend)
+main.add_command(cluster)
+main.add_command(plot)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,244 @@
+"""Batch transform: JSON Lines in, one result per line out, in input order, in bounded memory.
+
+``object2vec predict`` scores pairs (``{"scores": [...]}``) and ``object2vec embed`` encodes one side
+(``{"embeddings": [...]}``, or a float32 ``.npy`` matrix). The input is read ``chunk`` lines at a
+time, so a 10-million-line file never sits in memory. Keys named by ``keep`` (default ``id``) are
+copied from each input line to its output line.
+
+``on_error="fail"`` (default) stops at the first chunk with a bad line, naming every problem in it
+(``file:line: field: ...``), and leaves no partial output file behind. ``on_error="skip"`` writes an
+error record in that line's place (``{"id": ..., "error": "..."}``; a NaN row in ``.npy`` output)
+and counts it, so nothing is dropped silently and line ``i`` of the input is always line ``i`` of
+the output. Blank input lines are not records and produce no output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import numpy as np
+import orjson
+
+from ..data import open_lines
+from ..errors import DataError
+from .predictor import InstanceError, Predictor
+
+CHUNK_LINES = 4096
+_DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+
+@dataclass
+class TransformReport:
+    lines: int = 0  # records read (blank lines excluded)
+    written: int = 0  # results
+    errors: int = 0  # error records written in place of results (on_error="skip")
+
+    def __str__(self) -> str:
+        return f"{self.lines} lines, {self.written} results, {self.errors} errors"
+
+
+def transform(
+    predictor: Predictor,
+    source: str | Path,
+    output: str | Path | None,
+    *,
+    mode: str = "scores",
+    fmt: str = "jsonl",
+    keep: tuple[str, ...] = ("id",),
+    on_error: str = "fail",
+    max_seqlens: tuple[int, int] | None = None,
+    chunk: int = CHUNK_LINES,
+) -> TransformReport:
+    """Stream ``source`` (a path or ``-`` for stdin) through the model into ``output`` (path, ``-`` or None: stdout).
+
+    ``mode`` is ``scores`` (pairs), ``in0`` or ``in1`` (embeddings of that side).
+    """
+    if mode not in ("scores", "in0", "in1"):
+        raise ValueError(f"mode={mode!r}; expected scores, in0 or in1")
+    if fmt == "npy" and (mode == "scores" or output in (None, "-")):
+        raise DataError(["--format npy writes embeddings to a file: use embed with -o FILE.npy"])
+    name = "<stdin>" if str(source) == "-" else str(source)
+    report = TransformReport()
+    key, width = ("scores", predictor.output_width["scores"]) if mode == "scores" else ("embeddings", predictor.hp.enc_dim)
+    with _Sink(output, fmt, key, width) as sink:
+        for lines in _chunks(source, chunk):
+            report.lines += len(lines)
+            records, problems = _instances(lines, mode, name)
+            where = [f"{name}:{lineno}" for lineno, _ in lines]
+            results = _run(predictor, records, max_seqlens, where, problems, on_error)
+            for (_, rec), result in zip(lines, results, strict=True):
+                kept = {k: rec[k] for k in keep if type(rec) is dict and k in rec}
+                if isinstance(result, str):
+                    report.errors += 1
+                    sink.error(kept, result)
+                else:
+                    report.written += 1
+                    sink.result(kept, result)
+    return report
+
+
+def _chunks(source: str | Path, size: int) -> Iterator[list[tuple[int, Any]]]:
+    """``(line number, decoded JSON or the decoding error)`` for every non-blank line, ``size`` at a time."""
+    fh: BinaryIO = sys.stdin.buffer if str(source) == "-" else open_lines(Path(source))
+    try:
+        batch: list[tuple[int, Any]] = []
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                batch.append((lineno, orjson.loads(raw)))
+            except orjson.JSONDecodeError as e:
+                batch.append((lineno, e))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+
+
+def _instances(lines: list[tuple[int, Any]], mode: str, name: str) -> tuple[list[Any], dict[int, str]]:
+    """The instance each line asks for, and the lines that cannot be one (by position in ``lines``)."""
+    need = ("in0", "in1") if mode == "scores" else (mode,)
+    records: list[Any] = []
+    problems: dict[int, str] = {}
+    for k, (lineno, rec) in enumerate(lines):
+        at = f"{name}:{lineno}"
+        if isinstance(rec, orjson.JSONDecodeError):
+            problems[k] = f"{at}: malformed JSON ({rec}); expected one JSON object per line"
+        elif type(rec) is not dict:
+            shape = ", ".join(f'"{side}": [...]' for side in need)
+            problems[k] = f"{at}: record is not a JSON object; expected {{{shape}}}"
+        elif missing := [s for s in need if s not in rec]:
+            hint = " (predict scores pairs; embed encodes one side)" if mode == "scores" else ""
+            problems[k] = f"{at}: {missing[0]}: missing; expected a list of token ids{hint}"
+        else:
+            records.append({s: rec[s] for s in need})
+            continue
+        records.append(None)
+    return records, problems
+
+
+def _run(
+    predictor: Predictor,
+    records: list[Any],
+    max_seqlens: tuple[int, int] | None,
+    where: list[str],
+    problems: dict[int, str],
+    on_error: str,
+) -> list[np.ndarray | str]:
+    """One result row or error message per record (``where[k]`` names record ``k``).
+
+    With ``on_error="fail"`` any problem raises. With ``skip``, bad records are set aside (the data
+    reader names at most 20 problems per call, so this repeats until the rest runs clean) and their
+    messages take their places.
+    """
+    todo = [k for k in range(len(records)) if k not in problems]
+    while True:
+        try:
+            batch = [records[k] for k in todo]
+            results = predictor.run(batch, max_seqlens, lambda j, todo=todo: where[todo[j]]) if batch else []
+            break
+        except InstanceError as e:
+            found = {todo[p.index]: str(p) for p in e.problems if p.index >= 0}
+            if not found:  # the reader could not place a problem: find the bad records one by one
+                for k in todo:
+                    try:
+                        predictor.run([records[k]], max_seqlens, lambda _, k=k: where[k])
+                    except InstanceError as one:
+                        found[k] = "; ".join(map(str, one.problems))
+            for k, message in found.items():
+                problems[k] = f"{problems[k]}; {message}" if k in problems else message
+            todo = [k for k in todo if k not in found]
+            if on_error == "fail":
+                break
+    if problems and on_error == "fail":
+        raise DataError([problems[k] for k in sorted(problems)])
+    out: list[np.ndarray | str] = [""] * len(records)
+    for k, message in problems.items():
+        out[k] = message
+    for k, result in zip(todo, results, strict=True):
+        out[k] = next(iter(result.values()))
+    return out
+
+
+class _Sink:
+    """Where results go: JSON Lines (a file written atomically, or stdout), or a streamed ``.npy``.
+
+    An ``.npy`` output gets a sidecar ``<name>.rows.jsonl`` (kept keys and error messages, one line
+    per row) when any row has something to say; both files appear only when the whole run succeeds.
+    """
+
+    def __init__(self, output: str | Path | None, fmt: str, key: str, width: int):
+        self.output = None if output is None or str(output) == "-" else Path(output)
+        self.fmt, self.key, self.width, self.rows = fmt, key, width, 0
+        self.temps: list[str] = []
+        self.sidecar_needed = False
+
+    def _temp(self, path: Path) -> IO[bytes]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        self.temps.append(name)
+        return os.fdopen(fd, "wb")
+
+    def __enter__(self) -> _Sink:
+        if self.output is None:
+            self.fh = sys.stdout.buffer
+        else:
+            self.fh = self._temp(self.output)
+            if self.fmt == "npy":
+                self.fh.write(_npy_header(0, self.width))
+                self.side = self._temp(self.output.with_suffix(".rows.jsonl"))
+        return self
+
+    def result(self, kept: dict[str, Any], row: np.ndarray) -> None:
+        if self.fmt == "npy":
+            self._row(row, kept)
+        else:
+            self.fh.write(orjson.dumps({**kept, self.key: row}, option=_DUMP))
+
+    def error(self, kept: dict[str, Any], message: str) -> None:
+        if self.fmt == "npy":
+            self._row(np.full(self.width, np.nan, dtype=np.float32), {**kept, "error": message})
+        else:
+            self.fh.write(orjson.dumps({**kept, "error": message}, option=_DUMP))
+
+    def _row(self, row: np.ndarray, extra: dict[str, Any]) -> None:
+        self.fh.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
+        self.rows += 1
+        self.sidecar_needed |= bool(extra)
+        self.side.write(orjson.dumps(extra, option=orjson.OPT_APPEND_NEWLINE))
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if self.output is None:
+            self.fh.flush()
+            return
+        try:
+            if self.fmt == "npy":
+                if kind is None:
+                    self.fh.seek(0)
+                    self.fh.write(_npy_header(self.rows, self.width))
+                self.side.close()
+            self.fh.close()
+            if kind is None:
+                if self.fmt == "npy" and self.sidecar_needed:
+                    os.replace(self.temps[1], self.output.with_suffix(".rows.jsonl"))
+                os.replace(self.temps[0], self.output)
+        finally:
+            for name in self.temps:
+                if os.path.exists(name):
+                    os.unlink(name)
+
+
+def _npy_header(rows: int, width: int) -> bytes:
+    """A version-1.0 ``.npy`` header of fixed size (128 bytes), so it can be rewritten once ``rows`` is known."""
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {width}), }}"
+    return b"\x93NUMPY\x01\x00" + (118).to_bytes(2, "little") + text.ljust(117).encode() + b"\n"
