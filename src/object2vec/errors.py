@@ -46,6 +46,18 @@ class NotFittedError(Object2VecError, RuntimeError):
     """A method that needs a trained model was called before ``fit``."""
 
 
+class IndexFormatError(Object2VecError, ValueError):
+    """A neighbour index folder is missing, incomplete, damaged or of an unsupported version."""
+
+
+class UnknownIdError(Object2VecError, LookupError):
+    """An item id is not in the index or catalogue it was looked up in."""
+
+
+class MissingExtraError(Object2VecError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+
 class Problems:
     """Collects data problems while reading goes on: the first ``shown`` are kept, all are counted."""
 
