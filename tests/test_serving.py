@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +14,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TINY
+from conftest import TINY, free_port, http, wait_for_ping
 from object2vec import Object2Vec
 from object2vec.serving.app import ServeSettings, create_app
 from object2vec.serving.predictor import Predictor
@@ -278,33 +274,6 @@ def test_inference_preferred_mode_is_validated(monkeypatch):
 
 
 # --- the real server, on a free port ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_ping(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert process.poll() is None, process.stderr.read().decode()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("server did not start")
-
-
-def http(port: int, body: bytes, content_type: str = JSON) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            return r.status, orjson.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, orjson.loads(e.read())
 
 
 def test_object2vec_serve_listens_on_loopback_and_answers(classifier_dir):

@@ -120,8 +120,8 @@ def _instances(lines: list[tuple[int, Any]], mode: str, name: str) -> tuple[list
         elif missing := [s for s in need if s not in rec]:
             hint = " (predict scores pairs; embed encodes one side)" if mode == "scores" else ""
             problems[k] = f"{at}: {missing[0]}: missing; expected a list of token ids{hint}"
-        else:
-            records.append({s: rec[s] for s in need})
+        else:  # a pair passes as is (other keys are ignored); an embedding request keeps only its side
+            records.append(rec if mode == "scores" else {mode: rec[mode]})
             continue
         records.append(None)
     return records, problems

@@ -1,0 +1,118 @@
+"""The SageMaker container contract (``train --sagemaker`` / ``serve --sagemaker``) in a temporary /opt/ml."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY, free_port, http, wait_for_ping
+from object2vec import Object2Vec
+from object2vec.cli import main
+from object2vec.synthetic import make_pairs, write_jsonl
+
+
+def opt_ml(root: Path, hyperparameters: dict | None, channels: dict[str, list[dict]]) -> Path:
+    """A /opt/ml tree as SageMaker lays it out: all-string hyperparameters, one folder per channel."""
+    config = root / "input" / "config"
+    config.mkdir(parents=True)
+    if hyperparameters is not None:
+        (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}))
+    for name, records in channels.items():
+        write_jsonl(records, root / "input" / "data" / name / "part-00000.jsonl")
+    (root / "model").mkdir()  # SageMaker creates it empty
+    return root
+
+
+def train_in(root: Path, *extra: str):
+    return CliRunner().invoke(main, ["train", "--sagemaker", "--sagemaker-root", str(root), "-q", *extra])
+
+
+def test_trains_from_channels_and_writes_the_model_to_opt_ml_model(tmp_path):
+    root = opt_ml(tmp_path, TINY, {"train": make_pairs(200, seed=1), "validation": make_pairs(50, seed=2)})
+    result = train_in(root)
+    assert result.exit_code == 0, result.output
+    model = Object2Vec.load(root / "model", device="cpu")
+    assert model.hyperparameters_.enc_dim == TINY["enc_dim"]
+    assert "validation" in json.loads((root / "model" / "metrics.json").read_text())["epochs"][-1]
+    assert not (root / "output" / "failure").exists()
+
+
+def test_the_root_comes_from_the_environment_too(tmp_path, monkeypatch):
+    root = opt_ml(tmp_path, TINY, {"train": make_pairs(100, seed=1)})
+    monkeypatch.setenv("OBJECT2VEC_SAGEMAKER_ROOT", str(root))
+    assert CliRunner().invoke(main, ["train", "--sagemaker", "-q"]).exit_code == 0
+    assert (root / "model" / "model.safetensors").exists()
+
+
+def test_bad_hyperparameters_are_written_to_the_failure_file(tmp_path):
+    root = opt_ml(tmp_path, {**TINY, "enc_dim": 2}, {"train": make_pairs(50, seed=1)})
+    result = train_in(root)
+    assert result.exit_code != 0
+    failure = (root / "output" / "failure").read_text()
+    assert failure.startswith("ClientError: ") and "enc_dim must be an int in [4, 10000]; got '2'" in failure
+    assert list((root / "model").iterdir()) == []
+
+
+def test_bad_data_names_the_channel_file_and_line(tmp_path):
+    root = opt_ml(tmp_path, TINY, {"train": make_pairs(20, seed=1)})
+    with open(root / "input" / "data" / "train" / "part-00000.jsonl", "a") as fh:
+        fh.write('{"label": 1, "in0": [5000], "in1": [1]}\n')
+    assert train_in(root).exit_code != 0
+    failure = (root / "output" / "failure").read_text()
+    assert "part-00000.jsonl:21: in0: token 0 is 5000" in failure
+
+
+def test_a_missing_train_channel_is_a_failure(tmp_path):
+    root = opt_ml(tmp_path, TINY, {"validation": make_pairs(20, seed=1)})
+    assert train_in(root).exit_code != 0
+    assert "train channel is missing" in (root / "output" / "failure").read_text()
+
+
+def test_without_hyperparameters_json_defaults_apply(tmp_path):
+    """SageMaker may omit the file; the built-in defaults then need enc0_max_seq_len/vocab: a clear failure."""
+    root = opt_ml(tmp_path, None, {"train": make_pairs(20, seed=1)})
+    assert train_in(root).exit_code != 0
+    assert "enc0_max_seq_len" in (root / "output" / "failure").read_text()
+
+
+def test_long_failure_reasons_are_trimmed_to_what_sagemaker_shows(tmp_path):
+    root = opt_ml(tmp_path, TINY, {"train": [{"label": 1, "in0": [9999], "in1": [1]}] * 50})
+    train_in(root)
+    assert len((root / "output" / "failure").read_text()) <= 1024
+
+
+def test_serve_sagemaker_loads_opt_ml_model_and_listens_on_all_interfaces(tmp_path):
+    root = opt_ml(tmp_path, TINY, {"train": make_pairs(100, seed=1)})
+    assert train_in(root).exit_code == 0
+    port = free_port()
+    env = {
+        **os.environ,
+        "OBJECT2VEC_SAGEMAKER_ROOT": str(root),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "object2vec", "serve", "--sagemaker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        wait_for_ping(port, process)
+        status, body = http(port, orjson.dumps({"instances": [{"in0": [1], "in1": [2]}]}))
+        assert status == 200 and len(body["predictions"][0]["scores"]) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert f"0.0.0.0:{port}" in process.stderr.read().decode()
+
+
+@pytest.mark.parametrize("entry", ["train", "serve"])
+def test_the_container_entrypoint_maps_sagemakers_argument(entry):
+    script = Path(__file__).parents[1] / "docker" / "entrypoint.sh"
+    text = script.read_text()
+    assert f"object2vec {entry} --sagemaker" in text and os.access(script, os.X_OK)
