@@ -139,8 +139,7 @@ def read_items(source: Any, model: Any, side: str | None = None) -> Items:
     names: list[str | None] = []
     places: list[str] = []
     for place, rec in located:
-        seq = rec.get(side)
-        item_id = rec.get("id")
+        seq, item_id = _plain(rec.get(side)), _plain(rec.get("id"))
         if item_id is None:
             if isinstance(seq, list) and len(seq) == 1 and isinstance(seq[0], int) and not isinstance(seq[0], bool):
                 item_id = seq[0]
@@ -220,6 +219,15 @@ def _located(source: Any, problems: Problems) -> Iterable[tuple[str, dict[str, A
                     problems.add(f"{file}:{lineno}: is a {type(rec).__name__}; expected a JSON object")
                     continue
                 yield f"{file}:{lineno}", rec
+
+
+def _plain(value: Any) -> Any:
+    """NumPy integers (in records built in Python) as Python ints, so they validate and serialise like JSON's."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [int(v) if isinstance(v, np.integer) else v for v in value]
+    return value
 
 
 def _describe(source: Any) -> str:

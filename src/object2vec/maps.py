@@ -41,6 +41,8 @@ def project_2d(vectors: np.ndarray, method: str = "umap", seed: int = 0) -> np.n
     if x.ndim != 2 or len(x) == 0:
         raise DataError([f"vectors: shape {x.shape}; expected a non-empty 2-D array (rows, dim)"])
     n = len(x)
+    if n == 1:
+        return np.zeros((1, 2), np.float32)  # one point: the centre of the map
     if method != "pca" and n < MIN_POINTS_FOR_NEIGHBOURS:
         warnings.warn(f"{method} needs at least {MIN_POINTS_FOR_NEIGHBOURS} points; {n} are drawn by PCA", stacklevel=2)
         method = "pca"
@@ -100,7 +102,7 @@ def plot_map(
             raise DataError([f"{what}: {len(values)} values for {n} points; expected one per point"])
     xy = project_2d(vectors, method, seed)
     require("matplotlib", "a map")
-    from matplotlib import patheffects
+    from matplotlib import patheffects, rc_context
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
@@ -125,7 +127,8 @@ def plot_map(
     ax.set_yticks([])  # projected axes have no units worth reading
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="jpeg" if fmt == "jpg" else fmt, dpi=dpi)
+    with rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable and editable
+        fig.savefig(buffer, format="jpeg" if fmt == "jpg" else fmt, dpi=dpi)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
