@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed, reporting
+from .allocator import keep_freed_memory
 from .config import Hyperparameters
 from .data import PairData, Side
 from .errors import CheckpointError, HyperparameterError
@@ -303,6 +304,7 @@ def fit(
     hp = net.hp
     device = torch.device(device)
     ctx = distributed.context()
+    keep_freed_memory()  # step temporaries are reused instead of page-faulted in afresh (allocator.py)
     net.to(device).train()
     model: nn.Module = net
     if ctx.is_distributed and any(p.requires_grad for p in net.parameters()):
