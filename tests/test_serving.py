@@ -308,3 +308,20 @@ def test_serve_refuses_a_missing_model_before_listening(tmp_path):
         timeout=60,
     )
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+def test_several_workers_each_load_the_model(classifier_dir):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "object2vec", "serve", str(classifier_dir), "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_ping(port, process, timeout=120)
+        for _ in range(4):
+            status, body = http(port, orjson.dumps({"instances": [PAIR]}))
+            assert status == 200 and len(body["predictions"][0]["scores"]) == 3
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
