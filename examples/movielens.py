@@ -1,0 +1,694 @@
+"""MovieLens 100k with Object2Vec: the AWS notebook's experiments, reproduced and beaten.
+
+Draft: data loading, features and baselines first; the tasks follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+FILES = ("ua.base", "ua.test", "u.item", "u.user")
+GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("OBJECT2VEC_CACHE_DIR") or Path.home() / ".cache" / "object2vec") / "ml-100k"
+
+
+def download(target: Path) -> Path:
+    """Fetch the official GroupLens zip once and unpack it to ``target`` (MovieLens may not be redistributed)."""
+    if all((target / f).is_file() for f in FILES):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / "ml-100k.zip"
+    print(f"downloading {URL} (5 MB) to {archive}", flush=True)
+    with urllib.request.urlopen(URL, timeout=60) as response, open(archive, "wb") as fh:
+        shutil.copyfileobj(response, fh)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(target.parent)  # the zip holds one folder, ml-100k/
+    return target
+
+
+@dataclass
+class Ratings:
+    """One ratings file: parallel arrays of user id, movie id, rating (1-5) and timestamp."""
+
+    user: np.ndarray
+    movie: np.ndarray
+    rating: np.ndarray
+    time: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def take(self, idx: np.ndarray) -> Ratings:
+        return Ratings(self.user[idx], self.movie[idx], self.rating[idx], self.time[idx])
+
+
+def read_ratings(path: Path) -> Ratings:
+    """``user<TAB>movie<TAB>rating<TAB>timestamp`` lines (u.data, ua.base, ...)."""
+    table = np.loadtxt(path, dtype=np.int64, delimiter="\t", ndmin=2)
+    return Ratings(table[:, 0], table[:, 1], table[:, 2].astype(np.float32), table[:, 3])
+
+
+@dataclass
+class Movies:
+    """u.item, indexed by movie id (row 0 unused): title, release year (0 if unknown), 19 genre flags."""
+
+    title: list[str]
+    year: np.ndarray
+    genres: np.ndarray  # (n + 1, 19) bool
+
+    def genre_names(self, movie: int) -> list[str]:
+        return [g for g, on in zip(GENRES, self.genres[movie], strict=True) if on]
+
+
+def read_movies(path: Path) -> Movies:
+    """``id|title|release date|video date|url|19 genre flags``, latin-1 encoded."""
+    rows = [line.split("|") for line in path.read_text(encoding="latin-1").splitlines() if line.strip()]
+    n = max(int(r[0]) for r in rows)
+    title, year, genres = [""] * (n + 1), np.zeros(n + 1, np.int64), np.zeros((n + 1, len(GENRES)), bool)
+    for r in rows:
+        i = int(r[0])
+        title[i] = r[1]
+        year[i] = int(r[2][-4:]) if r[2][-4:].isdigit() else 0
+        genres[i] = [flag == "1" for flag in r[5 : 5 + len(GENRES)]]
+    return Movies(title, year, genres)
+
+
+@dataclass
+class Users:
+    """u.user, indexed by user id (row 0 unused)."""
+
+    age: np.ndarray
+    gender: list[str]
+    occupation: list[str]
+
+
+def read_users(path: Path) -> Users:
+    """``id|age|gender|occupation|zip code``."""
+    rows = [line.split("|") for line in path.read_text(encoding="latin-1").splitlines() if line.strip()]
+    n = max(int(r[0]) for r in rows)
+    age, gender, occupation = np.zeros(n + 1, np.int64), [""] * (n + 1), [""] * (n + 1)
+    for r in rows:
+        i = int(r[0])
+        age[i], gender[i], occupation[i] = int(r[1]), r[2], r[3]
+    return Users(age, gender, occupation)
+
+
+# --------------------------------------------------------------------------------------------------
+# Token sequences
+
+
+AGE_EDGES = (18, 25, 35, 45, 50, 56)  # the MovieLens 1M age groups
+YEAR_EDGES = (1930, 1940, 1950, 1960, 1970, 1980, 1985, 1990, 1993, 1995, 1996, 1997)
+
+
+class Tokens:
+    """Token ids of each user (in0) and each movie (in1).
+
+    Plain mode is the AWS notebook's: in0 = [user id], in1 = [movie id]. With ``side`` each side also
+    gets tokens of what u.user and u.item say: in0 = [user, age group, gender, occupation] and
+    in1 = [movie, release-year group, one token per genre]; ``pooled_embedding`` averages them, so a
+    user or movie with few ratings borrows from others of its kind. With ``history`` in0 also holds
+    one token per movie the user rated in the training ratings (the implicit feedback of SVD++).
+    Feature tokens are numbered after the ids, so ids keep their value.
+    """
+
+    def __init__(self, users: Users, movies: Movies, *, side: bool = False, history: Ratings | None = None, raters: bool = False):
+        n_users, n_movies = len(users.age), len(movies.title)  # ids 1..n-1; row 0 unused, as in the notebook
+        self.user: list[list[int]] = [[u] for u in range(n_users)]
+        self.movie: list[list[int]] = [[m] for m in range(n_movies)]
+        vocab0, vocab1 = n_users, n_movies
+        if side:
+            occupations = sorted(set(users.occupation[1:]))
+            genders = sorted(set(users.gender[1:]))
+            age_base, gender_base = vocab0, vocab0 + len(AGE_EDGES) + 1
+            occ_base = gender_base + len(genders)
+            vocab0 = occ_base + len(occupations)
+            for u in range(1, n_users):
+                self.user[u] += [
+                    age_base + int(np.searchsorted(AGE_EDGES, users.age[u], side="right")),
+                    gender_base + genders.index(users.gender[u]),
+                    occ_base + occupations.index(users.occupation[u]),
+                ]
+            year_base, genre_base = vocab1, vocab1 + len(YEAR_EDGES) + 2  # + 1 group for "unknown year"
+            vocab1 = genre_base + len(GENRES)
+            for m in range(1, n_movies):
+                year = movies.year[m]
+                group = len(YEAR_EDGES) + 1 if year == 0 else int(np.searchsorted(YEAR_EDGES, year, side="right"))
+                self.movie[m] += [year_base + group, *(genre_base + np.flatnonzero(movies.genres[m])).tolist()]
+        if history is not None:
+            rated: list[list[int]] = [[] for _ in range(n_users)]
+            for u, m in zip(history.user.tolist(), history.movie.tolist(), strict=True):
+                rated[u].append(vocab0 + m)
+            for u in range(1, n_users):
+                self.user[u] += sorted(rated[u])
+            vocab0 += n_movies
+            if raters:
+                who: list[list[int]] = [[] for _ in range(n_movies)]
+                for u, m in zip(history.user.tolist(), history.movie.tolist(), strict=True):
+                    who[m].append(vocab1 + u)
+                for m in range(1, n_movies):
+                    self.movie[m] += sorted(who[m])
+                vocab1 += n_users
+        self.vocab0, self.vocab1 = vocab0, vocab1
+
+    def hyperparameters(self) -> dict[str, int]:
+        return {
+            "enc0_vocab_size": self.vocab0,
+            "enc1_vocab_size": self.vocab1,
+            "enc0_max_seq_len": max(len(t) for t in self.user),
+            "enc1_max_seq_len": max(len(t) for t in self.movie),
+        }
+
+    def pairs(self, ratings: Ratings, label: str = "rating") -> list[dict[str, Any]]:
+        """Object2Vec records; ``label`` is ``rating`` (regression) or ``liked`` (rating > 3, as class 0/1)."""
+        labels = ratings.rating.tolist() if label == "rating" else (ratings.rating > 3).astype(int).tolist()
+        return [
+            {"label": y, "in0": self.user[u], "in1": self.movie[m]}
+            for u, m, y in zip(ratings.user.tolist(), ratings.movie.tolist(), labels, strict=True)
+        ]
+
+
+def validation_split(ratings: Ratings, fraction: float, seed: int) -> tuple[Ratings, Ratings]:
+    """A random ``fraction`` of the ratings for early stopping; the test file is never used to choose."""
+    rng = np.random.default_rng(seed)
+    held = rng.random(len(ratings)) < fraction
+    return ratings.take(np.flatnonzero(~held)), ratings.take(np.flatnonzero(held))
+
+
+# --------------------------------------------------------------------------------------------------
+# Baselines
+
+
+def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - truth) ** 2)))
+
+
+def bias_baseline(train: Ratings, reg_user: float = 15.0, reg_movie: float = 10.0, iterations: int = 10):
+    """mean + b_user + b_movie fitted by alternating least squares (scikit-surprise's ``BaselineOnly`` defaults).
+
+    Returns a function ``(users, movies) -> predictions``.
+    """
+    mu = float(train.rating.mean())
+    n_u, n_m = int(train.user.max()) + 1, int(train.movie.max()) + 1
+    bu, bm = np.zeros(n_u), np.zeros(n_m)
+    for _ in range(iterations):
+        r = train.rating - mu - bm[train.movie]
+        bu = np.bincount(train.user, r, n_u) / (reg_user + np.bincount(train.user, minlength=n_u))
+        r = train.rating - mu - bu[train.user]
+        bm = np.bincount(train.movie, r, n_m) / (reg_movie + np.bincount(train.movie, minlength=n_m))
+
+    def predict(users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        u = np.where(users < n_u, users, 0)
+        m = np.where(movies < n_m, movies, 0)
+        return mu + np.where(users < n_u, bu[u], 0.0) + np.where(movies < n_m, bm[m], 0.0)
+
+    return predict
+
+
+def baselines(train: Ratings, test: Ratings) -> dict[str, np.ndarray]:
+    """Predicted ratings of ``test`` by the global mean, each user's mean, and mean + user + movie biases."""
+    mu = float(train.rating.mean())
+    n_u = max(int(train.user.max()), int(test.user.max())) + 1
+    count = np.bincount(train.user, minlength=n_u)
+    user_mean = np.where(count > 0, np.bincount(train.user, train.rating, n_u) / np.maximum(count, 1), mu)
+    return {
+        "global mean": np.full(len(test), mu),
+        "per-user mean": user_mean[test.user],
+        "user + movie biases": bias_baseline(train)(test.user, test.movie),
+    }
+
+
+def classification_baselines(train: Ratings, test: Ratings) -> dict[str, np.ndarray]:
+    """Predicted "liked" (rating > 3) for ``test``: the majority class, each user's majority, and the
+    bias baseline's rating above a threshold chosen for accuracy on the training ratings."""
+    liked = train.rating > 3
+    n_u = max(int(train.user.max()), int(test.user.max())) + 1
+    share = np.bincount(train.user, liked, n_u) / np.maximum(np.bincount(train.user, minlength=n_u), 1)
+    biases = bias_baseline(train)
+    threshold = best_threshold(biases(train.user, train.movie), liked)
+    return {
+        "majority class": np.full(len(test), liked.mean() > 0.5),
+        "per-user majority": share[test.user] > 0.5,
+        f"user + movie biases > {threshold:.2f}": biases(test.user, test.movie) > threshold,
+    }
+
+
+def best_threshold(scores: np.ndarray, liked: np.ndarray) -> float:
+    """The cut ``scores > t`` with the highest accuracy on (scores, liked)."""
+    candidates = np.quantile(scores, np.linspace(0.01, 0.99, 197))
+    return float(max(candidates, key=lambda t: np.mean((scores > t) == liked)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Object2Vec models
+
+# The AWS notebook's hyperparameters (spec §7.1), ids only: in0 = [user], in1 = [movie].
+AWS_REGRESSION = {
+    "enc0_network": "pooled_embedding",
+    "enc1_network": "pooled_embedding",
+    "enc_dim": 1024,
+    "mlp_layers": 1,
+    "mlp_dim": 256,
+    "mlp_activation": "tanh",
+    "output_layer": "mean_squared_error",
+    "optimizer": "adam",
+    "learning_rate": 0.001,
+    "mini_batch_size": 64,
+    "epochs": 20,
+    "early_stopping_patience": 3,
+    "early_stopping_tolerance": 0.01,
+}
+AWS_CLASSIFICATION = {
+    **AWS_REGRESSION,
+    "enc_dim": 2048,
+    "mlp_dim": 1024,
+    "mlp_activation": "relu",
+    "mini_batch_size": 2048,
+    "output_layer": "softmax",
+}
+# Ours: side tokens and rated-movie tokens (see Tokens), small vectors, dropout. Chosen on the
+# validation split carved out of ua.base (see docs/movielens.md); ua.test played no part.
+TUNED_REGRESSION = {
+    "enc0_network": "pooled_embedding",
+    "enc1_network": "pooled_embedding",
+    "enc_dim": 64,
+    "comparator_list": "hadamard, concat, abs_diff",
+    "mlp_layers": 1,
+    "mlp_dim": 64,
+    "mlp_activation": "relu",
+    "dropout": 0.2,
+    "output_layer": "mean_squared_error",
+    "optimizer": "adam",
+    "learning_rate": 0.001,
+    "mini_batch_size": 64,
+    "epochs": 30,
+    "early_stopping_patience": 3,
+    "early_stopping_tolerance": 0.001,
+}
+TUNED_CLASSIFICATION = {**TUNED_REGRESSION, "output_layer": "softmax"}
+
+
+@dataclass
+class Model:
+    """One Object2Vec configuration: its features (see :class:`Tokens`) and hyperparameters."""
+
+    side: bool
+    history: bool
+    hyperparameters: dict[str, Any]
+
+    def tokens(self, ml: MovieLens, train: Ratings) -> Tokens:
+        return Tokens(ml.users, ml.movies, side=self.side, history=train if self.history else None)
+
+
+MODELS = {
+    "regression": {
+        "aws-notebook": Model(False, False, AWS_REGRESSION),
+        "ids+features": Model(True, True, TUNED_REGRESSION),
+    },
+    "classification": {
+        "aws-notebook": Model(False, False, AWS_CLASSIFICATION),
+        "ids+features": Model(True, True, TUNED_CLASSIFICATION),
+    },
+}
+TUNED = "ids+features"  # the model the neighbour, recommendation and map tasks use
+
+
+@dataclass
+class MovieLens:
+    """The files of one ml-100k folder."""
+
+    folder: Path
+    users: Users
+    movies: Movies
+
+    @classmethod
+    def open(cls, folder: Path) -> MovieLens:
+        missing = [f for f in FILES if not (folder / f).is_file()]
+        if missing:
+            raise SystemExit(
+                f"error: {folder} lacks {', '.join(missing)}; expected the unpacked ml-100k folder (or omit --data-dir to download it)"
+            )
+        return cls(folder, read_users(folder / "u.user"), read_movies(folder / "u.item"))
+
+    def split(self, name: str) -> tuple[Ratings, Ratings]:
+        """(``name``.base, ``name``.test) ratings, e.g. ``ua`` or ``u1``."""
+        return read_ratings(self.folder / f"{name}.base"), read_ratings(self.folder / f"{name}.test")
+
+
+@dataclass
+class Trained:
+    """A trained model with the features it reads and the ratings it was trained on."""
+
+    estimator: Any
+    tokens: Tokens
+    train: Ratings
+    validation: Ratings
+    seconds: float
+
+    def predict(self, ratings: Ratings) -> np.ndarray:
+        """Predicted rating (regression) or P(liked) (classification), one per rating."""
+        out = self.estimator.predict(self.tokens.pairs(ratings))
+        return out[:, 0] if out.shape[1] == 1 else out[:, 1]
+
+    def summary(self) -> dict[str, Any]:
+        metrics = self.estimator.metrics_
+        return {"best_epoch": metrics["best_epoch"], "epochs_run": len(metrics["epochs"]), "seconds": round(self.seconds, 1)}
+
+
+def train_model(ml: MovieLens, base: Ratings, model: Model, args: argparse.Namespace) -> Trained:
+    """Fit on ``base`` minus a random validation share, which drives early stopping."""
+    from object2vec import Object2Vec
+
+    train, validation = validation_split(base, args.validation_fraction, args.seed)
+    tokens = model.tokens(ml, train)
+    label = "rating" if model.hyperparameters["output_layer"] == "mean_squared_error" else "liked"
+    hp = {**model.hyperparameters, **tokens.hyperparameters()}
+    if args.epochs is not None:
+        hp["epochs"] = args.epochs
+    started = time.perf_counter()
+    estimator = Object2Vec(seed=args.seed, device=args.device, **hp).fit(
+        tokens.pairs(train, label), validation=tokens.pairs(validation, label)
+    )
+    return Trained(estimator, tokens, train, validation, time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tasks
+
+
+def table(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Print an aligned table: first column left, the others right."""
+    cells = [tuple(f"{c:.4f}" if isinstance(c, float) else str(c) for c in row) for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
+def regression(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Trained]:
+    """Task (a): rating regression on ua.test (and, with ``--folds``, the mean over u1-u5)."""
+    base, test = ml.split("ua")
+    rows, out, trained = [], {}, {}
+    for name, pred in baselines(base, test).items():
+        out[name] = {"rmse": rmse(pred, test.rating)}
+        rows.append((f"baseline: {name}", "", "", out[name]["rmse"], out[name]["rmse"] ** 2))
+    for name, model in MODELS["regression"].items():
+        t = trained[name] = train_model(ml, base, model, args)
+        val = rmse(t.predict(t.validation), t.validation.rating)
+        test_rmse = rmse(t.predict(test), test.rating)
+        out[name] = {"validation_rmse": val, "rmse": test_rmse, **t.summary(), "hyperparameters": model.hyperparameters}
+        epochs = f"{t.summary()['best_epoch']}/{t.summary()['epochs_run']}"
+        rows.append((f"Object2Vec {name}", epochs, f"{val:.4f}", test_rmse, test_rmse**2))
+    table(
+        f"(a) rating regression, ua.base -> ua.test ({len(test):,} ratings)",
+        ("model", "best/run epochs", "validation RMSE", "ua.test RMSE", "ua.test MSE"),
+        rows,
+    )
+    results["regression"] = {"ua": out}
+    if args.folds:
+        results["regression"]["folds"] = folds(ml, args)
+    return trained
+
+
+def folds(ml: MovieLens, args: argparse.Namespace) -> dict[str, Any]:
+    """RMSE of the baselines and the tuned model on each of u1-u5 (80/20 splits), and the mean."""
+    per_fold: dict[str, list[float]] = {}
+    for fold in range(1, 6):
+        base, test = ml.split(f"u{fold}")
+        for name, pred in baselines(base, test).items():
+            per_fold.setdefault(f"baseline: {name}", []).append(rmse(pred, test.rating))
+        t = train_model(ml, base, MODELS["regression"][TUNED], args)
+        per_fold.setdefault(f"Object2Vec {TUNED}", []).append(rmse(t.predict(test), test.rating))
+        print(f"fold u{fold}: Object2Vec {TUNED} RMSE {per_fold[f'Object2Vec {TUNED}'][-1]:.4f}", flush=True)
+    rows = [(name, *values, float(np.mean(values))) for name, values in per_fold.items()]
+    table("(a) rating regression, five folds u1-u5", ("model", "u1", "u2", "u3", "u4", "u5", "mean RMSE"), rows)
+    return {name: {"rmse": values, "mean": float(np.mean(values))} for name, values in per_fold.items()}
+
+
+def classification(
+    ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], regressors: dict[str, Trained]
+) -> dict[str, Trained]:
+    """Task (b): rating > 3 on ua.test, by classifiers and by a regression model's rating above a threshold."""
+    base, test = ml.split("ua")
+    liked = test.rating > 3
+    rows, out, trained = [], {}, {}
+    for name, pred in classification_baselines(base, test).items():
+        out[name] = {"accuracy": float(np.mean(pred == liked))}
+        rows.append((f"baseline: {name}", "", out[name]["accuracy"]))
+    for name, model in MODELS["classification"].items():
+        t = trained[name] = train_model(ml, base, model, args)
+        acc = float(np.mean((t.predict(test) > 0.5) == liked))
+        out[name] = {"accuracy": acc, **t.summary(), "hyperparameters": model.hyperparameters}
+        rows.append((f"Object2Vec {name} (softmax, P > 0.5)", f"{t.summary()['best_epoch']}/{t.summary()['epochs_run']}", acc))
+    if TUNED in regressors:
+        r = regressors[TUNED]
+        threshold = best_threshold(r.predict(r.validation), r.validation.rating > 3)  # chosen on validation, not test
+        acc = float(np.mean((r.predict(test) > threshold) == liked))
+        name = f"Object2Vec {TUNED} regression > {threshold:.2f}"
+        out[name] = {"accuracy": acc, "threshold": threshold}
+        rows.append((name, "", acc))
+    table(
+        f"(b) rating > 3, ua.base -> ua.test ({len(test):,} ratings, {liked.mean():.1%} liked)",
+        ("model", "best/run epochs", "ua.test accuracy"),
+        rows,
+    )
+    results["classification"] = out
+    return trained
+
+
+def movie_vectors(t: Trained, movies: np.ndarray) -> np.ndarray:
+    """enc1 vectors of ``movies`` (each read with its full token sequence)."""
+    return t.estimator.embed(in1=[t.tokens.movie[m] for m in movies.tolist()])
+
+
+def frequent_movies(t: Trained, min_ratings: int) -> np.ndarray:
+    """Movie ids with at least ``min_ratings`` training ratings: rarer movies' vectors are mostly their start values."""
+    count = np.bincount(t.train.movie, minlength=len(t.tokens.movie))
+    return np.flatnonzero(count >= min_ratings)
+
+
+def find_title(movies: Movies, title: str) -> int:
+    exact = [i for i, t in enumerate(movies.title) if t.lower() == title.lower()]
+    found = exact or [i for i, t in enumerate(movies.title) if title.lower() in t.lower()]
+    if not found:
+        raise SystemExit(f"error: no movie title contains {title!r}; titles look like 'Terminator, The (1984)'")
+    return found[0]
+
+
+def neighbours(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
+    """Task (c): the nearest movies of a few titles by the cosine of their enc1 vectors (and the AWS check)."""
+    from object2vec.neighbors import NeighborIndex
+
+    ids = frequent_movies(model, args.min_ratings)
+    vectors = movie_vectors(model, ids)
+    out: dict[str, Any] = {"movies_indexed": len(ids), "min_ratings": args.min_ratings}
+    for metric in ("cosine", "l2"):
+        index = NeighborIndex.build(vectors, ids.tolist(), metric=metric)
+        for title in args.titles:
+            movie = find_title(ml.movies, title)
+            if movie not in set(ids.tolist()):
+                print(f"\n{ml.movies.title[movie]} has fewer than {args.min_ratings} training ratings; not indexed")
+                continue
+            found, scores = index.neighbors(movie, k=args.k)
+            key = ml.movies.title[movie]
+            out.setdefault(metric, {})[key] = [(ml.movies.title[m], float(s)) for m, s in zip(found, scores, strict=True)]
+            if metric == "cosine":
+                table(
+                    f"(c) nearest movies of {key} (cosine of enc1 vectors, {len(ids):,} movies with >= {args.min_ratings} ratings)",
+                    ("movie", "genres", "cosine"),
+                    [
+                        (ml.movies.title[m], ", ".join(ml.movies.genre_names(m)), float(s))
+                        for m, s in zip(found, scores, strict=True)
+                    ],
+                )
+    # The AWS notebook's check: Die Hard (1988) near The Terminator (1984)
+    check: dict[str, Any] = {}
+    terminator, die_hard = find_title(ml.movies, "Terminator, The (1984)"), find_title(ml.movies, "Die Hard (1988)")
+    if {terminator, die_hard} <= set(ids.tolist()):
+        for metric in ("cosine", "l2"):
+            index = NeighborIndex.build(vectors, ids.tolist(), metric=metric)
+            found, _ = index.neighbors(terminator, k=len(ids) - 1)
+            check[metric] = found.index(die_hard) + 1
+        print(
+            f"\nAWS check: Die Hard (1988) is neighbour #{check['cosine']} of Terminator, The (1984) by cosine, "
+            f"#{check['l2']} by Euclidean distance (of {len(ids) - 1})"
+        )
+    out["die_hard_rank_from_terminator"] = check
+    results["neighbours"] = out
+
+
+def recommendations(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
+    """Task (d): top-10 movies per user among those they have not rated in ua.base; hits@10 and NDCG@10
+    of their ua.test ratings >= 4, beside popularity and bias rankings."""
+    from object2vec.recommend import pair_scores, ranking_metrics, recommend
+
+    base, test = ml.split("ua")
+    n_users, n_movies = len(ml.users.age), len(ml.movies.title)
+    movies = np.arange(1, n_movies)
+    users = np.unique(test.user)
+    rated = [set() for _ in range(n_users)]
+    for u, m in zip(base.user.tolist(), base.movie.tolist(), strict=True):
+        rated[u].add(m)
+    user_vectors = model.estimator.embed(in0=[model.tokens.user[u] for u in users.tolist()])
+    scores = pair_scores(model.estimator, user_vectors, movie_vectors(model, movies))  # (users, movies)
+    popularity = np.bincount(base.movie, minlength=n_movies)[movies].astype(np.float64)
+    biases = bias_baseline(base)(np.zeros(len(movies), np.int64), movies)  # mean + movie bias, same for every user
+    rankers = {
+        f"Object2Vec {TUNED} (predicted rating)": lambda i: scores[i],
+        "baseline: popularity (ratings in ua.base)": lambda i: popularity,
+        "baseline: mean + movie bias": lambda i: biases,
+    }
+    positives = [set() for _ in range(n_users)]
+    for u, m, r in zip(test.user.tolist(), test.movie.tolist(), test.rating.tolist(), strict=True):
+        if r >= 4:
+            positives[u].add(m)
+    out: dict[str, Any] = {}
+    rows = []
+    for name, ranker in rankers.items():
+        per_query, pos_per_query = [], []
+        for i, u in enumerate(users.tolist()):
+            keep = np.array([m not in rated[u] for m in movies.tolist()])
+            candidates = movies[keep]
+            per_query.append(np.asarray(ranker(i))[keep])
+            pos_per_query.append(np.flatnonzero(np.isin(candidates, list(positives[u]))))
+        metrics = ranking_metrics(per_query, pos_per_query, k=args.k)
+        out[name] = metrics
+        rows.append((name, metrics[f"hits@{args.k}"], metrics[f"ndcg@{args.k}"], metrics["mrr"]))
+    table(
+        f"(d) top-{args.k} among unrated movies; positives: ua.test ratings >= 4 "
+        f"({out[name]['positives']:,} of {out[name]['queries']} users)",
+        ("ranking", f"hits@{args.k}", f"NDCG@{args.k}", "MRR"),
+        rows,
+    )
+    user = args.user
+    top = recommend(
+        model.estimator,
+        model.tokens.user[user],
+        k=args.k,
+        candidates={m: model.tokens.movie[m] for m in movies.tolist()},
+        exclude=sorted(rated[user]),
+    )
+    table(
+        f"(d) top-{args.k} for user {user} ({ml.users.age[user]}, {ml.users.gender[user]}, {ml.users.occupation[user]}); "
+        f"* = rated >= 4 in ua.test",
+        ("movie", "predicted rating"),
+        [(("* " if m in positives[user] else "  ") + ml.movies.title[m], s) for m, s in top],
+    )
+    out["example"] = {"user": user, "top": [(ml.movies.title[m], s) for m, s in top]}
+    results["recommend"] = out
+
+
+def primary_genre(movies: Movies, movie: int, counts: np.ndarray) -> str:
+    """The movie's rarest genre (Action + Sci-Fi -> Sci-Fi): the most telling one; Drama only when alone."""
+    own = np.flatnonzero(movies.genres[movie])
+    return GENRES[own[np.argmin(counts[own])]] if len(own) else "unknown"
+
+
+def genre_map(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
+    """Task (e): a UMAP map of movie vectors coloured by genre."""
+    from object2vec.maps import plot_map
+
+    ids = frequent_movies(model, args.min_ratings)
+    counts = ml.movies.genres[1:].sum(axis=0)
+    colors = [primary_genre(ml.movies, m, counts) for m in ids.tolist()]
+    path = args.map or args.out / "movielens_map.png"
+    plot_map(
+        movie_vectors(model, ids),
+        path,
+        method=args.map_method,
+        colors=colors,
+        names=[ml.movies.title[m] for m in ids.tolist()],
+        title=f"MovieLens 100k: enc1 vectors of {len(ids):,} movies with >= {args.min_ratings} ratings",
+        seed=args.seed,
+        max_categories=12,
+        legend_title="rarest genre",
+    )
+    print(f"\n(e) map of {len(ids):,} movies written to {path}")
+    results["map"] = {"path": str(path), "movies": len(ids)}
+
+
+# --------------------------------------------------------------------------------------------------
+
+TASKS = ("regression", "classification", "neighbours", "recommend", "map")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help=f"unpacked ml-100k folder [download {URL} to {default_data_dir()}]"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("movielens_output"), help="folder for models and results.json [movielens_output]"
+    )
+    parser.add_argument("--task", choices=(*TASKS, "all"), default="all", help="which part to run [all]")
+    parser.add_argument("--folds", action="store_true", help="regression: also train and score on u1-u5 and report the mean")
+    parser.add_argument("--epochs", type=int, default=None, help="override every model's maximum epochs (smoke tests)")
+    parser.add_argument(
+        "--validation-fraction", type=float, default=0.05, help="share of ua.base held out for early stopping [0.05]"
+    )
+    parser.add_argument(
+        "--min-ratings", type=int, default=20, help="neighbours and map: movies with at least this many ratings [20]"
+    )
+    parser.add_argument(
+        "--titles",
+        nargs="+",
+        default=["Terminator, The (1984)", "Toy Story (1995)", "Schindler's List (1993)"],
+        help="neighbours: movies to look up",
+    )
+    parser.add_argument("--user", type=int, default=1, help="recommend: the user whose top list is printed [1]")
+    parser.add_argument("-k", "--k", type=int, default=10, help="neighbours and top lists [10]")
+    parser.add_argument("--map", type=Path, default=None, help="map image path [OUT/movielens_map.png]")
+    parser.add_argument("--map-method", choices=("umap", "tsne", "pca"), default="umap", help="map projection [umap]")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto [cpu]")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every model and of the validation split [0]")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    ml = MovieLens.open(args.data_dir if args.data_dir is not None else download(default_data_dir()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    tasks = TASKS if args.task == "all" else (args.task,)
+    results: dict[str, Any] = {"data": str(ml.folder), "seed": args.seed, "validation_fraction": args.validation_fraction}
+    regressors: dict[str, Trained] = {}
+    if "regression" in tasks:
+        regressors = regression(ml, args, results)
+    if "classification" in tasks:
+        classification(ml, args, results, regressors)
+    if {"neighbours", "recommend", "map"} & set(tasks):
+        model = regressors.get(TUNED) or train_model(ml, ml.split("ua")[0], MODELS["regression"][TUNED], args)
+        model.estimator.save(args.out / "model")
+        for task, run in (("neighbours", neighbours), ("recommend", recommendations), ("map", genre_map)):
+            if task in tasks:
+                run(ml, args, results, model)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"\nnumbers in {args.out / 'results.json'} ({results['seconds']:.0f} s)")
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)

@@ -1,0 +1,92 @@
+"""examples/movielens.py runs end to end on a tiny generated ml-100k folder (so the example cannot rot)."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "movielens.py"
+TITLES = ["Terminator, The (1984)", "Die Hard (1988)", "Toy Story (1995)", "Amélie (2001)", "Schindler's List (1993)"]
+OCCUPATIONS = ["technician", "writer", "other"]
+
+
+def ml_100k_folder(folder: Path, users: int = 30, movies: int = 24, seed: int = 0) -> None:
+    """ml-100k's file formats: tab-separated ratings, pipe-separated u.user and u.item (latin-1)."""
+    rng = random.Random(seed)
+    folder.mkdir()
+    items = []
+    for m in range(1, movies + 1):
+        title = TITLES[m - 1] if m <= len(TITLES) else f"Movie {m} (19{70 + m % 30})"
+        date = "" if m == movies else f"01-Jan-19{70 + m % 30}"  # one movie without a release date, as in u.item
+        flags = ["1" if (m + g) % 7 == 0 or g == m % 19 else "0" for g in range(19)]
+        items.append("|".join([str(m), title, date, "", "http://us.imdb.com/M/title-exact?x", *flags]))
+    (folder / "u.item").write_bytes(("\n".join(items) + "\n").encode("latin-1"))
+    people = [f"{u}|{rng.randint(12, 70)}|{rng.choice('MF')}|{rng.choice(OCCUPATIONS)}|{10000 + u}" for u in range(1, users + 1)]
+    (folder / "u.user").write_text("\n".join(people) + "\n", encoding="latin-1")
+    taste = {u: rng.random() < 0.5 for u in range(1, users + 1)}
+    base, test = [], []
+    for u in range(1, users + 1):
+        seen = rng.sample(range(1, movies + 1), 14)
+        for n, m in enumerate(seen):
+            rating = 5 if taste[u] == (m % 2 == 0) else rng.choice([1, 2, 3])
+            line = f"{u}\t{m}\t{rating}\t{880000000 + 1000 * n}"
+            (test if n < 4 else base).append(line)
+    for name in ("ua", *(f"u{k}" for k in range(1, 6))):
+        (folder / f"{name}.base").write_text("\n".join(base) + "\n")
+        (folder / f"{name}.test").write_text("\n".join(test) + "\n")
+    (folder / "u.data").write_text("\n".join(base + test) + "\n")
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("movielens", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["movielens"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("movielens", None)
+
+
+def test_the_files_are_read_as_ml_100k_writes_them(example, tmp_path):
+    ml_100k_folder(tmp_path / "ml")
+    ml = example.MovieLens.open(tmp_path / "ml")
+    assert ml.movies.title[4] == "Amélie (2001)" and ml.movies.year[24] == 0
+    base, test = ml.split("ua")
+    assert len(base) == 30 * 10 and len(test) == 30 * 4 and set(base.rating.tolist()) <= {1.0, 2.0, 3.0, 5.0}
+    tokens = example.Tokens(ml.users, ml.movies, side=True, history=base)
+    pair = tokens.pairs(base.take([0]), "liked")[0]
+    assert pair["in0"][0] == base.user[0] and pair["in1"][0] == base.movie[0] and pair["label"] in (0, 1)
+    assert max(max(t) for t in tokens.user) < tokens.vocab0 and max(max(t) for t in tokens.movie) < tokens.vocab1
+
+
+def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, capsys, monkeypatch):
+    for module in ("faiss", "sklearn", "matplotlib"):
+        pytest.importorskip(module)
+    for models in example.MODELS.values():  # the flow is under test, not the sizes: keep every model tiny
+        for name, model in models.items():
+            small = {**model.hyperparameters, "enc_dim": 8, "mlp_dim": 8}
+            monkeypatch.setitem(models, name, example.Model(model.side, model.history, small))
+    ml_100k_folder(tmp_path / "ml")
+    out = tmp_path / "out"
+    args = ["--data-dir", str(tmp_path / "ml"), "--out", str(out), "--epochs", "2", "--min-ratings", "1", "-k", "3"]
+    results = example.main([*args, "--folds", "--validation-fraction", "0.2", "--map-method", "pca"])
+    printed = capsys.readouterr().out
+    for text in (
+        "baseline: user + movie biases",
+        "Object2Vec aws-notebook",
+        "Object2Vec ids+features",
+        "popularity",
+        "AWS check",
+    ):
+        assert text in printed
+    assert set(results["regression"]["ua"]) >= {"global mean", "per-user mean", "user + movie biases", "ids+features"}
+    assert len(results["regression"]["folds"]["Object2Vec ids+features"]["rmse"]) == 5
+    assert 0 <= results["classification"]["ids+features"]["accuracy"] <= 1
+    assert results["neighbours"]["die_hard_rank_from_terminator"]["cosine"] >= 1
+    assert 0 <= results["recommend"]["baseline: popularity (ratings in ua.base)"]["hits@3"] <= 1
+    assert (out / "movielens_map.png").stat().st_size > 10_000 and (out / "model" / "config.json").is_file()
+    assert (out / "results.json").is_file()
