@@ -60,8 +60,9 @@ def test_row_sparse_tables_are_not_autograd_parameters_of_the_full_table():
     table = sparse.embeddings()[0]
     assert isinstance(table, RowSparseEmbedding) and not table.weight.requires_grad
     sparse(*BATCH).sum().backward()
-    rows, grad = table.take_gradient()
+    rows, grad, values = table.take_gradient()
     assert rows.tolist() == [1, 2, 3] and grad.shape == (3, 4)
+    torch.testing.assert_close(values, table.weight[rows])  # the forward's gather, reused by the optimizer
 
 
 def test_evaluation_reads_the_full_table_without_recording():

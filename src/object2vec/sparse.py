@@ -62,18 +62,24 @@ class RowSparseEmbedding(TokenEmbedding):
         table, ids = self.lookup(tokens)
         return F.embedding(ids, table)
 
-    def take_gradient(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Distinct touched rows and their summed gradient since the last call; clears the record."""
-        pieces = [(rows, leaf.grad) for rows, leaf in self.touched if leaf.grad is not None]
+    def take_gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+        """Distinct touched rows, their summed gradient and (when known) their current values.
+
+        The values are the leaf gathered in the forward pass, still equal to the table's rows
+        (nothing writes the table between forward and step), so the optimizer need not gather
+        them again; with several lookups of one table they are not returned. Clears the record.
+        """
+        pieces = [(rows, leaf) for rows, leaf in self.touched if leaf.grad is not None]
         self.touched.clear()
         if not pieces:
             return None
         if len(pieces) == 1:  # one lookup (untied table): rows are already distinct
-            return pieces[0]
+            rows, leaf = pieces[0]
+            return rows, leaf.grad, leaf.detach()
         rows, inverse = torch.unique(torch.cat([r for r, _ in pieces]), return_inverse=True)
-        grad = torch.zeros(len(rows), self.embedding_dim, dtype=pieces[0][1].dtype, device=rows.device)
-        grad.index_add_(0, inverse, torch.cat([g for _, g in pieces]))
-        return rows, grad
+        grad = torch.zeros(len(rows), self.embedding_dim, dtype=pieces[0][1].grad.dtype, device=rows.device)
+        grad.index_add_(0, inverse, torch.cat([leaf.grad for _, leaf in pieces]))
+        return rows, grad, None
 
 
 def make_embedding(num_embeddings: int, embedding_dim: int, row_sparse: bool) -> TokenEmbedding:
@@ -107,8 +113,12 @@ class LazyOptimizer:
                 taken = (
                     torch.zeros(0, dtype=torch.long, device=table.weight.device),
                     table.weight.new_zeros(0, table.embedding_dim),
+                    None,
                 )
-            rows, grad = distributed.sync_rows(*taken, table.embedding_dim)
+            rows, grad, values = taken
+            if distributed.context().is_distributed:  # rows become the union over ranks: gather again
+                rows, grad = distributed.sync_rows(rows, grad, table.embedding_dim)
+                values = None
             if len(rows) == 0:
                 continue
             if scale != 1.0:
@@ -119,8 +129,9 @@ class LazyOptimizer:
             if frozen is not None:  # pretrained rows that must not move
                 keep = ~frozen[rows]
                 rows, grad = rows[keep], grad[keep]
+                values = None if values is None else values[keep]
             weight = table.weight
-            w = weight.index_select(0, rows)  # (U, D)
+            w = weight.index_select(0, rows) if values is None else values  # (U, D), ours to update in place
             if self.weight_decay:
                 grad = grad + self.weight_decay * w
             if self.name == "sgd":
