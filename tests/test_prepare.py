@@ -310,3 +310,24 @@ def test_prepare_errors_are_one_line_on_the_command_line(tmp_path):
     )
     assert result.exit_code == 2 and result.output.startswith("error: ") and "no column 'question'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_endpoint_and_batch_transform_read_strings_too(trained, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from object2vec.serving.app import ServeSettings, create_app
+    from object2vec.serving.predictor import Predictor
+    from object2vec.serving.transform import transform
+
+    model = Object2Vec.load(trained / "model", device="cpu")
+    predictor = Predictor(model)
+    client = TestClient(create_app(predictor, ServeSettings(model_dir=str(trained / "model"))))
+    body = {"instances": [{"in0": sentence(1), "in1": sentence(2)}, {"in1": sentence(3)}]}
+    predictions = client.post("/invocations", json=body).json()["predictions"]
+    np.testing.assert_allclose(predictions[0]["scores"], model.predict([body["instances"][0]])[0], rtol=1e-6)
+    np.testing.assert_allclose(predictions[1]["embeddings"], model.embed(in1=[sentence(3)])[0], rtol=1e-6)
+    path = tmp_path / "texts.jsonl"
+    path.write_text(json.dumps({"id": 7, "in0": sentence(1), "in1": sentence(2)}) + "\n")
+    transform(predictor, path, tmp_path / "out.jsonl")
+    (line,) = read_jsonl(tmp_path / "out.jsonl")
+    assert line["id"] == 7 and line["scores"] == predictions[0]["scores"]
