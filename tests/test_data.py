@@ -29,7 +29,7 @@ def test_reads_pairs_into_packed_arrays(tmp_path):
     )
     data = read_pairs(path, SCHEMA)
     assert len(data) == 2
-    assert data.in0.tokens.dtype == np.int32 and data.in0.offsets.dtype == np.int64
+    assert data.in0.tokens.dtype == np.uint16 and data.in0.offsets.dtype == np.int64  # ids < 65,536
     assert data.in0.offsets.tolist() == [0, 3, 4]
     assert data.in0[0].tolist() == [0, 9, 3] and data.in1[1].tolist() == [0, 1]
     assert data.labels.tolist() == [1, 2] and data.labels.dtype == np.int8
@@ -277,3 +277,132 @@ def test_a_problem_in_a_shard_names_its_real_line(tmp_path):
 def test_in_memory_records_are_sharded_by_position():
     records = [{"label": 0, "in0": [i], "in1": [1]} for i in range(7)]
     assert read_pairs(records, SCHEMA, shard=(1, 3)).in0.tokens.tolist() == [1, 4]
+
+
+# -- narrow token storage and the block-by-block reader -------------------------------------------------
+
+
+def test_ids_below_65536_are_stored_as_uint16_and_round_trip(tmp_path):
+    wide = Schema(vocab_size=(65536, 65536), max_seq_len=(4, 4), regression=False, num_classes=2)
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [0, 65535, 7], "in1": [65535]}')
+    data = read_pairs(path, wide)
+    assert data.in0.tokens.dtype == np.uint16 and data.in0[0].tolist() == [0, 65535, 7]
+    assert data.in1.tokens.tolist() == [65535]
+
+
+def test_ids_from_65536_are_stored_as_int32_and_round_trip(tmp_path):
+    wide = Schema(vocab_size=(70000, 70000), max_seq_len=(4, 4), regression=False, num_classes=2)
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1, 65536], "in1": [69999]}')
+    data = read_pairs(path, wide)
+    assert data.in0.tokens.dtype == np.int32 and data.in0[0].tolist() == [1, 65536]
+    assert data.in1.tokens.tolist() == [69999]
+
+
+def test_an_id_equal_to_a_65536_vocabulary_is_rejected_not_wrapped(tmp_path):
+    wide = Schema(vocab_size=(65536, 65536), max_seq_len=(4, 4), regression=False, num_classes=2)
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [3, 65536], "in1": [65535]}')
+    assert problems_of(path, wide) == [
+        f"{path}:1: in0: token 1 is 65536, not less than enc0_vocab_size=65536; expected a token id in [0, 65536) "
+        "(raise enc0_vocab_size or re-index)"
+    ]
+
+
+def test_uint16_batches_reach_the_model_as_int64():
+    from object2vec.train import side_tensors
+
+    side = Side.from_lists([[65535, 0], [7]])
+    assert side.tokens.dtype == np.uint16
+    tokens, lengths = side_tensors(side, np.array([1, 0]), torch_cpu())
+    assert str(tokens.dtype) == "torch.int64" and tokens.tolist() == [7, 65535, 0] and lengths.tolist() == [1, 2]
+
+
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+def _random_lines(rng: np.random.Generator, n: int, high: int) -> list[str]:
+    lines = []
+    for i in range(n):
+        in0 = rng.integers(0, high, rng.integers(1, 8)).tolist()
+        in1 = rng.integers(0, high, rng.integers(1, 5)).tolist()
+        label = int(rng.integers(0, 3)) if i % 7 else float(rng.integers(0, 3))  # some integral floats
+        extra = ', "id": "x"' if i % 11 == 0 else ""
+        lines.append(f'{{"label": {label}, "in0": {in0}, "in1": {in1}{extra}}}')
+    return lines
+
+
+@pytest.mark.parametrize("high", [10, 70000])
+def test_reading_block_by_block_gives_the_same_arrays_as_record_by_record(tmp_path, monkeypatch, high):
+    from object2vec import data as data_module
+
+    schema = Schema(vocab_size=(high, high), max_seq_len=(5, 4), regression=False, num_classes=3)
+    lines = _random_lines(np.random.default_rng(high), 3000, high)
+    lines[1234] = f'{{"label": 2, "in0": [{high - 1}], "in1": [0]}}'  # the widest id somewhere in the middle
+    path = write_lines(tmp_path / "a.jsonl", *lines)
+    whole = read_pairs(path, schema)
+    monkeypatch.setattr(data_module, "_BLOCK_BYTES", 200)  # a few lines a block: many blocks, arrays grown
+    blocks = read_pairs(path, schema)
+    monkeypatch.setattr(data_module._Parser, "_fast", lambda self, recs, where: None)  # the record-by-record path only
+    slow = read_pairs(path, schema)
+    for other in (blocks, slow):
+        for a, b in ((whole.in0, other.in0), (whole.in1, other.in1)):
+            assert a.tokens.dtype == b.tokens.dtype == (np.uint16 if high <= 65536 else np.int32)
+            assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.offsets, b.offsets)
+        assert np.array_equal(whole.labels, other.labels)
+    records = [orjson_loads(line) for line in lines]
+    from_records = read_pairs(records, schema)
+    assert np.array_equal(from_records.in0.tokens, whole.in0.tokens) and np.array_equal(from_records.labels, whole.labels)
+
+
+def orjson_loads(line: str):
+    import orjson
+
+    return orjson.loads(line)
+
+
+@pytest.mark.parametrize(
+    "bad,expected",
+    [
+        ('{"label": 1, "in0": [1, 1.0], "in1": [2]}', "in0: token 1 is 1.0 (a float)"),
+        ('{"label": 1, "in0": [1], "in1": [2, true]}', "in1: token 1 is true (a boolean)"),
+        ('{"label": 1, "in0": [null], "in1": [2]}', "in0: token 0 is null (null)"),
+        ('{"label": 1, "in0": [1, "2"], "in1": [2]}', 'in0: token 1 is "2" (a string)'),
+        ('{"label": 1, "in0": [{"a": 1}], "in1": [2]}', 'in0: token 0 is {"a": 1} (an object)'),
+        ('{"label": 1, "in0": [[1]], "in1": [2]}', "in0: token 0 is [1] (a list)"),
+        ('{"label": 1, "in0": [1e5], "in1": [2]}', "in0: token 0 is 100000.0 (a float)"),
+        ('{"label": 1, "in0": [], "in1": [2]}', "in0: empty list; expected at least one token id"),
+        ('{"label": 1, "in0": [99999999999999999999], "in1": [2]}', "in0: token 0 is 1e+20 (a float)"),  # as orjson reads it
+        ('{"label": 1, "in0": [9223372036854775808], "in1": [2]}', "in0: token 0 does not fit in 64 bits"),
+        ('{"label": true, "in0": [1], "in1": [2]}', "label: got true (a boolean)"),
+    ],
+)
+def test_a_bad_record_among_many_good_ones_gets_the_same_message(tmp_path, bad, expected):
+    good = '{"label": 0, "in0": [1, 2], "in1": [3]}'
+    lines = [good] * 5000
+    lines[4321] = bad
+    path = write_lines(tmp_path / "a.jsonl", *lines)
+    problems = problems_of(path)
+    assert problems == [f"{path}:4322: {problems[0].split(': ', 1)[1]}"] and expected in problems[0], problems
+
+
+def test_a_cached_reload_keeps_uint16_tokens_memory_mapped(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1, 2], "in1": [3]}')
+    read_pairs(path, SCHEMA, cache=True)
+    again = read_pairs(path, SCHEMA, cache=True)
+    assert again.in0.tokens.dtype == np.uint16
+    assert isinstance(again.in0.tokens.base, np.memmap) or isinstance(again.in0.tokens, np.memmap)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_gzip_shards_name_the_right_line_after_the_first_block(tmp_path, monkeypatch, rank):
+    from object2vec import data as data_module
+
+    monkeypatch.setattr(data_module, "_BLOCK_BYTES", 2000)  # ~50 lines a block
+    lines = ['{"label": 0, "in0": [1], "in1": [2]}'] * 3000
+    lines[2500 + rank] = '{"label": 0, "in0": [99], "in1": [2]}'  # line 2501 is rank 0's, 2502 rank 1's
+    path = tmp_path / "a.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(line + "\n" for line in lines).encode()))
+    with pytest.raises(DataError, match=rf"a.jsonl.gz:{2501 + rank}: in0: token 0 is 99"):
+        read_pairs(path, SCHEMA, shard=(rank, 2))

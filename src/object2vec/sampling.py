@@ -35,19 +35,23 @@ def epoch_pairs(data: PairData, hp: Hyperparameters, epoch: int, seed: int) -> B
     """Every pair of one epoch, positives plus freshly drawn negatives, in shuffled order."""
     rng = np.random.default_rng([seed, epoch])
     n = len(data)
-    index = np.int32 if n < 2**31 else np.int64  # 4 bytes a pair: the plan of 10M pairs is 80 MB, not 160
-    left = np.arange(n, dtype=index)
-    right = np.arange(n, dtype=index)
+    index = np.int32 if n < 2**31 else np.int64  # 4 bytes a pair: the plan of 10M pairs is 40 MB a side, not 80
     labels = data.labels
-    if hp.negative_sampling_rate and n > 1:
-        positives = np.flatnonzero(labels == 1)
-        src = np.repeat(positives, hp.negative_sampling_rate)
-        other = rng.integers(0, n - 1, size=len(src))
-        other += other >= src  # skip the record itself: uniform over the n - 1 others
-        left = np.concatenate([left, src.astype(index)])
-        right = np.concatenate([right, other.astype(index)])
-        labels = np.concatenate([labels, np.zeros(len(src), dtype=labels.dtype)])
-    order = rng.permutation(len(left))
+    if not (hp.negative_sampling_rate and n > 1):
+        # the shuffled pairs are (order[k], order[k]): one array serves as both sides. shuffle(arange)
+        # is what permutation(n) does, so the order is the same, in the index type rather than int64
+        order = np.arange(n, dtype=index)
+        rng.shuffle(order)
+        return Batch(order, order, labels[order])
+    positives = np.flatnonzero(labels == 1)
+    src = np.repeat(positives, hp.negative_sampling_rate)
+    other = rng.integers(0, n - 1, size=len(src))
+    other += other >= src  # skip the record itself: uniform over the n - 1 others
+    left = np.concatenate([np.arange(n, dtype=index), src.astype(index)])
+    right = np.concatenate([np.arange(n, dtype=index), other.astype(index)])
+    labels = np.concatenate([labels, np.zeros(len(src), dtype=labels.dtype)])
+    order = np.arange(len(left), dtype=index if len(left) < 2**31 else np.int64)
+    rng.shuffle(order)
     return Batch(left[order], right[order], labels[order])
 
 
@@ -62,7 +66,6 @@ def epoch_batches(
     all ranks step together.
     """
     pairs = epoch_pairs(data, hp, epoch, seed)
-    order = np.arange(len(pairs.left))
     size = hp.mini_batch_size
     if hp.bucket_width:
         # key = (in0 bucket, in1 bucket): a batch is cut from pairs whose two sides both have similar
@@ -70,7 +73,9 @@ def epoch_batches(
         b0 = data.in0.lengths[pairs.left] // hp.bucket_width
         b1 = data.in1.lengths[pairs.right] // hp.bucket_width
         order = np.argsort(b0 * (int(b1.max()) + 1) + b1, kind="stable")
-    chunks = [order[i : i + size] for i in range(0, len(order), size)]
+        pairs = Batch(pairs.left[order], pairs.right[order], pairs.labels[order])
+    # every batch is a slice (a view) of the epoch's arrays: no second copy of the plan
+    chunks = [slice(i, i + size) for i in range(0, len(pairs.left), size)]
     if hp.bucket_width:
         rng = np.random.default_rng([seed, epoch, 1])
         chunks = [chunks[i] for i in rng.permutation(len(chunks))]
