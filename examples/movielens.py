@@ -158,11 +158,22 @@ class Tokens:
     ratings. Feature tokens are numbered after the ids, so ids keep their value.
     """
 
-    def __init__(self, users: Users, movies: Movies, *, side: bool = False, history: Ratings | None = None, kind: str = "rated"):
+    def __init__(
+        self,
+        users: Users,
+        movies: Movies,
+        *,
+        side: bool = False,
+        history: Ratings | None = None,
+        kind: str = "rated",
+        raters: int | None = None,
+        seed: int = 0,
+    ):
         n_users, n_movies = len(users.age), len(movies.title)  # ids 1..n-1; row 0 unused, as in the notebook
         self.user: list[list[int]] = [[u] for u in range(n_users)]
         self.movie: list[list[int]] = [[m] for m in range(n_movies)]
         self.history: list[dict[int, int]] = [{} for _ in range(n_users)]  # user -> {movie: its history token}
+        self.raters: list[dict[int, int]] = [{} for _ in range(n_movies)]  # movie -> {user: its rater token}
         vocab0, vocab1 = n_users, n_movies
         if side:
             occupations = sorted(set(users.occupation[1:]))
@@ -193,6 +204,17 @@ class Tokens:
             for u in range(1, n_users):
                 self.user[u] += sorted(self.history[u].values())
             vocab0 += n_movies * (len(RATING_GROUPS) + 1 if kind == "rating" else 1)
+            if raters is not None:  # the item side, symmetric: one token per user who rated the movie (and how)
+                rng = np.random.default_rng(seed)
+                by_movie: list[list[tuple[int, int]]] = [[] for _ in range(n_movies)]
+                for u, m, g in zip(history.user.tolist(), history.movie.tolist(), groups.tolist(), strict=True):
+                    by_movie[m].append((u, vocab1 + g * n_users + u))
+                for m, rows in enumerate(by_movie):
+                    if len(rows) > raters:  # a popular movie keeps a fixed random sample of its raters
+                        rows = [rows[i] for i in sorted(rng.choice(len(rows), raters, replace=False).tolist())]
+                    self.raters[m] = dict(rows)
+                    self.movie[m] += sorted(self.raters[m].values())
+                vocab1 += n_users * (len(RATING_GROUPS) + 1 if kind == "rating" else 1)
         self.vocab0, self.vocab1 = vocab0, vocab1
 
     def hyperparameters(self) -> dict[str, int]:
@@ -210,11 +232,18 @@ class Tokens:
             return self.user[user]
         return [t for t in self.user[user] if t != own]  # the user id token stays, so never empty
 
+    def in1(self, user: int, movie: int) -> list[int]:
+        """The movie's tokens for a pair with ``user``: without that user's own rater token."""
+        own = self.raters[movie].get(user)
+        if own is None:
+            return self.movie[movie]
+        return [t for t in self.movie[movie] if t != own]
+
     def pairs(self, ratings: Ratings, label: str = "rating") -> list[dict[str, Any]]:
         """Object2Vec records; ``label`` is ``rating`` (regression) or ``liked`` (rating > 3, as class 0/1)."""
         labels = ratings.rating.tolist() if label == "rating" else (ratings.rating > 3).astype(int).tolist()
         return [
-            {"label": y, "in0": self.in0(u, m), "in1": self.movie[m]}
+            {"label": y, "in0": self.in0(u, m), "in1": self.in1(u, m)}
             for u, m, y in zip(ratings.user.tolist(), ratings.movie.tolist(), labels, strict=True)
         ]
 
@@ -337,6 +366,9 @@ TUNED_REGRESSION = {
     "early_stopping_tolerance": 0.001,
 }
 TUNED_CLASSIFICATION = {**TUNED_REGRESSION, "output_layer": "softmax"}
+# Top-N: "did the user rate (and like) this movie", with Object2Vec's negative sampling: each positive
+# pair also trains on its in0 with the in1 of another training pair drawn at random, labelled 0.
+TOPN_CLASSIFICATION = {**TUNED_CLASSIFICATION, "negative_sampling_rate": 5}
 
 
 @dataclass
@@ -346,24 +378,31 @@ class Model:
     side: bool
     history: str | None  # None, "rated" or "rating"
     hyperparameters: dict[str, Any]
+    raters: int | None = None  # with history: in1 also holds up to this many of the movie's raters (and how)
+    positives: str | None = None  # top-N models: "liked" (ratings >= 4) or "rated" (every rating), labelled 1
+    refit: bool = True  # refit on all of the base ratings for the chosen epoch count (not the notebook's protocol)
 
     def tokens(self, ml: MovieLens, train: Ratings) -> Tokens:
         if self.history is None:
             return Tokens(ml.users, ml.movies, side=self.side)
-        return Tokens(ml.users, ml.movies, side=self.side, history=train, kind=self.history)
+        return Tokens(ml.users, ml.movies, side=self.side, history=train, kind=self.history, raters=self.raters)
 
 
 MODELS = {
     "regression": {
-        "aws-notebook": Model(False, None, AWS_REGRESSION),
+        "aws-notebook": Model(False, None, AWS_REGRESSION, refit=False),
         "ids+features": Model(True, "rating", TUNED_REGRESSION),
     },
     "classification": {
-        "aws-notebook": Model(False, None, AWS_CLASSIFICATION),
+        "aws-notebook": Model(False, None, AWS_CLASSIFICATION, refit=False),
         "ids+features": Model(True, "rating", TUNED_CLASSIFICATION),
     },
+    "top-n": {
+        "ids+features top-n": Model(True, "rating", TOPN_CLASSIFICATION, positives="liked"),
+    },
 }
-TUNED = "ids+features"  # the model the neighbour, recommendation and map tasks use
+TUNED = "ids+features"  # the rating model the neighbour, recommendation and map tasks use
+TOPN = "ids+features top-n"
 
 
 @dataclass
@@ -390,39 +429,89 @@ class MovieLens:
 
 @dataclass
 class Trained:
-    """A trained model with the features it reads and the ratings it was trained on."""
+    """A trained model with the features it reads and the ratings it was trained on.
+
+    ``validation_scores`` are the predictions for ``validation`` of the model that early stopping
+    chose; after a refit on every rating (``estimator`` then has seen ``validation``) they are the
+    only honest ones, and choices such as the threshold of task (b) are made on them.
+    """
 
     estimator: Any
     tokens: Tokens
     train: Ratings
     validation: Ratings
     seconds: float
+    validation_scores: np.ndarray
+    best_epoch: int
+    epochs_run: int
+    refit: bool = False
 
     def predict(self, ratings: Ratings) -> np.ndarray:
         """Predicted rating (regression) or P(liked) (classification), one per rating."""
-        out = self.estimator.predict(self.tokens.pairs(ratings))
-        return out[:, 0] if out.shape[1] == 1 else out[:, 1]
+        return predictions(self.estimator, self.tokens, ratings)
+
+    def epochs(self) -> str:
+        """``best/run`` epochs of the early-stopped fit, ``+ refit`` when the model was trained again on every rating."""
+        return f"{self.best_epoch}/{self.epochs_run}" + (" + refit" if self.refit else "")
 
     def summary(self) -> dict[str, Any]:
-        metrics = self.estimator.metrics_
-        return {"best_epoch": metrics["best_epoch"], "epochs_run": len(metrics["epochs"]), "seconds": round(self.seconds, 1)}
+        return {
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "refit": self.refit,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def predictions(estimator: Any, tokens: Tokens, ratings: Ratings) -> np.ndarray:
+    out = estimator.predict(tokens.pairs(ratings))
+    return out[:, 0] if out.shape[1] == 1 else out[:, 1]
+
+
+def topn_pairs(tokens: Tokens, ratings: Ratings, rate: int, negatives_from: list[dict[str, Any]] | None, seed: int):
+    """Records labelled 1 for a top-N model and, for validation, ``rate`` sampled negatives per positive:
+    the in0 of the positive with the in1 of a training record drawn uniformly, as the sampler does."""
+    pos = [{**p, "label": 1} for p in tokens.pairs(ratings)]
+    if negatives_from is None:
+        return pos
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(negatives_from), size=(len(pos), rate))
+    neg = [{"label": 0, "in0": p["in0"], "in1": negatives_from[j]["in1"]} for p, row in zip(pos, drawn, strict=True) for j in row]
+    return pos + neg
 
 
 def train_model(ml: MovieLens, base: Ratings, model: Model, args: argparse.Namespace) -> Trained:
-    """Fit on ``base`` minus a random validation share, which drives early stopping."""
+    """Fit on ``base`` minus a random validation share, which drives early stopping; with ``--refit``,
+    fit again on all of ``base`` for the epoch count early stopping chose."""
     from object2vec import Object2Vec
 
     train, validation = validation_split(base, args.validation_fraction, args.seed)
-    tokens = model.tokens(ml, train)
-    label = "rating" if model.hyperparameters["output_layer"] == "mean_squared_error" else "liked"
-    hp = {**model.hyperparameters, **tokens.hyperparameters()}
+    hp = dict(model.hyperparameters)
     if args.epochs is not None:
         hp["epochs"] = args.epochs
     started = time.perf_counter()
-    estimator = Object2Vec(seed=args.seed, device=args.device, **hp).fit(
-        tokens.pairs(train, label), validation=tokens.pairs(validation, label)
-    )
-    return Trained(estimator, tokens, train, validation, time.perf_counter() - started)
+    tokens = model.tokens(ml, train)
+
+    def records(tokens: Tokens, train: Ratings, validation: Ratings | None) -> tuple[list, list | None]:
+        if model.positives is None:  # rating models: every rating, labelled by its value or by rating > 3
+            label = "rating" if hp["output_layer"] == "mean_squared_error" else "liked"
+            return tokens.pairs(train, label), validation and tokens.pairs(validation, label)
+        keep = lambda r: r.take(np.flatnonzero(r.rating >= 4)) if model.positives == "liked" else r  # noqa: E731
+        fit = topn_pairs(tokens, keep(train), 0, None, args.seed)
+        rate = hp["negative_sampling_rate"]
+        return fit, validation and topn_pairs(tokens, keep(validation), rate, fit, args.seed)
+
+    fit, held = records(tokens, train, validation)
+    estimator = Object2Vec(seed=args.seed, device=args.device, **hp, **tokens.hyperparameters()).fit(fit, validation=held)
+    validation_scores = predictions(estimator, tokens, validation)
+    best, run = estimator.metrics_["best_epoch"], len(estimator.metrics_["epochs"])
+    if not (model.refit and args.refit):
+        return Trained(estimator, tokens, train, validation, time.perf_counter() - started, validation_scores, best, run)
+    tokens = model.tokens(ml, base)
+    fit, _ = records(tokens, base, None)
+    refit_hp = {**hp, **tokens.hyperparameters(), "epochs": best}
+    estimator = Object2Vec(seed=args.seed, device=args.device, **refit_hp).fit(fit)
+    return Trained(estimator, tokens, base, validation, time.perf_counter() - started, validation_scores, best, run, True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,10 +539,10 @@ def regression(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any])
         rows.append((f"baseline: {name}", "", "", out[name]["rmse"], out[name]["rmse"] ** 2))
     for name, model in MODELS["regression"].items():
         t = trained[name] = train_model(ml, base, model, args)
-        val = rmse(t.predict(t.validation), t.validation.rating)
+        val = rmse(t.validation_scores, t.validation.rating)
         test_rmse = rmse(t.predict(test), test.rating)
         out[name] = {"validation_rmse": val, "rmse": test_rmse, **t.summary(), "hyperparameters": model.hyperparameters}
-        epochs = f"{t.summary()['best_epoch']}/{t.summary()['epochs_run']}"
+        epochs = t.epochs()
         rows.append((f"Object2Vec {name}", epochs, f"{val:.4f}", test_rmse, test_rmse**2))
     table(
         f"(a) rating regression, ua.base -> ua.test ({len(test):,} ratings)",
@@ -495,10 +584,10 @@ def classification(
         t = trained[name] = train_model(ml, base, model, args)
         acc = float(np.mean((t.predict(test) > 0.5) == liked))
         out[name] = {"accuracy": acc, **t.summary(), "hyperparameters": model.hyperparameters}
-        rows.append((f"Object2Vec {name} (softmax, P > 0.5)", f"{t.summary()['best_epoch']}/{t.summary()['epochs_run']}", acc))
+        rows.append((f"Object2Vec {name} (softmax, P > 0.5)", t.epochs(), acc))
     if TUNED in regressors:
         r = regressors[TUNED]
-        threshold = best_threshold(r.predict(r.validation), r.validation.rating > 3)  # chosen on validation, not test
+        threshold = best_threshold(r.validation_scores, r.validation.rating > 3)  # chosen on validation, not test
         acc = float(np.mean((r.predict(test) > threshold) == liked))
         name = f"Object2Vec {TUNED} regression > {threshold:.2f}"
         out[name] = {"accuracy": acc, "threshold": threshold}
@@ -573,64 +662,79 @@ def neighbours(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any],
     results["neighbours"] = out
 
 
-def recommendations(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
-    """Task (d): top-10 movies per user among those they have not rated in ua.base; hits@10 and NDCG@10
-    of their ua.test ratings >= 4, beside popularity and bias rankings."""
-    from object2vec.recommend import pair_scores, ranking_metrics, recommend
+def score_matrix(t: Trained, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    """Object2Vec scores ``(users, movies)``, each side read with its full tokens: the predicted rating of a
+    regression model, the log-odds of label 1 of a classifier (``object2vec.recommend.pair_scores``)."""
+    from object2vec.recommend import pair_scores
 
-    base, test = ml.split("ua")
-    n_users, n_movies = len(ml.users.age), len(ml.movies.title)
-    movies = np.arange(1, n_movies)
-    users = np.unique(test.user)
-    rated = [set() for _ in range(n_users)]
-    for u, m in zip(base.user.tolist(), base.movie.tolist(), strict=True):
-        rated[u].add(m)
-    user_vectors = model.estimator.embed(in0=[model.tokens.user[u] for u in users.tolist()])
-    scores = pair_scores(model.estimator, user_vectors, movie_vectors(model, movies))  # (users, movies)
-    popularity = np.bincount(base.movie, minlength=n_movies)[movies].astype(np.float64)
-    biases = bias_baseline(base)(np.zeros(len(movies), np.int64), movies)  # mean + movie bias, same for every user
-    rankers = {
-        f"Object2Vec {TUNED} (predicted rating)": lambda i: scores[i],
-        "baseline: popularity (ratings in ua.base)": lambda i: popularity,
-        "baseline: mean + movie bias": lambda i: biases,
-    }
-    positives = [set() for _ in range(n_users)]
-    for u, m, r in zip(test.user.tolist(), test.movie.tolist(), test.rating.tolist(), strict=True):
-        if r >= 4:
-            positives[u].add(m)
-    out: dict[str, Any] = {}
-    rows = []
-    for name, ranker in rankers.items():
+    user_vectors = t.estimator.embed(in0=[t.tokens.user[u] for u in users.tolist()])
+    return pair_scores(t.estimator, user_vectors, movie_vectors(t, movies))
+
+
+def topn_metrics(rankers: dict[str, np.ndarray], train: Ratings, held: Ratings, users: np.ndarray, k: int) -> dict[str, Any]:
+    """hits@k, NDCG@k and MRR of each ranking of movies 1..n for ``users`` (a row per user, or one row for all).
+
+    A user's candidates are the movies they did not rate in ``train``; each of their ``held`` ratings
+    >= 4 is a positive, ranked against the candidates that are not positives (pessimistic ties)."""
+    from object2vec.recommend import ranking_metrics
+
+    n_movies = next(iter(rankers.values())).shape[-1] + 1
+    rated = np.zeros((int(users.max()) + 1, n_movies), bool)
+    ok = train.user <= users.max()
+    rated[train.user[ok], train.movie[ok]] = True
+    liked = held.rating >= 4
+    positive = np.zeros_like(rated)
+    ok = liked & (held.user <= users.max())
+    positive[held.user[ok], held.movie[ok]] = True
+    out = {}
+    for name, scores in rankers.items():
         per_query, pos_per_query = [], []
         for i, u in enumerate(users.tolist()):
-            keep = np.array([m not in rated[u] for m in movies.tolist()])
-            candidates = movies[keep]
-            per_query.append(np.asarray(ranker(i))[keep])
-            pos_per_query.append(np.flatnonzero(np.isin(candidates, list(positives[u]))))
-        metrics = ranking_metrics(per_query, pos_per_query, k=args.k)
-        out[name] = metrics
-        rows.append((name, metrics[f"hits@{args.k}"], metrics[f"ndcg@{args.k}"], metrics["mrr"]))
+            keep = ~rated[u, 1:]
+            per_query.append((scores[i] if scores.ndim == 2 else scores)[keep])
+            pos_per_query.append(np.flatnonzero(positive[u, 1:][keep]))
+        out[name] = ranking_metrics(per_query, pos_per_query, k=k)
+    return out
+
+
+def recommendations(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
+    """Task (d): top-10 movies per user among those they have not rated in ua.base; hits@10 and NDCG@10
+    of their ua.test ratings >= 4, by the rating model, a top-N model, popularity and movie biases."""
+    from object2vec.recommend import recommend
+
+    base, test = ml.split("ua")
+    movies = np.arange(1, len(ml.movies.title))
+    users = np.unique(test.user)
+    topn = train_model(ml, base, MODELS["top-n"][TOPN], args)
+    rankers = {
+        f"Object2Vec {TOPN} (score)": score_matrix(topn, users, movies),
+        f"Object2Vec {TUNED} (predicted rating)": score_matrix(model, users, movies),
+        "baseline: popularity (ratings in ua.base)": np.bincount(base.movie, minlength=len(movies) + 1)[1:].astype(np.float64),
+        "baseline: mean + movie bias": bias_baseline(base)(np.zeros(len(movies), np.int64), movies),
+    }
+    out: dict[str, Any] = topn_metrics(rankers, base, test, users, args.k)
+    out[f"Object2Vec {TOPN} (score)"].update(topn.summary(), hyperparameters=MODELS["top-n"][TOPN].hyperparameters)
+    k = args.k
     table(
-        f"(d) top-{args.k} among unrated movies; positives: ua.test ratings >= 4 "
-        f"({out[name]['positives']:,} of {out[name]['queries']} users)",
-        ("ranking", f"hits@{args.k}", f"NDCG@{args.k}", "MRR"),
-        rows,
+        f"(d) top-{k} among unrated movies; positives: ua.test ratings >= 4 "
+        f"({out['baseline: popularity (ratings in ua.base)']['positives']:,} of {len(users)} users)",
+        ("ranking", f"hits@{k}", f"NDCG@{k}", "MRR"),
+        [(name, m[f"hits@{k}"], m[f"ndcg@{k}"], m["mrr"]) for name, m in out.items()],
     )
     user = args.user
-    top = recommend(
-        model.estimator,
-        model.tokens.user[user],
-        k=args.k,
-        candidates={m: model.tokens.movie[m] for m in movies.tolist()},
-        exclude=sorted(rated[user]),
-    )
-    table(
-        f"(d) top-{args.k} for user {user} ({ml.users.age[user]}, {ml.users.gender[user]}, {ml.users.occupation[user]}); "
-        f"* = rated >= 4 in ua.test",
-        ("movie", "predicted rating"),
-        [(("* " if m in positives[user] else "  ") + ml.movies.title[m], s) for m, s in top],
-    )
-    out["example"] = {"user": user, "top": [(ml.movies.title[m], s) for m, s in top]}
+    rated = sorted(set(base.movie[base.user == user].tolist()))
+    liked = set(test.movie[(test.user == user) & (test.rating >= 4)].tolist())
+    for name, t, what in ((TOPN, topn, "score (log-odds)"), (TUNED, model, "predicted rating")):
+        top = recommend(
+            t.estimator, t.tokens.user[user], k=k, candidates={m: t.tokens.movie[m] for m in movies.tolist()}, exclude=rated
+        )
+        table(
+            f"(d) {name}: top-{k} for user {user} ({ml.users.age[user]}, {ml.users.gender[user]}, {ml.users.occupation[user]}); "
+            f"* = rated >= 4 in ua.test",
+            ("movie", what),
+            [(("* " if m in liked else "  ") + ml.movies.title[m], s) for m, s in top],
+        )
+        out.setdefault("examples", {})[name] = {"user": user, "top": [(ml.movies.title[m], s) for m, s in top]}
     results["recommend"] = out
 
 
@@ -695,6 +799,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("-k", "--k", type=int, default=10, help="neighbours and top lists [10]")
     parser.add_argument("--map", type=Path, default=None, help="map image path [OUT/movielens_map.png]")
     parser.add_argument("--map-method", choices=("umap", "tsne", "pca"), default="umap", help="map projection [umap]")
+    parser.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_false",
+        help="score the early-stopped models instead of refitting ours on all of ua.base for their best epoch count",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto [cpu]")
     parser.add_argument("--seed", type=int, default=0, help="seed of every model and of the validation split [0]")
     args = parser.parse_args(argv)

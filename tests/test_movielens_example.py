@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import random
 import sys
@@ -69,7 +70,7 @@ def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, c
     for models in example.MODELS.values():  # the flow is under test, not the sizes: keep every model tiny
         for name, model in models.items():
             small = {**model.hyperparameters, "enc_dim": 8, "mlp_dim": 8}
-            monkeypatch.setitem(models, name, example.Model(model.side, model.history, small))
+            monkeypatch.setitem(models, name, dataclasses.replace(model, hyperparameters=small))
     ml_100k_folder(tmp_path / "ml")
     out = tmp_path / "out"
     args = ["--data-dir", str(tmp_path / "ml"), "--out", str(out), "--epochs", "2", "--min-ratings", "1", "-k", "3"]
@@ -79,6 +80,8 @@ def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, c
         "baseline: user + movie biases",
         "Object2Vec aws-notebook",
         "Object2Vec ids+features",
+        "Object2Vec ids+features top-n",
+        "+ refit",
         "popularity",
         "AWS check",
     ):
