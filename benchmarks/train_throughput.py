@@ -302,6 +302,10 @@ def log(message: str) -> None:
 def child_setup(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+    if os.environ.get("OBJECT2VEC_BENCH_MALLOPT") == "1":  # --mallopt: every row, the plain baseline included
+        from object2vec.allocator import keep_freed_memory
+
+        keep_freed_memory()
     logging.getLogger("object2vec").setLevel(logging.WARNING)  # no metric lines, no progress bars
 
 
@@ -1169,6 +1173,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--memory-steps", type=int, default=None, help="steps of each peak-memory process (default 4; 1 with --quick)"
     )
     parser.add_argument(
+        "--mallopt",
+        action="store_true",
+        help="raise glibc's malloc thresholds in every timing process, as train.fit does (object2vec/allocator.py); "
+        "it applies to the plain baseline too, so ratios understate what fit gains over plain PyTorch",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -1211,6 +1221,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    if args.mallopt:
+        os.environ["OBJECT2VEC_BENCH_MALLOPT"] = "1"  # read by child_setup in each fresh process
     defaults = {
         "steps": (200, 4),
         "warmup": (20, 1),
