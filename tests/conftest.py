@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Test models are tiny: one thread runs them fastest, and on a busy machine OpenMP threads spin
+# against other processes (measured 10x slower). Set before torch is imported; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import socket
 import subprocess
 import time
