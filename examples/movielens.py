@@ -6,10 +6,12 @@ Five tasks on ml-100k (spec §7.1), each beside baselines measured in the same r
     hyperparameters against ours (side tokens and the user's other ratings as in0 tokens);
 (b) rating > 3 classification;
 (c) nearest movies by title (the notebook's check: Die Hard near The Terminator);
-(d) top-10 lists scored by hits@10 / NDCG@10 on ``ua.test`` ratings >= 4, beside popularity;
+(d) top-10 lists scored by hits@10 / NDCG@10 on ``ua.test`` ratings >= 4, by a top-N model trained
+    with ``negative_sampling_rate``, beside the rating model and popularity;
 (e) a UMAP map of movie vectors coloured by genre.
 
-Early stopping watches a random 5% of ``ua.base``; ``ua.test`` is scored once and chooses nothing.
+Early stopping and every choice use a random 5% of ``ua.base``; our models are then refit on all
+of ``ua.base`` for the chosen epoch count. ``ua.test`` is scored once and chooses nothing.
 The data is read where it is (``--data-dir``) or downloaded from GroupLens into a cache folder;
 MovieLens may not be redistributed, so none of it belongs in this repository.
 
@@ -736,7 +738,8 @@ def recommendations(ml: MovieLens, args: argparse.Namespace, results: dict[str, 
     k = args.k
     table(
         f"(d) top-{k} among unrated movies; positives: ua.test ratings >= 4 "
-        f"({out['baseline: popularity (ratings in ua.base)']['positives']:,} of {len(users)} users)",
+        f"({out['baseline: popularity (ratings in ua.base)']['positives']:,} of "
+        f"{out['baseline: popularity (ratings in ua.base)']['queries']} users)",
         ("ranking", f"hits@{k}", f"NDCG@{k}", "MRR"),
         [(name, m[f"hits@{k}"], m[f"ndcg@{k}"], m["mrr"]) for name, m in out.items()],
     )
