@@ -93,3 +93,33 @@ def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, c
     assert 0 <= results["recommend"]["baseline: popularity (ratings in ua.base)"]["hits@3"] <= 1
     assert (out / "movielens_map.png").stat().st_size > 10_000 and (out / "model" / "config.json").is_file()
     assert (out / "results.json").is_file()
+
+
+def test_top_n_records_label_ratings_one_and_never_draw_a_rated_movie_as_a_negative(example, tmp_path):
+    ml_100k_folder(tmp_path / "ml")
+    ml = example.MovieLens.open(tmp_path / "ml")
+    base, _ = ml.split("ua")
+    tokens = example.Tokens(ml.users, ml.movies, side=True, history=base, kind="rating")
+    rated = set(zip(base.user.tolist(), base.movie.tolist(), strict=True))
+    movies = list(enumerate(tokens.movie))[1:]
+    records = example.topn_pairs(tokens, base, 3, movies, rated, seed=0)
+    positives = [r for r in records if r["label"] == 1]
+    negatives = [r for r in records if r["label"] == 0]
+    assert len(positives) == len(base) and 0 < len(negatives) <= 3 * len(base)
+    for r in negatives:
+        user, movie = r["in0"][0], r["in1"][0]  # the id tokens come first on each side
+        assert (user, movie) not in rated
+
+
+def test_a_pairs_in1_leaves_out_its_own_raters_token(example, tmp_path):
+    ml_100k_folder(tmp_path / "ml")
+    ml = example.MovieLens.open(tmp_path / "ml")
+    base, _ = ml.split("ua")
+    tokens = example.Tokens(ml.users, ml.movies, side=True, history=base, kind="rating", raters=5)
+    assert all(len(r) <= 5 for r in tokens.raters) and max(max(t) for t in tokens.movie) < tokens.vocab1
+    i = next(i for i, (u, m) in enumerate(zip(base.user.tolist(), base.movie.tolist(), strict=True)) if u in tokens.raters[m])
+    user, movie = int(base.user[i]), int(base.movie[i])
+    own = tokens.raters[movie][user]
+    pair = tokens.pairs(base.take([i]))[0]
+    assert own in tokens.movie[movie] and own not in pair["in1"]
+    assert pair["in1"] == [t for t in tokens.movie[movie] if t != own]
