@@ -116,4 +116,9 @@ def serve_workers() -> int:
     value = os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS")
     if value:
         return max(1, int(value))
+    return available_cores()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and taskset narrow)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

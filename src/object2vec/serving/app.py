@@ -183,8 +183,9 @@ def configure_threads(workers: int) -> None:
     """Share the cores among workers: intra-op threads = cores // workers (at least 1)."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // max(1, workers)))
+    from ..sagemaker import available_cores
+
+    torch.set_num_threads(max(1, available_cores() // max(1, workers)))
 
 
 def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import Schema
+from ..data import Schema, _jtype
 from ..errors import DataError, Object2VecError
 from ..estimator import Object2Vec
 from ..text import read_text_pairs
@@ -193,14 +193,3 @@ def _problems_of(error: DataError, idx: list[int], locate: Callable[[int], str])
             field, message = None, rest
         out.append(Problem(i, field, _TRAINING_ADVICE.sub("", message), locate(i)))
     return out
-
-
-def _jtype(value: Any) -> str:
-    return {
-        list: "an array",
-        str: "a string",
-        int: "a number",
-        float: "a number",
-        bool: "a boolean",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)

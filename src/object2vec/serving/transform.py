@@ -25,7 +25,7 @@ from typing import IO, Any, BinaryIO
 import numpy as np
 import orjson
 
-from ..data import open_lines
+from ..data import _decode_or_error, open_lines
 from ..errors import DataError
 from .predictor import InstanceError, Predictor
 
@@ -91,10 +91,7 @@ def _chunks(source: str | Path, size: int) -> Iterator[list[tuple[int, Any]]]:
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
-            try:
-                batch.append((lineno, orjson.loads(raw)))
-            except orjson.JSONDecodeError as e:
-                batch.append((lineno, e))
+            batch.append((lineno, _decode_or_error(raw)))  # the data reader's decoder: NaN etc. get named later
             if len(batch) == size:
                 yield batch
                 batch = []
@@ -112,7 +109,7 @@ def _instances(lines: list[tuple[int, Any]], mode: str, name: str) -> tuple[list
     problems: dict[int, str] = {}
     for k, (lineno, rec) in enumerate(lines):
         at = f"{name}:{lineno}"
-        if isinstance(rec, orjson.JSONDecodeError):
+        if isinstance(rec, ValueError):
             problems[k] = f"{at}: malformed JSON ({rec}); expected one JSON object per line"
         elif type(rec) is not dict:
             shape = ", ".join(f'"{side}": [...]' for side in need)
