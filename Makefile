@@ -28,7 +28,6 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/bucketing.py
 

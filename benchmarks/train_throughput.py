@@ -33,7 +33,7 @@ What it measures (one command):
    default), same validation split (best-epoch restore), test accuracy of both and their difference.
 4. JSON Lines loading lines/s: ``object2vec.data.read_pairs`` (and its cached reload where
    ``read_pairs`` takes ``cache=``), a bare ``orjson.loads`` loop and ``pyarrow.json.read_json``
-   (optional: ``pip install pyarrow`` or the ``bench`` extra) on the same generated file, in
+   (a dependency of object2vec since its reader uses it) on the same generated file, in
    interleaved rounds (``--loading-rounds``, default 5), best round of each reader.
 5. ``--memory-10m`` (a separate mode): 10 million pairs of 20 tokens a side, 200 steps of the pooled
    row_sparse model through ``object2vec.train.fit``, peak RSS of the whole process, in three fresh
@@ -741,7 +741,7 @@ def read_with_orjson(path: Path) -> int:
 
 def pyarrow_reader() -> Callable[[Path], int] | None:
     try:
-        import pyarrow.json as pa_json  # optional (the bench extra): imported only here
+        import pyarrow.json as pa_json
     except ImportError:
         return None
     return lambda path: pa_json.read_json(path).num_rows

@@ -344,9 +344,11 @@ def test_reading_block_by_block_gives_the_same_arrays_as_record_by_record(tmp_pa
     whole = read_pairs(path, schema)
     monkeypatch.setattr(data_module, "_BLOCK_BYTES", 200)  # a few lines a block: many blocks, arrays grown
     blocks = read_pairs(path, schema)
-    monkeypatch.setattr(data_module._Parser, "_fast", lambda self, recs, where: None)  # the record-by-record path only
+    monkeypatch.setattr(data_module.arrow_lines, "read_table", lambda *a: None)  # the Python reader...
+    python = read_pairs(path, schema)
+    monkeypatch.setattr(data_module._Parser, "_fast", lambda self, recs, where: None)  # ...record by record
     slow = read_pairs(path, schema)
-    for other in (blocks, slow):
+    for other in (blocks, python, slow):
         for a, b in ((whole.in0, other.in0), (whole.in1, other.in1)):
             assert a.tokens.dtype == b.tokens.dtype == (np.uint16 if high <= 65536 else np.int32)
             assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.offsets, b.offsets)
@@ -406,3 +408,70 @@ def test_gzip_shards_name_the_right_line_after_the_first_block(tmp_path, monkeyp
     path.write_bytes(gzip.compress("".join(line + "\n" for line in lines).encode()))
     with pytest.raises(DataError, match=rf"a.jsonl.gz:{2501 + rank}: in0: token 0 is 99"):
         read_pairs(path, SCHEMA, shard=(rank, 2))
+
+
+# pyarrow reads clean blocks; what it would take but the contract refuses goes to the per-record reader
+
+
+def test_clean_files_are_parsed_by_pyarrow_not_record_by_record(tmp_path, monkeypatch):
+    from object2vec import data as data_module
+
+    schema = Schema(vocab_size=(10, 10), max_seq_len=(8, 8), regression=False, num_classes=3)
+    lines = _random_lines(np.random.default_rng(7), 2000, 10)
+    path = write_lines(tmp_path / "a.jsonl", *lines)
+    expected = read_pairs([orjson_loads(line) for line in lines], schema)
+    monkeypatch.setattr(data_module._Parser, "block", lambda *a: pytest.fail("parsed record by record"))
+    for newline in ("\n", "\r\n"):
+        path.write_text("".join(line + newline for line in lines))
+        data = read_pairs(path, schema)
+        assert np.array_equal(data.in0.tokens, expected.in0.tokens) and np.array_equal(data.in1.offsets, expected.in1.offsets)
+        assert np.array_equal(data.labels, expected.labels)
+
+
+@pytest.mark.parametrize(
+    "bad,expected",
+    [
+        ('{"label": 1, "in0": [null], "in1": [2]}', ["4322: in0: token 0 is null (null)"]),
+        ('{"label": null, "in0": [1], "in1": [2]}', ["4322: label: got null (null)"]),
+        ('{"in0": [1], "in1": [2]}', ["4322: label: missing"]),
+        ('{"label": 1, "in0": null, "in1": [2]}', ["4322: in0: missing"]),
+        ('{"label": 1, "in1": [2]}', ["4322: in0: missing"]),
+        ('{"label": 1, "in0": [], "in1": [2]}', ["4322: in0: empty list"]),
+        ('{"label": 1, "in0": [1], "in1": [2]}{"label": 0, "in0": [1], "in1": [2]}', ["4322: malformed JSON"]),
+        ('{"label": 1, "in0": [1],\n"in1": [2]}', ["4322: malformed JSON", "4323: malformed JSON"]),
+        ('{"label": 1, "in0": [1], "in1": [2], "note": "caf\udce9"}', ["4322: malformed JSON"]),  # invalid UTF-8
+    ],
+)
+def test_what_pyarrow_would_accept_but_the_contract_refuses_is_reported_by_line(tmp_path, bad, expected):
+    good = '{"label": 0, "in0": [1, 2], "in1": [3]}'
+    lines = [good] * 5000
+    lines[4321] = bad
+    path = tmp_path / "a.jsonl"
+    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
+    problems = problems_of(path)
+    assert len(problems) == len(expected), problems
+    assert all(p.startswith(f"{path}:{e}") for p, e in zip(problems, expected, strict=True)), problems
+
+
+def test_a_split_record_and_two_records_on_one_line_cannot_pass_as_one_a_line(tmp_path):
+    """Line and object counts agree here (one object over lines 2-3, two on line 4): still refused."""
+    lines = [
+        '{"label": 0, "in0": [1], "in1": [2]}',
+        '{"label": 0, "in0": [1],',
+        '"in1": [2]}',
+        '{"label": 0, "in0": [1], "in1": [2]}{"label": 1, "in0": [3], "in1": [4]}',
+    ]
+    path = write_lines(tmp_path / "a.jsonl", *lines)
+    problems = problems_of(path)
+    assert [p.split(": ", 2)[0].rsplit(":", 1)[1] for p in problems] == ["2", "3", "4"], problems
+    assert all("malformed JSON" in p for p in problems)
+
+
+def test_extra_fields_with_objects_and_blank_lines_read_the_same_either_way(tmp_path):
+    lines = [
+        '{"label": 1, "in0": [1, 2], "in1": [3], "meta": {"user": "a", "tags": [1, "x"]}}',
+        "",
+        '{"label": 0, "in0": [4], "in1": [0]}',
+    ]
+    data = read_pairs(write_lines(tmp_path / "a.jsonl", *lines), SCHEMA)
+    assert data.in0.tokens.tolist() == [1, 2, 4] and data.labels.tolist() == [1, 0]

@@ -24,7 +24,9 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -34,6 +36,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 import orjson
 
+from . import arrow_lines
 from .config import Hyperparameters
 from .errors import DataError, Problems
 
@@ -506,9 +509,66 @@ def _byte_range(file: Path, shard: tuple[int, int]) -> tuple[int, int] | None:
     return size * rank // world, size * (rank + 1) // world
 
 
+def _blocks(fh: BinaryIO, span: tuple[int, int] | None) -> Iterator[tuple[bytes, int]]:
+    """Whole lines, about ``_BLOCK_BYTES`` at a time, each block with the byte offset it starts at.
+
+    With ``span`` the stream is positioned at the first line starting inside it, and only lines
+    starting before its end are read (the last one to its end, wherever that is).
+    """
+    pos = fh.tell()
+    carry = b""
+    while True:
+        data = fh.read(_BLOCK_BYTES)
+        if span is not None and pos + len(carry) + len(data) >= span[1]:  # the range ends in here
+            tail = carry + data
+            cut = max(span[1] - 1 - pos, 0)
+            newline = tail.find(b"\n", cut)
+            while newline < 0:  # the last line runs past this read
+                more = fh.read(_BLOCK_BYTES)
+                if not more:
+                    break
+                tail += more
+                newline = tail.find(b"\n", cut)
+            block = tail if newline < 0 else tail[: newline + 1]
+            if block and pos < span[1]:
+                yield block, pos
+            return
+        if not data:
+            if carry:
+                yield carry, pos
+            return
+        newline = data.rfind(b"\n")
+        if newline < 0:
+            carry += data
+            continue
+        block, carry = carry + data[: newline + 1], data[newline + 1 :]
+        yield block, pos
+        pos += len(block)
+
+
+def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: _Parser, arrow: bool) -> Iterator[tuple[bytes, int, Any | None]]:
+    """Each block with pyarrow's table of it (``None`` if refused or not ``arrow``), read up to two
+    blocks ahead on worker threads: one pyarrow call keeps 2 cores only ~60% busy, two at once fill them."""
+    if not arrow:
+        yield from ((block, pos, None) for block, pos in blocks)
+        return
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="object2vec-read") as pool:
+        pending: deque[tuple[bytes, int, Future]] = deque()
+        for block, pos in blocks:
+            pending.append((block, pos, pool.submit(arrow_lines.read_table, block, parser.sides, parser.require_label)))
+            if len(pending) > 2:
+                block, pos, table = pending.popleft()
+                yield block, pos, table.result()
+        while pending:
+            block, pos, table = pending.popleft()
+            yield block, pos, table.result()
+
+
 def _parse_file(file: Path, parser: _Parser, shard: tuple[int, int] = (0, 1)) -> _Raw:
     """Stream a file (or this rank's shard of it) in blocks of lines into one :class:`_Raw`.
 
+    Each block goes to pyarrow's multi-threaded reader when it provably holds one valid record a
+    line (:mod:`object2vec.arrow_lines`), else to the per-record reader that words every problem.
     ``where`` holds line numbers, or byte offsets when reading a byte range (see :class:`_LineOf`).
     A damaged file becomes a problem, not an exception.
     """
@@ -519,32 +579,32 @@ def _parse_file(file: Path, parser: _Parser, shard: tuple[int, int] = (0, 1)) ->
         gz = _is_gzip(file)
         first, last = span if span is not None else (0, file.stat().st_size)
         with open_lines(file) as fh, _gc_paused():
-            pos = 0
             if span is not None and span[0] > 0:
                 fh.seek(span[0] - 1)
                 if fh.read(1) != b"\n":
                     fh.readline()  # the line under way belongs to the previous rank
-                pos = fh.tell()
-            while span is None or pos < span[1]:
-                lines = fh.readlines(_BLOCK_BYTES)
-                if not lines:
-                    break
-                if span is not None:  # keep the lines that start inside our range; where = byte offsets
-                    sizes = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-                    starts = pos + np.cumsum(sizes) - sizes
-                    pos += int(sizes.sum())
-                    inside = int(np.searchsorted(starts, span[1]))
-                    lines, where = lines[:inside], starts[:inside]
-                    lineno += len(lines)
+            arrow = span is not None or shard[1] == 1  # gzip under several ranks: per line, below
+            for block, pos, table in _read_ahead(_blocks(fh, span), parser, arrow):
+                starts = arrow_lines.line_starts(block)
+                where = pos + starts if span is not None else np.arange(lineno + 1, lineno + 1 + len(starts), dtype=np.int64)
+                mine = slice(None)
+                if not arrow:  # every rank decodes, each parses its lines
+                    mine = (where - 1) % shard[1] == shard[0]
+                lineno += len(starts)  # every line read counts, also those another rank parses
+                parsed = arrow_lines.arrays(table, block, starts, parser.sides, parser.require_label)
+                if parsed is not None:
+                    tokens, lengths, labels = parsed
+                    raw = _Raw({s: _narrow(t) for s, t in tokens.items()}, lengths, labels, where)
                 else:
-                    where = np.arange(lineno + 1, lineno + 1 + len(lines), dtype=np.int64)
-                    lineno += len(lines)  # every line read counts, also those another rank parses
-                    if shard[1] > 1:  # gzip under several ranks: every rank decodes, each parses its lines
-                        mine = (where - 1) % shard[1] == shard[0]
-                        lines, where = [line for line, m in zip(lines, mine, strict=True) if m], where[mine]
+                    lines = block.split(b"\n")
+                    if block.endswith(b"\n"):
+                        lines.pop()
+                    if not isinstance(mine, slice):
+                        lines = [line for line, m in zip(lines, mine, strict=True) if m]
+                    raw = parser.block(*_decode_block(lines, where[mine]))
                 # share of the input read so far, to size the arrays once (unknown inside a gzip stream)
-                done = None if gz else min(max(fh.tell() - first, 1) / max(last - first, 1), 1.0)
-                acc.add(parser.block(*_decode_block(lines, where)), done)
+                done = None if gz else min(max(pos + len(block) - first, 1) / max(last - first, 1), 1.0)
+                acc.add(raw, done)
     except OSError as e:
         parser.problems.add(
             f"{file}: cannot be read ({e.strerror or e})"
