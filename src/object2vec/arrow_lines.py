@@ -1,26 +1,28 @@
-"""The fast path of :mod:`object2vec.data`: a block of JSON Lines parsed by pyarrow's multi-threaded reader.
+"""The fast path of :mod:`object2vec.data`: blocks of JSON Lines parsed by pyarrow, several at once.
 
-``pyarrow.json.read_json`` turns bytes into packed arrays on every core, several times faster than
-decoding records one by one in Python, but it reads more leniently than the contract of
+``pyarrow.json.read_json`` turns bytes into packed arrays in C++, several times faster than decoding
+records one by one in Python, but it reads more leniently than the contract of
 :func:`object2vec.data.read_pairs`: it takes ``null`` for a missing field, an empty list, several
 objects on one line or one object over several lines, and invalid UTF-8 inside an ignored string.
 So a block is taken from pyarrow only when it provably holds exactly what the per-record reader
 would accept, and otherwise ``None`` sends it to that reader, which words every problem with its
 line. The proof that line ``i`` holds record ``i`` and nothing else:
 
-* every line starts with ``{`` and ends with ``}`` (before an optional ``\\r``), and
-* the block holds as many ``{`` bytes as lines, and pyarrow read as many objects as lines.
+* the block is ASCII, no line is empty, every line starts with ``{`` and ends with ``}`` (before an
+  optional ``\r``), and pyarrow read as many objects as there are lines.
 
-Each object opens with a ``{``; with one ``{`` a line, all at line starts, no object can start
-mid-line or hold a nested object, and since JSON strings cannot hold a raw newline, no object can
-reach into the next line. Blank lines, nested objects in extra fields and non-ASCII bytes fail the
-checks, which costs only speed. Then nulls, empty sequences and non-integer tokens are rejected from
-the arrays (pyarrow already refuses floats, strings, booleans and 65-bit integers in an ``int64``
-list, and refuses a string or boolean label).
+No object can run from one line into the next: the newline would sit between a ``}`` and a ``{``,
+and inside one JSON value a ``}`` is only ever followed by ``,``, ``]``, ``}`` or whitespace. So
+each line starts a new object at its first byte and holds it entirely; with as many objects as
+lines, each line holds exactly one. Blank lines, lines with leading spaces and non-ASCII bytes fail
+the checks, which costs only speed. Then nulls and empty sequences are rejected from the arrays
+(pyarrow already refuses floats, strings, booleans and 65-bit integers in an ``int64`` list, and a
+string or boolean label).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -40,7 +42,7 @@ def _pyarrow() -> tuple[Any, Any] | None:
 
 
 @cache
-def _options(sides: tuple[str, ...], require_label: bool) -> tuple[Any, Any] | None:
+def _parse_options(sides: tuple[str, ...], require_label: bool) -> Any | None:
     arrow = _pyarrow()
     if arrow is None:
         return None
@@ -48,8 +50,7 @@ def _options(sides: tuple[str, ...], require_label: bool) -> tuple[Any, Any] | N
     fields = [(side, pa.list_(pa.int64())) for side in sides]
     if require_label:
         fields.append(("label", pa.float64()))  # ints and floats alike; the raw labels are float64 anyway
-    parse = pa_json.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
-    return pa_json.ReadOptions(use_threads=True, block_size=1 << 20), parse
+    return pa_json.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
 
 
 def line_starts(block: bytes) -> np.ndarray:
@@ -78,28 +79,46 @@ def one_object_a_line(block: bytes, starts: np.ndarray) -> bool:
         if (ends < starts).any():
             return False
         last = buf[ends]
-    return bool((buf[starts] == _OPEN).all() and (last == _CLOSE).all() and np.count_nonzero(buf == _OPEN) == len(starts))
+    return bool((buf[starts] == _OPEN).all() and (last == _CLOSE).all())
+
+
+def parse(
+    block: bytes, sides: tuple[str, ...], require_label: bool, narrow: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None] | None]:
+    """``(line starts, (tokens, lengths, labels))`` of a block of whole lines: tokens as ``narrow``
+    stores them, int64 lengths, float64 labels; ``None`` instead of the arrays unless the block
+    provably holds one valid object a line (see the module). pyarrow and numpy release the GIL, so
+    blocks are parsed on several threads at once (each call single-threaded: less overhead)."""
+    starts = line_starts(block)
+    if not one_object_a_line(block, starts):
+        return starts, None
+    table = read_table(block, sides, require_label)
+    parsed = None if table is None else arrays(table, starts, sides, require_label)
+    if parsed is not None:
+        parsed = ({side: narrow(t) for side, t in parsed[0].items()}, parsed[1], parsed[2])
+    return starts, parsed
 
 
 def read_table(block: bytes, sides: tuple[str, ...], require_label: bool) -> Any | None:
     """pyarrow's table of ``block`` (its fields ``sides`` and ``label``), or ``None`` if pyarrow is
     missing or refuses the block. Releases the GIL: blocks can be read on several threads at once."""
-    options = _options(sides, require_label)
+    options = _parse_options(sides, require_label)
     if options is None:
         return None
     pa, pa_json = _pyarrow()  # type: ignore[misc]
+    read = pa_json.ReadOptions(use_threads=False, block_size=max(len(block), 1 << 16))  # one chunk
     try:
-        return pa_json.read_json(pa.BufferReader(block), read_options=options[0], parse_options=options[1])
+        return pa_json.read_json(pa.BufferReader(block), read_options=read, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 
 
 def arrays(
-    table: Any | None, block: bytes, starts: np.ndarray, sides: tuple[str, ...], require_label: bool
+    table: Any, starts: np.ndarray, sides: tuple[str, ...], require_label: bool
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None] | None:
-    """``(tokens, lengths, labels)`` of the block that ``table`` was read from (int64 tokens, int64
-    lengths, float64 labels), or ``None`` unless it provably holds one valid object a line."""
-    if table is None or table.num_rows != len(starts) or not one_object_a_line(block, starts):
+    """The arrays of ``table``, read from a block with these line ``starts`` that passed
+    :func:`one_object_a_line`; ``None`` if it does not hold one valid object a line after all."""
+    if table.num_rows != len(starts):
         return None
     tokens, lengths = {}, {}
     for side in sides:

@@ -41,7 +41,8 @@ from .config import Hyperparameters
 from .errors import DataError, Problems
 
 MAX_SHOWN = 20
-_BLOCK_BYTES = 8 << 20  # lines parsed per block: bounded memory, few Python-level calls
+_BLOCK_BYTES = 4 << 20  # lines parsed per block: bounded memory, enough blocks to keep every worker busy
+_AHEAD = 2  # blocks parsed at once on worker threads (pyarrow and numpy release the GIL)
 CACHE_VERSION = 2  # 2: tokens stored as uint16 where every id fits
 
 PathLike = str | os.PathLike
@@ -546,22 +547,23 @@ def _blocks(fh: BinaryIO, span: tuple[int, int] | None) -> Iterator[tuple[bytes,
         pos += len(block)
 
 
-def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: _Parser, arrow: bool) -> Iterator[tuple[bytes, int, Any | None]]:
-    """Each block with pyarrow's table of it (``None`` if refused or not ``arrow``), read up to two
-    blocks ahead on worker threads: one pyarrow call keeps 2 cores only ~60% busy, two at once fill them."""
+def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: _Parser, arrow: bool) -> Iterator[tuple[bytes, int, Any]]:
+    """Each block with :func:`arrow_lines.parse`'s ``(line starts, arrays or None)``, parsed up to
+    ``_AHEAD`` blocks ahead on worker threads: one pyarrow call keeps 2 cores only ~60% busy, and
+    the line checks and conversions release the GIL too. ``arrow=False``: no parsing here."""
     if not arrow:
-        yield from ((block, pos, None) for block, pos in blocks)
+        yield from ((block, pos, (arrow_lines.line_starts(block), None)) for block, pos in blocks)
         return
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="object2vec-read") as pool:
+    with ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="object2vec-read") as pool:
         pending: deque[tuple[bytes, int, Future]] = deque()
         for block, pos in blocks:
-            pending.append((block, pos, pool.submit(arrow_lines.read_table, block, parser.sides, parser.require_label)))
-            if len(pending) > 2:
-                block, pos, table = pending.popleft()
-                yield block, pos, table.result()
+            pending.append((block, pos, pool.submit(arrow_lines.parse, block, parser.sides, parser.require_label, _narrow)))
+            if len(pending) > _AHEAD:
+                block, pos, parsed = pending.popleft()
+                yield block, pos, parsed.result()
         while pending:
-            block, pos, table = pending.popleft()
-            yield block, pos, table.result()
+            block, pos, parsed = pending.popleft()
+            yield block, pos, parsed.result()
 
 
 def _parse_file(file: Path, parser: _Parser, shard: tuple[int, int] = (0, 1)) -> _Raw:
@@ -584,17 +586,15 @@ def _parse_file(file: Path, parser: _Parser, shard: tuple[int, int] = (0, 1)) ->
                 if fh.read(1) != b"\n":
                     fh.readline()  # the line under way belongs to the previous rank
             arrow = span is not None or shard[1] == 1  # gzip under several ranks: per line, below
-            for block, pos, table in _read_ahead(_blocks(fh, span), parser, arrow):
-                starts = arrow_lines.line_starts(block)
+            for block, pos, (starts, parsed) in _read_ahead(_blocks(fh, span), parser, arrow):
                 where = pos + starts if span is not None else np.arange(lineno + 1, lineno + 1 + len(starts), dtype=np.int64)
                 mine = slice(None)
                 if not arrow:  # every rank decodes, each parses its lines
                     mine = (where - 1) % shard[1] == shard[0]
                 lineno += len(starts)  # every line read counts, also those another rank parses
-                parsed = arrow_lines.arrays(table, block, starts, parser.sides, parser.require_label)
                 if parsed is not None:
                     tokens, lengths, labels = parsed
-                    raw = _Raw({s: _narrow(t) for s, t in tokens.items()}, lengths, labels, where)
+                    raw = _Raw(tokens, lengths, labels, where)
                 else:
                     lines = block.split(b"\n")
                     if block.endswith(b"\n"):
