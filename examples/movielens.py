@@ -406,6 +406,7 @@ MODELS = {
     },
 }
 TUNED = "ids+features"  # the rating model the neighbour, recommendation and map tasks use
+ENSEMBLE = f"{TUNED} ensemble"  # the mean of --ensemble such models, seeds --seed, --seed + 1, ...
 TOPN = "ids+features top-n"
 
 
@@ -467,6 +468,41 @@ class Trained:
         }
 
 
+@dataclass
+class Ensemble:
+    """Models of one configuration trained with different seeds on the same split; their predictions
+    are averaged. Seeds differ only in initial vectors, dropout and batch order, and their errors
+    are partly independent, so the mean is closer than a typical member (docs/movielens.md)."""
+
+    members: list[Trained]
+
+    @property
+    def validation(self) -> Ratings:
+        return self.members[0].validation
+
+    @property
+    def validation_scores(self) -> np.ndarray:
+        return np.mean([m.validation_scores for m in self.members], axis=0)
+
+    def predict(self, ratings: Ratings) -> np.ndarray:
+        return np.mean([m.predict(ratings) for m in self.members], axis=0)
+
+    def epochs(self) -> str:
+        return (
+            f"{len(self.members)} x "
+            + ", ".join(str(m.best_epoch) for m in self.members)
+            + (" + refit" if self.members[0].refit else "")
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {"members": [m.summary() for m in self.members], "seconds": round(sum(m.seconds for m in self.members), 1)}
+
+
+def train_ensemble(ml: MovieLens, base: Ratings, model: Model, args: argparse.Namespace) -> Ensemble:
+    """``--ensemble`` models of ``model``, seeded ``--seed``, ``--seed`` + 1, ...; the first is the single model."""
+    return Ensemble([train_model(ml, base, model, args, seed=args.seed + i) for i in range(args.ensemble)])
+
+
 def predictions(estimator: Any, tokens: Tokens, ratings: Ratings) -> np.ndarray:
     out = estimator.predict(tokens.pairs(ratings))
     return out[:, 0] if out.shape[1] == 1 else out[:, 1]
@@ -488,10 +524,13 @@ def topn_pairs(
     return out
 
 
-def train_model(ml: MovieLens, base: Ratings, model: Model, args: argparse.Namespace) -> Trained:
+def train_model(ml: MovieLens, base: Ratings, model: Model, args: argparse.Namespace, seed: int | None = None) -> Trained:
     """Fit on ``base`` minus a random validation share, which drives early stopping; with ``--refit``,
-    fit again on all of ``base`` for the epoch count early stopping chose."""
+    fit again on all of ``base`` for the epoch count early stopping chose. ``seed`` seeds the model
+    (default ``--seed``); the validation split always comes from ``--seed``."""
     from object2vec import Object2Vec
+
+    seed = args.seed if seed is None else seed
 
     train, validation = validation_split(base, args.validation_fraction, args.seed)
     hp = dict(model.hyperparameters)
@@ -518,7 +557,7 @@ def train_model(ml: MovieLens, base: Ratings, model: Model, args: argparse.Names
         return fit, validation and topn_pairs(tokens, keep(validation), rate, movies, set(), args.seed + 1)
 
     fit, held = records(tokens, train, validation)
-    estimator = Object2Vec(seed=args.seed, device=args.device, **hp, **tokens.hyperparameters()).fit(fit, validation=held)
+    estimator = Object2Vec(seed=seed, device=args.device, **hp, **tokens.hyperparameters()).fit(fit, validation=held)
     validation_scores = predictions(estimator, tokens, validation)
     best, run = estimator.metrics_["best_epoch"], len(estimator.metrics_["epochs"])
     if not (model.refit and args.refit):
@@ -526,7 +565,7 @@ def train_model(ml: MovieLens, base: Ratings, model: Model, args: argparse.Names
     tokens = model.tokens(ml, base)
     fit, _ = records(tokens, base, None)
     refit_hp = {**hp, **tokens.hyperparameters(), "epochs": best}
-    estimator = Object2Vec(seed=args.seed, device=args.device, **refit_hp).fit(fit)
+    estimator = Object2Vec(seed=seed, device=args.device, **refit_hp).fit(fit)
     return Trained(estimator, tokens, base, validation, time.perf_counter() - started, validation_scores, best, run, True)
 
 
@@ -546,20 +585,27 @@ def table(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> N
     sys.stdout.flush()
 
 
-def regression(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Trained]:
-    """Task (a): rating regression on ua.test (and, with ``--folds``, the mean over u1-u5)."""
+def regression(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Trained | Ensemble]:
+    """Task (a): rating regression on ua.test (and, with ``--folds``, the mean over u1-u5). Our model
+    is also trained ``--ensemble`` times with different seeds; the mean of those is its own row."""
     base, test = ml.split("ua")
     rows, out, trained = [], {}, {}
     for name, pred in baselines(base, test).items():
         out[name] = {"rmse": rmse(pred, test.rating)}
         rows.append((f"baseline: {name}", "", "", out[name]["rmse"], out[name]["rmse"] ** 2))
     for name, model in MODELS["regression"].items():
-        t = trained[name] = train_model(ml, base, model, args)
-        val = rmse(t.validation_scores, t.validation.rating)
-        test_rmse = rmse(t.predict(test), test.rating)
-        out[name] = {"validation_rmse": val, "rmse": test_rmse, **t.summary(), "hyperparameters": model.hyperparameters}
-        epochs = t.epochs()
-        rows.append((f"Object2Vec {name}", epochs, f"{val:.4f}", test_rmse, test_rmse**2))
+        fits: list[tuple[str, Trained | Ensemble]] = []
+        if name == TUNED and args.ensemble > 1:
+            ensemble = train_ensemble(ml, base, model, args)
+            fits = [(name, ensemble.members[0]), (ENSEMBLE, ensemble)]
+        else:
+            fits = [(name, train_model(ml, base, model, args))]
+        for label, t in fits:
+            trained[label] = t
+            val = rmse(t.validation_scores, t.validation.rating)
+            test_rmse = rmse(t.predict(test), test.rating)
+            out[label] = {"validation_rmse": val, "rmse": test_rmse, **t.summary(), "hyperparameters": model.hyperparameters}
+            rows.append((f"Object2Vec {label}", t.epochs(), f"{val:.4f}", test_rmse, test_rmse**2))
     table(
         f"(a) rating regression, ua.base -> ua.test ({len(test):,} ratings)",
         ("model", "best/run epochs", "validation RMSE", "ua.test RMSE", "ua.test MSE"),
@@ -578,16 +624,17 @@ def folds(ml: MovieLens, args: argparse.Namespace) -> dict[str, Any]:
         base, test = ml.split(f"u{fold}")
         for name, pred in baselines(base, test).items():
             per_fold.setdefault(f"baseline: {name}", []).append(rmse(pred, test.rating))
-        t = train_model(ml, base, MODELS["regression"][TUNED], args)
-        per_fold.setdefault(f"Object2Vec {TUNED}", []).append(rmse(t.predict(test), test.rating))
-        print(f"fold u{fold}: Object2Vec {TUNED} RMSE {per_fold[f'Object2Vec {TUNED}'][-1]:.4f}", flush=True)
+        ensemble = train_ensemble(ml, base, MODELS["regression"][TUNED], args)
+        for name, t in ((TUNED, ensemble.members[0]), (ENSEMBLE, ensemble))[: 1 + (args.ensemble > 1)]:
+            per_fold.setdefault(f"Object2Vec {name}", []).append(rmse(t.predict(test), test.rating))
+            print(f"fold u{fold}: Object2Vec {name} RMSE {per_fold[f'Object2Vec {name}'][-1]:.4f}", flush=True)
     rows = [(name, *values, float(np.mean(values))) for name, values in per_fold.items()]
     table("(a) rating regression, five folds u1-u5", ("model", "u1", "u2", "u3", "u4", "u5", "mean RMSE"), rows)
     return {name: {"rmse": values, "mean": float(np.mean(values))} for name, values in per_fold.items()}
 
 
 def classification(
-    ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], regressors: dict[str, Trained]
+    ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], regressors: dict[str, Trained | Ensemble]
 ) -> dict[str, Trained]:
     """Task (b): rating > 3 on ua.test, by classifiers and by a regression model's rating above a threshold."""
     base, test = ml.split("ua")
@@ -601,11 +648,13 @@ def classification(
         acc = float(np.mean((t.predict(test) > 0.5) == liked))
         out[name] = {"accuracy": acc, **t.summary(), "hyperparameters": model.hyperparameters}
         rows.append((f"Object2Vec {name} (softmax, P > 0.5)", t.epochs(), acc))
-    if TUNED in regressors:
-        r = regressors[TUNED]
+    for regressor in (TUNED, ENSEMBLE):
+        if regressor not in regressors:
+            continue
+        r = regressors[regressor]
         threshold = best_threshold(r.validation_scores, r.validation.rating > 3)  # chosen on validation, not test
         acc = float(np.mean((r.predict(test) > threshold) == liked))
-        name = f"Object2Vec {TUNED} regression > {threshold:.2f}"
+        name = f"Object2Vec {regressor} regression > {threshold:.2f}"
         out[name] = {"accuracy": acc, "threshold": threshold}
         rows.append((name, "", acc))
     table(
@@ -832,6 +881,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_false",
         help="score the early-stopped models instead of refitting ours on all of ua.base for their best epoch count",
     )
+    parser.add_argument(
+        "--ensemble", type=int, default=5, help="(a), (b): also average this many seeds of our rating model (1: off) [5]"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto [cpu]")
     parser.add_argument("--seed", type=int, default=0, help="seed of every model and of the validation split [0]")
     args = parser.parse_args(argv)
@@ -840,7 +892,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = TASKS if args.task == "all" else (args.task,)
     results: dict[str, Any] = {"data": str(ml.folder), "seed": args.seed, "validation_fraction": args.validation_fraction}
-    regressors: dict[str, Trained] = {}
+    regressors: dict[str, Trained | Ensemble] = {}
     if "regression" in tasks:
         regressors = regression(ml, args, results)
     if "classification" in tasks:

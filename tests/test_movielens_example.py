@@ -74,7 +74,7 @@ def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, c
     ml_100k_folder(tmp_path / "ml")
     out = tmp_path / "out"
     args = ["--data-dir", str(tmp_path / "ml"), "--out", str(out), "--epochs", "2", "--min-ratings", "1", "-k", "3"]
-    results = example.main([*args, "--folds", "--validation-fraction", "0.2", "--map-method", "pca"])
+    results = example.main([*args, "--folds", "--validation-fraction", "0.2", "--map-method", "pca", "--ensemble", "2"])
     printed = capsys.readouterr().out
     for text in (
         "baseline: user + movie biases",
@@ -88,6 +88,10 @@ def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, c
         assert text in printed
     assert set(results["regression"]["ua"]) >= {"global mean", "per-user mean", "user + movie biases", "ids+features"}
     assert len(results["regression"]["folds"]["Object2Vec ids+features"]["rmse"]) == 5
+    ensemble = results["regression"]["ua"]["ids+features ensemble"]
+    assert len(ensemble["members"]) == 2 and "Object2Vec ids+features ensemble" in printed
+    assert len(results["regression"]["folds"]["Object2Vec ids+features ensemble"]["rmse"]) == 5
+    assert any(name.startswith("Object2Vec ids+features ensemble regression > ") for name in results["classification"])
     assert 0 <= results["classification"]["ids+features"]["accuracy"] <= 1
     assert results["neighbours"]["die_hard_rank_from_terminator"]["cosine"] >= 1
     assert 0 <= results["recommend"]["baseline: popularity (ratings in ua.base)"]["hits@3"] <= 1
