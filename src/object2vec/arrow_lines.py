@@ -53,14 +53,6 @@ def _parse_options(sides: tuple[str, ...], require_label: bool) -> Any | None:
     return pa_json.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
 
 
-def release_memory() -> None:
-    """Hand pyarrow's freed buffers back to the system: its allocator keeps them for reuse, about
-    100 MB after parsing 10 million pairs, which training would otherwise hold for nothing."""
-    arrow = _pyarrow()
-    if arrow is not None:
-        arrow[0].default_memory_pool().release_unused()
-
-
 def line_starts(block: bytes) -> np.ndarray:
     """Byte offset of each line of ``block`` (lines end with ``\\n``; the last one may not)."""
     ends = np.flatnonzero(np.frombuffer(block, np.uint8) == _NEWLINE)

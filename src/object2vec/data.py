@@ -605,8 +605,6 @@ def _parse_file(file: Path, parser: _Parser, shard: tuple[int, int] = (0, 1)) ->
                 # share of the input read so far, to size the arrays once (unknown inside a gzip stream)
                 done = None if gz else min(max(pos + len(block) - first, 1) / max(last - first, 1), 1.0)
                 acc.add(raw, done)
-            if arrow:
-                arrow_lines.release_memory()
     except OSError as e:
         parser.problems.add(
             f"{file}: cannot be read ({e.strerror or e})"
