@@ -207,7 +207,7 @@ def test_a_million_pairs_of_twenty_tokens_take_under_200_megabytes():
 def test_a_cached_file_is_not_parsed_again(tmp_path, monkeypatch):
     path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1, 2], "in1": [3]}', '{"label": 0, "in0": [4], "in1": [0, 1]}')
     first = read_pairs(path, SCHEMA, cache=True)
-    monkeypatch.setattr("object2vec.data._parse_file", lambda *a: pytest.fail("parsed again"))
+    monkeypatch.setattr("object2vec.jsonl.parse_file", lambda *a: pytest.fail("parsed again"))
     again = read_pairs(path, SCHEMA, cache=True)
     for a, b in ((first.in0, again.in0), (first.in1, again.in1)):
         assert a.tokens.tolist() == b.tokens.tolist() and a.offsets.tolist() == b.offsets.tolist()
@@ -335,7 +335,7 @@ def _random_lines(rng: np.random.Generator, n: int, high: int) -> list[str]:
 
 @pytest.mark.parametrize("high", [10, 70000])
 def test_reading_block_by_block_gives_the_same_arrays_as_record_by_record(tmp_path, monkeypatch, high):
-    from object2vec import data as data_module
+    from object2vec import jsonl as data_module
 
     schema = Schema(vocab_size=(high, high), max_seq_len=(5, 4), regression=False, num_classes=3)
     lines = _random_lines(np.random.default_rng(high), 3000, high)
@@ -346,7 +346,7 @@ def test_reading_block_by_block_gives_the_same_arrays_as_record_by_record(tmp_pa
     blocks = read_pairs(path, schema)
     monkeypatch.setattr(data_module.arrow_lines, "read_table", lambda *a: None)  # the Python reader...
     python = read_pairs(path, schema)
-    monkeypatch.setattr(data_module._Parser, "_fast", lambda self, recs, where: None)  # ...record by record
+    monkeypatch.setattr(data_module.Parser, "_fast", lambda self, recs, where: None)  # ...record by record
     slow = read_pairs(path, schema)
     for other in (blocks, python, slow):
         for a, b in ((whole.in0, other.in0), (whole.in1, other.in1)):
@@ -399,7 +399,7 @@ def test_a_cached_reload_keeps_uint16_tokens_memory_mapped(tmp_path):
 
 @pytest.mark.parametrize("rank", [0, 1])
 def test_gzip_shards_name_the_right_line_after_the_first_block(tmp_path, monkeypatch, rank):
-    from object2vec import data as data_module
+    from object2vec import jsonl as data_module
 
     monkeypatch.setattr(data_module, "_BLOCK_BYTES", 2000)  # ~50 lines a block
     lines = ['{"label": 0, "in0": [1], "in1": [2]}'] * 3000
@@ -414,13 +414,13 @@ def test_gzip_shards_name_the_right_line_after_the_first_block(tmp_path, monkeyp
 
 
 def test_clean_files_are_parsed_by_pyarrow_not_record_by_record(tmp_path, monkeypatch):
-    from object2vec import data as data_module
+    from object2vec import jsonl as data_module
 
     schema = Schema(vocab_size=(10, 10), max_seq_len=(8, 8), regression=False, num_classes=3)
     lines = _random_lines(np.random.default_rng(7), 2000, 10)
     path = write_lines(tmp_path / "a.jsonl", *lines)
     expected = read_pairs([orjson_loads(line) for line in lines], schema)
-    monkeypatch.setattr(data_module._Parser, "block", lambda *a: pytest.fail("parsed record by record"))
+    monkeypatch.setattr(data_module.Parser, "block", lambda *a: pytest.fail("parsed record by record"))
     for newline in ("\n", "\r\n"):
         path.write_text("".join(line + newline for line in lines))
         data = read_pairs(path, schema)

@@ -7,43 +7,28 @@ for ids below 65,536 (any vocabulary up to that size), else ``int32``; batches a
 about 1 GB this way, against tens of GB as Python dicts. Token id 0 is an ordinary token; sequence
 ends come from the offsets, never from a padding id.
 
-Every record is checked while it is read, and all problems are reported together (the first 20
-and the total), each as ``file:line: field: what is wrong; what was expected``. Nothing is trained
-on a file that has a problem.
+Every record is checked while it is read (:mod:`object2vec.jsonl` reads files into type-checked
+arrays; the schema checks here are vectorised over them), and all problems are reported together
+(the first 20 and the total), each as ``file:line: field: what is wrong; what was expected``.
+Nothing is trained on a file that has a problem.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import gzip
-import hashlib
-import json
-import math
 import os
-import shutil
-import tempfile
-import zlib
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
-from operator import itemgetter
-from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, Union
 
 import numpy as np
-import orjson
 
-from . import arrow_lines
 from .config import Hyperparameters
 from .errors import DataError, Problems
+from .jsonl import LineOf, Parser, Raw, byte_range, cache_dir, list_files, narrow, open_lines, read_file
+
+__all__ = ["PairData", "Schema", "Side", "cache_dir", "list_files", "open_lines", "read_pairs"]
 
 MAX_SHOWN = 20
-_BLOCK_BYTES = 4 << 20  # lines parsed per block: bounded memory, enough blocks to keep every worker busy
-_AHEAD = 2  # blocks parsed at once on worker threads (pyarrow and numpy release the GIL)
-CACHE_VERSION = 2  # 2: tokens stored as uint16 where every id fits
 
 PathLike = str | os.PathLike
 Records = Sequence[Mapping[str, Any]]
@@ -83,7 +68,7 @@ class Side:
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         flat = np.asarray([t for s in seqs for t in s], dtype=np.int64).reshape(-1)
-        return cls(_narrow(flat), offsets)
+        return cls(narrow(flat), offsets)
 
     @property
     def nbytes(self) -> int:
@@ -132,269 +117,10 @@ class Schema:
 
 
 # --------------------------------------------------------------------------------------------------
-# Sources
+# Schema checks, vectorised over the arrays of :mod:`object2vec.jsonl`
 
 
-def list_files(path: PathLike) -> list[Path]:
-    """A file, or every visible file of a directory (a SageMaker channel), sorted by name."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(
-            f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
-        )
-        if not files:
-            raise DataError([f"{p}: the directory holds no data files; expected JSON Lines files (.jsonl or .jsonl.gz)"])
-        return files
-    if not p.exists():
-        raise DataError([f"{p}: no such file or directory"])
-    return [p]
-
-
-def open_lines(path: Path) -> BinaryIO:
-    """Open a JSON Lines file for binary line reading; gzip is detected by its magic bytes."""
-    fh = open(path, "rb")  # noqa: SIM115 - returned to the caller
-    if fh.peek(2)[:2] == b"\x1f\x8b":
-        fh.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return fh
-
-
-def _decode(raw: bytes) -> Any:
-    """orjson for speed; the stdlib parser only to name a problem orjson refuses (NaN, Infinity)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as fast_error:
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(str(fast_error)) from None
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading: parse and type-check (schema-free, cacheable), then check against a schema (vectorised)
-
-_MISSING = object()
-_INT32 = np.iinfo(np.int32)
-_UINT16 = np.iinfo(np.uint16)
-
-
-@dataclass
-class _Raw:
-    """Type-checked records before any schema check: untruncated tokens and raw labels.
-
-    ``where[i]`` locates record ``i`` (a line number, or an index into in-memory records) for
-    messages. This is what the binary cache stores: it does not depend on vocabulary sizes,
-    sequence limits or the label kind, so one cache serves every model trained on the file.
-    """
-
-    tokens: dict[str, np.ndarray]  # side -> flat uint16 or int32 (int64 if some id does not fit; never cached)
-    lengths: dict[str, np.ndarray]  # side -> int64
-    labels: np.ndarray | None  # float64
-    where: np.ndarray  # int64 line numbers (files) or record indices
-
-
-class _Parser:
-    """Turns decoded records into :class:`_Raw` blocks.
-
-    The fast path handles a block of well-formed records with a few C-level passes (``map``,
-    ``chain``, ``np.fromiter``) and no per-token Python; any irregularity sends that block to the
-    slow path, which checks record by record and words each problem. ``from_json`` says that the
-    records were decoded from JSON text (so they hold only JSON types), which lets the fast path
-    check token types by re-serialising instead of calling ``type`` on every token.
-    """
-
-    def __init__(
-        self,
-        sides: tuple[str, ...],
-        require_label: bool,
-        problems: Problems,
-        locate: Callable[[int], str],
-        expected_label: str,
-        from_json: bool = False,
-    ):
-        self.sides, self.require_label, self.problems, self.locate = sides, require_label, problems, locate
-        self.expected_label, self.from_json = expected_label, from_json
-
-    def block(self, recs: list[Any], where: np.ndarray) -> _Raw:
-        return self._fast(recs, where) or self._slow(recs, where)
-
-    def _fast(self, recs: list[Any], where: np.ndarray) -> _Raw | None:
-        try:
-            seqs = {side: list(map(itemgetter(side), recs)) for side in self.sides}
-            labels = list(map(itemgetter("label"), recs)) if self.require_label else None
-        except (KeyError, TypeError, IndexError):
-            return None
-        tokens, lengths = {}, {}
-        for side, lists in seqs.items():
-            if set(map(type, lists)) != {list}:
-                return None
-            lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-            if len(lens) and lens.min() == 0:
-                return None
-            if not (_json_ints(lists) if self.from_json else set(map(type, chain.from_iterable(lists))) == {int}):
-                return None
-            try:
-                flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lens.sum()))
-            except OverflowError:
-                return None
-            tokens[side], lengths[side] = _narrow(flat), lens
-        label_array = None
-        if labels is not None:
-            if not set(map(type, labels)) <= {int, float}:
-                return None
-            try:
-                label_array = np.array(labels, dtype=np.float64)
-            except OverflowError:
-                return None
-        return _Raw(tokens, lengths, label_array, where)
-
-    def _slow(self, recs: list[Any], where: np.ndarray) -> _Raw:
-        flat: dict[str, list[int]] = {s: [] for s in self.sides}
-        lens: dict[str, list[int]] = {s: [] for s in self.sides}
-        labels: list[float] = []
-        kept: list[int] = []
-        for i, rec in enumerate(recs):
-            at = self.locate(int(where[i]))
-            if isinstance(rec, ValueError):
-                self.problems.add(f"{at}: malformed JSON ({rec}); expected one JSON object per line")
-                continue
-            if type(rec) is not dict:
-                self.problems.add(
-                    f'{at}: record is {_jtype(rec)}; expected a JSON object like {{"label": 1, "in0": [4, 2], "in1": [7]}}'
-                )
-                continue
-            ok = all([self._check_sequence(rec.get(side), side, at) for side in self.sides])
-            label = rec.get("label", _MISSING) if self.require_label else 0.0
-            if label is _MISSING:
-                self.problems.add(f"{at}: label: missing; expected {self.expected_label}")
-                ok = False
-            elif type(label) not in (int, float):
-                self.problems.add(f"{at}: label: got {_show(label)} ({_jtype(label)}); expected {self.expected_label}")
-                ok = False
-            elif abs(label) > 1e300 and math.isfinite(label):
-                label = float("inf")
-            if not ok:
-                continue
-            for side in self.sides:
-                flat[side].extend(rec[side])
-                lens[side].append(len(rec[side]))
-            labels.append(float(label))
-            kept.append(i)
-        tokens = {}
-        for side in self.sides:
-            values = flat[side]
-            try:
-                tokens[side] = _narrow(np.asarray(values, dtype=np.int64).reshape(-1))
-            except OverflowError:  # an id beyond int64 is out of every vocabulary: name it now
-                tokens[side] = np.asarray([v if -(2**63) <= v < 2**63 else -(2**63) for v in values], dtype=np.int64)
-        return _Raw(
-            tokens,
-            {side: np.asarray(lens[side], dtype=np.int64) for side in self.sides},
-            np.asarray(labels, dtype=np.float64) if self.require_label else None,
-            where[np.asarray(kept, dtype=np.int64)] if kept else where[:0],
-        )
-
-    def _check_sequence(self, seq: Any, side: str, at: str) -> bool:
-        if seq is None:
-            self.problems.add(f"{at}: {side}: missing; expected a non-empty list of integer token ids")
-        elif type(seq) is not list:
-            self.problems.add(f"{at}: {side}: got {_show(seq)} ({_jtype(seq)}); expected a non-empty list of integer token ids")
-        elif not seq:
-            self.problems.add(f"{at}: {side}: empty list; expected at least one token id")
-        elif set(map(type, seq)) != {int}:
-            k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
-            self.problems.add(f"{at}: {side}: token {k} is {_show(bad)} ({_jtype(bad)}); expected an integer token id")
-        else:
-            return True
-        return False
-
-
-def _json_ints(lists: list[list[Any]]) -> bool:
-    """Whether every element of ``lists`` (values decoded from JSON) is an integer.
-
-    One ``orjson.dumps`` instead of a ``type`` call per token: orjson writes every float with a ``.``
-    or an exponent ``e``, booleans as ``true``/``false``, NaN and infinities as ``null``, strings in
-    quotes and objects in braces, and a nested list adds a ``[``. An integer beyond 64 bits cannot be
-    written at all.
-    """
-    try:
-        text = orjson.dumps(lists)
-    except orjson.JSONEncodeError:
-        return False
-    return text.count(b"[") == len(lists) + 1 and not any(mark in text for mark in (b".", b"e", b"n", b'"', b"{"))
-
-
-def _narrow(flat: np.ndarray) -> np.ndarray:
-    """The narrowest storage for these ids: uint16 when all are in [0, 65536), int32 when they fit
-    there (always, for valid data: vocabularies stop at 3 million), else unchanged (int64)."""
-    if len(flat) == 0:
-        return flat.astype(np.uint16)
-    low, high = flat.min(), flat.max()
-    if low >= 0 and high <= _UINT16.max:
-        return flat.astype(np.uint16)
-    if low >= _INT32.min and high <= _INT32.max:
-        return flat.astype(np.int32)
-    return flat
-
-
-class _Growing:
-    """A 1-D array filled block by block in place, so a file's arrays never exist twice.
-
-    Concatenating a list of blocks at the end would hold every value twice for a moment (2 x 0.8 GB
-    for the tokens of 10 million pairs). Here the array is allocated once at a projected final size
-    (pages that are never written are never resident), widened to a larger integer type only if a
-    block needs it, grown by ``realloc`` if the projection falls short, and trimmed at the end.
-    """
-
-    def __init__(self, dtype: Any):
-        self.array = np.empty(0, dtype)
-        self.size = 0
-
-    def append(self, values: np.ndarray, done: float | None) -> None:
-        """Add ``values``; ``done`` is the share of the input read so far (``None`` if unknown)."""
-        dtype = np.promote_types(self.array.dtype, values.dtype)
-        if dtype != self.array.dtype:
-            self.array = self.array[: self.size].astype(dtype)
-        need = self.size + len(values)
-        if need > len(self.array):
-            projected = need / done * 1.05 if done else 0  # a little over, so one allocation usually suffices
-            self.array.resize(int(max(need, projected, 1.5 * len(self.array), 1024)), refcheck=False)  # realloc
-        self.array[self.size : need] = values
-        self.size = need
-
-    def finish(self) -> np.ndarray:
-        if len(self.array) != self.size:
-            self.array.resize(self.size, refcheck=False)  # give the unused tail back
-        return self.array
-
-
-class _Accumulator:
-    """Collects a file's :class:`_Raw` blocks into one :class:`_Raw` without a second copy."""
-
-    def __init__(self, sides: tuple[str, ...], require_label: bool):
-        self.tokens = {s: _Growing(np.uint16) for s in sides}
-        self.lengths = {s: _Growing(np.int64) for s in sides}
-        self.labels = _Growing(np.float64) if require_label else None
-        self.where = _Growing(np.int64)
-
-    def add(self, raw: _Raw, done: float | None) -> None:
-        for side, grow in self.tokens.items():
-            grow.append(raw.tokens[side], done)
-            self.lengths[side].append(raw.lengths[side], done)
-        if self.labels is not None:
-            self.labels.append(raw.labels, done)  # type: ignore[arg-type]
-        self.where.append(raw.where, done)
-
-    def finish(self) -> _Raw:
-        return _Raw(
-            {s: g.finish() for s, g in self.tokens.items()},
-            {s: g.finish() for s, g in self.lengths.items()},
-            self.labels.finish() if self.labels is not None else None,
-            self.where.finish(),
-        )
-
-
-def _check(raw: _Raw, schema: Schema, problems: Problems, locate: Callable[[int], str]) -> dict[str, Any]:
+def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int], str]) -> dict[str, Any]:
     """Schema checks and truncation, vectorised; returns the final arrays (valid only without problems)."""
     out: dict[str, Any] = {}
     bad_records: set[int] = set()
@@ -473,231 +199,8 @@ def _side_index(side: str) -> int:
     return 0 if side == "in0" else 1
 
 
-def _jtype(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a float"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def _show(value: Any, limit: int = 40) -> str:
-    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # --------------------------------------------------------------------------------------------------
-# Sources: files (with the binary cache) and in-memory records
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Decoding creates millions of lists that hold no cycles; the cyclic GC rescanning them after
-    every few thousand allocations costs about 2/3 of the parse time, so it sleeps meanwhile."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _byte_range(file: Path, shard: tuple[int, int]) -> tuple[int, int] | None:
-    """The bytes rank ``r`` of ``w`` reads: a line belongs to the rank whose range holds its first byte.
-    ``None`` for a whole-file read (one rank, or a gzip file, which cannot be entered mid-way)."""
-    rank, world = shard
-    if world == 1 or _is_gzip(file):
-        return None
-    size = file.stat().st_size
-    return size * rank // world, size * (rank + 1) // world
-
-
-def _blocks(fh: BinaryIO, span: tuple[int, int] | None) -> Iterator[tuple[bytes, int]]:
-    """Whole lines, about ``_BLOCK_BYTES`` at a time, each block with the byte offset it starts at.
-
-    With ``span`` the stream is positioned at the first line starting inside it, and only lines
-    starting before its end are read (the last one to its end, wherever that is).
-    """
-    pos = fh.tell()
-    carry = b""
-    while True:
-        data = fh.read(_BLOCK_BYTES)
-        if span is not None and pos + len(carry) + len(data) >= span[1]:  # the range ends in here
-            tail = carry + data
-            cut = max(span[1] - 1 - pos, 0)
-            newline = tail.find(b"\n", cut)
-            while newline < 0:  # the last line runs past this read
-                more = fh.read(_BLOCK_BYTES)
-                if not more:
-                    break
-                tail += more
-                newline = tail.find(b"\n", cut)
-            block = tail if newline < 0 else tail[: newline + 1]
-            if block and pos < span[1]:
-                yield block, pos
-            return
-        if not data:
-            if carry:
-                yield carry, pos
-            return
-        newline = data.rfind(b"\n")
-        if newline < 0:
-            carry += data
-            continue
-        block, carry = carry + data[: newline + 1], data[newline + 1 :]
-        yield block, pos
-        pos += len(block)
-
-
-def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: _Parser, arrow: bool) -> Iterator[tuple[bytes, int, Any]]:
-    """Each block with :func:`arrow_lines.parse`'s ``(line starts, arrays or None)``, parsed up to
-    ``_AHEAD`` blocks ahead on worker threads: one pyarrow call keeps 2 cores only ~60% busy, and
-    the line checks and conversions release the GIL too. ``arrow=False``: no parsing here."""
-    if not arrow:
-        yield from ((block, pos, (arrow_lines.line_starts(block), None)) for block, pos in blocks)
-        return
-    with ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="object2vec-read") as pool:
-        pending: deque[tuple[bytes, int, Future]] = deque()
-        for block, pos in blocks:
-            pending.append((block, pos, pool.submit(arrow_lines.parse, block, parser.sides, parser.require_label, _narrow)))
-            if len(pending) > _AHEAD:
-                block, pos, parsed = pending.popleft()
-                yield block, pos, parsed.result()
-        while pending:
-            block, pos, parsed = pending.popleft()
-            yield block, pos, parsed.result()
-
-
-def _parse_file(file: Path, parser: _Parser, shard: tuple[int, int] = (0, 1)) -> _Raw:
-    """Stream a file (or this rank's shard of it) in blocks of lines into one :class:`_Raw`.
-
-    Each block goes to pyarrow's multi-threaded reader when it provably holds one valid record a
-    line (:mod:`object2vec.arrow_lines`), else to the per-record reader that words every problem.
-    ``where`` holds line numbers, or byte offsets when reading a byte range (see :class:`_LineOf`).
-    A damaged file becomes a problem, not an exception.
-    """
-    acc = _Accumulator(parser.sides, parser.require_label)
-    lineno = 0
-    span = _byte_range(file, shard)
-    try:
-        gz = _is_gzip(file)
-        first, last = span if span is not None else (0, file.stat().st_size)
-        with open_lines(file) as fh, _gc_paused():
-            if span is not None and span[0] > 0:
-                fh.seek(span[0] - 1)
-                if fh.read(1) != b"\n":
-                    fh.readline()  # the line under way belongs to the previous rank
-            arrow = span is not None or shard[1] == 1  # gzip under several ranks: per line, below
-            for block, pos, (starts, parsed) in _read_ahead(_blocks(fh, span), parser, arrow):
-                where = pos + starts if span is not None else np.arange(lineno + 1, lineno + 1 + len(starts), dtype=np.int64)
-                mine = slice(None)
-                if not arrow:  # every rank decodes, each parses its lines
-                    mine = (where - 1) % shard[1] == shard[0]
-                lineno += len(starts)  # every line read counts, also those another rank parses
-                if parsed is not None:
-                    tokens, lengths, labels = parsed
-                    raw = _Raw(tokens, lengths, labels, where)
-                else:
-                    lines = block.split(b"\n")
-                    if block.endswith(b"\n"):
-                        lines.pop()
-                    if not isinstance(mine, slice):
-                        lines = [line for line, m in zip(lines, mine, strict=True) if m]
-                    raw = parser.block(*_decode_block(lines, where[mine]))
-                # share of the input read so far, to size the arrays once (unknown inside a gzip stream)
-                done = None if gz else min(max(pos + len(block) - first, 1) / max(last - first, 1), 1.0)
-                acc.add(raw, done)
-    except OSError as e:
-        parser.problems.add(
-            f"{file}: cannot be read ({e.strerror or e})"
-            if lineno == 0
-            else f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file"
-        )
-    except (EOFError, zlib.error) as e:
-        parser.problems.add(f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file")
-    return acc.finish()
-
-
-def _decode_block(lines: list[bytes], where: np.ndarray) -> tuple[list[Any], np.ndarray]:
-    """JSON-decode a block of lines; blank lines are dropped, a malformed line becomes its error."""
-    try:
-        return list(map(orjson.loads, lines)), where
-    except orjson.JSONDecodeError:  # blank or malformed lines: decode one by one
-        recs, keep = [], []
-        for i, raw in enumerate(lines):
-            if raw.strip():  # a blank line (often the last) carries no record
-                recs.append(_decode_or_error(raw))
-                keep.append(i)
-        return recs, where[keep]
-
-
-class _LineOf:
-    """``file:line`` for a byte offset: counts newlines before it (only when a problem is worded)."""
-
-    def __init__(self, file: Path):
-        self.file = file
-
-    def __call__(self, offset: int) -> str:
-        with open(self.file, "rb") as fh:
-            line = fh.read(offset).count(b"\n") + 1
-        return f"{self.file}:{line}"
-
-
-def _is_gzip(file: Path) -> bool:
-    with open(file, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def _decode_or_error(raw: bytes) -> Any:
-    try:
-        return _decode(raw)
-    except ValueError as e:
-        return e
-
-
-def cache_dir() -> Path:
-    """Where parsed files are cached: ``$OBJECT2VEC_CACHE_DIR``, else ``~/.cache/object2vec``."""
-    return Path(os.environ.get("OBJECT2VEC_CACHE_DIR") or Path.home() / ".cache" / "object2vec")
-
-
-def _cache_key(file: Path, sides: tuple[str, ...], require_label: bool, shard: tuple[int, int]) -> str:
-    stat = file.stat()
-    ident = f"{CACHE_VERSION}|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(sides)}|{require_label}|{shard}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:32]
-
-
-def _cache_names(sides: tuple[str, ...], require_label: bool) -> list[str]:
-    names = [f"{s}.{kind}" for s in sides for kind in ("tokens", "lengths")] + ["where"]
-    return names + (["labels"] if require_label else [])
-
-
-def _load_cached(folder: Path, sides: tuple[str, ...], require_label: bool) -> _Raw | None:
-    try:
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _cache_names(sides, require_label)}
-    except (OSError, ValueError):
-        return None
-    return _Raw(
-        {s: np.asarray(arrays[f"{s}.tokens"]) for s in sides},
-        {s: np.asarray(arrays[f"{s}.lengths"]) for s in sides},
-        np.asarray(arrays["labels"]) if require_label else None,
-        arrays["where"],  # stays memory-mapped: only read to word a problem
-    )
-
-
-def _store_cache(folder: Path, raw: _Raw, sides: tuple[str, ...], require_label: bool) -> None:
-    """Write atomically (temporary folder + rename); a read-only or full disk just means no cache."""
-    arrays = {f"{s}.tokens": raw.tokens[s] for s in sides} | {f"{s}.lengths": raw.lengths[s] for s in sides}
-    arrays["where"] = raw.where
-    if require_label:
-        arrays["labels"] = raw.labels
-    if any(a.dtype == np.int64 for name, a in arrays.items() if name.endswith(".tokens")):
-        return  # ids beyond int32 are errors; such a file is not worth caching
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", array)
-        os.replace(tmp, folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True) if "tmp" in locals() else None
+# Sources: files (through object2vec.jsonl and its binary cache) and in-memory records
 
 
 def read_pairs(
@@ -739,19 +242,19 @@ def read_pairs(
     if isinstance(source, PairData):
         return source
     problems = Problems()
-    parts: list[tuple[_Raw, Callable[[int], str]]] = []
+    parts: list[tuple[Raw, Callable[[int], str]]] = []
     if _is_records(source):
         locate = "records[{}]".format
-        parser = _Parser(sides, require_label, problems, locate, schema.expected_label())
+        parser = Parser(sides, require_label, problems, locate, schema.expected_label())
         recs = list(source)[shard[0] :: shard[1]]  # type: ignore[arg-type]
         parts.append((parser.block(recs, np.arange(shard[0], shard[0] + shard[1] * len(recs), shard[1], dtype=np.int64)), locate))
     else:
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)  # type: ignore[arg-type]
         for path in paths:
             for file in list_files(path):
-                locate = _LineOf(file) if _byte_range(file, shard) else f"{file}:{{}}".format
-                parser = _Parser(sides, require_label, problems, locate, schema.expected_label(), from_json=True)
-                parts.append((_read_file(file, parser, cache, shard), locate))
+                locate = LineOf(file) if byte_range(file, shard) else f"{file}:{{}}".format
+                parser = Parser(sides, require_label, problems, locate, schema.expected_label(), from_json=True)
+                parts.append((read_file(file, parser, cache, shard), locate))
     checked = [_check(raw, schema, problems, locate) for raw, locate in parts]
     del parts  # the raw labels and line numbers are not needed any more: free them before assembling
     if problems.count:
@@ -760,19 +263,6 @@ def read_pairs(
     if len(data) == 0:
         raise DataError([f"{_describe(source)}: no records; expected at least one JSON object per line"])
     return data
-
-
-def _read_file(file: Path, parser: _Parser, cache: bool, shard: tuple[int, int]) -> _Raw:
-    folder = cache_dir() / _cache_key(file, parser.sides, parser.require_label, shard) if cache else None
-    if folder is not None and folder.is_dir():
-        raw = _load_cached(folder, parser.sides, parser.require_label)
-        if raw is not None:
-            return raw
-    count_before = parser.problems.count
-    raw = _parse_file(file, parser, shard)
-    if folder is not None and parser.problems.count == count_before and len(raw.where):
-        _store_cache(folder, raw, parser.sides, parser.require_label)
-    return raw
 
 
 def _assemble(checked: list[dict[str, Any]], sides: tuple[str, ...], require_label: bool, schema: Schema) -> PairData:

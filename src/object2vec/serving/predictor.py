@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import Schema, _jtype
+from ..data import Schema
 from ..errors import DataError, Object2VecError
 from ..estimator import Object2Vec
+from ..jsonl import jtype
 from ..text import read_text_pairs
 from ..train import side_tensors
 
@@ -113,7 +114,7 @@ class Predictor:
         problems: list[Problem] = []
         for i, inst in enumerate(instances):
             if type(inst) is not dict:
-                problems.append(Problem(i, None, f"is {_jtype(inst)}; expected an object with in0 and/or in1", locate(i)))
+                problems.append(Problem(i, None, f"is {jtype(inst)}; expected an object with in0 and/or in1", locate(i)))
                 continue
             has0, has1 = "in0" in inst, "in1" in inst
             if has0 and has1:

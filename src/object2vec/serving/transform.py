@@ -25,8 +25,8 @@ from typing import IO, Any, BinaryIO
 import numpy as np
 import orjson
 
-from ..data import _decode_or_error, open_lines
 from ..errors import DataError
+from ..jsonl import decode_or_error, open_lines
 from .predictor import InstanceError, Predictor
 
 CHUNK_LINES = 4096
@@ -91,7 +91,7 @@ def _chunks(source: str | Path, size: int) -> Iterator[list[tuple[int, Any]]]:
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
-            batch.append((lineno, _decode_or_error(raw)))  # the data reader's decoder: NaN etc. get named later
+            batch.append((lineno, decode_or_error(raw)))  # the data reader's decoder: NaN etc. get named later
             if len(batch) == size:
                 yield batch
                 batch = []
