@@ -33,13 +33,21 @@ def bag_offsets(lengths: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(lengths, 0) - lengths
 
 
-def pad(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scatter flat rows ``(N, D)`` into a zero-padded ``(B, T, D)`` and a ``(B, T)`` validity mask."""
-    longest = int(lengths.max())
+def pad(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scatter flat rows ``(N, D)`` into a zero-padded ``(B, T, D)`` and a ``(B, T)`` validity mask.
+
+    When every sequence is as long as the longest (fixed-length data, or batches from
+    ``bucket_width``), the rows already are ``(B, T, D)``: a view, and the mask is ``None``.
+    Otherwise the rows are copied by index, whose backward is a gather by index: a boolean-mask
+    assignment's backward gathers by mask, several times slower.
+    """
+    batch, longest = len(lengths), int(lengths.max())
+    if int(lengths.min()) == longest:
+        return flat.view(batch, longest, flat.shape[-1]), None
     mask = torch.arange(longest, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
-    out = flat.new_zeros(len(lengths), longest, flat.shape[-1])
-    out[mask] = flat  # row-major order of the mask matches the flat order
-    return out, mask
+    rows = mask.view(-1).nonzero().squeeze(1)  # row-major order of the mask matches the flat order
+    out = flat.new_zeros(batch * longest, flat.shape[-1]).index_copy(0, rows, flat)
+    return out.view(batch, longest, flat.shape[-1]), mask
 
 
 class PooledEmbedding(nn.Module):
@@ -75,14 +83,17 @@ class HCNN(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D), (B, T)
-        x = x.transpose(1, 2)  # (B, D, T)
-        keep = mask[:, None, :].to(x.dtype)  # (B, 1, T)
+        x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D), (B, T) or None: no padding
+        x = x.transpose(1, 2)  # (B, D, T), channels-last in memory: what oneDNN's convolutions prefer
+        padding = None if mask is None else ~mask[:, None, :]  # (B, 1, T)
         pooled = []
         for conv in self.convs:
-            # zeroing padded positions makes the next layer see exactly what an unpadded sequence would
-            x = F.relu(conv(x)) * keep  # (B, C, T)
-            pooled.append(x.amax(dim=2))  # values are >= 0 and padding is 0, so this is the valid max
+            x = F.relu(conv(x))  # (B, C, T)
+            if padding is not None:  # zeroed, the next layer sees exactly what an unpadded sequence would
+                x = x.masked_fill(padding, 0)
+            # values are >= 0 and padding is 0, so this is the valid max; a max pool's backward routes each
+            # gradient by its saved index, amax's compares the whole input with the max (10x slower in bf16)
+            pooled.append(F.adaptive_max_pool1d(x, 1).squeeze(2))
         return self.project(torch.cat(pooled, dim=1))  # (B, enc_dim)
 
 
@@ -97,15 +108,18 @@ class BiLSTM(nn.Module):
         self.project = nn.Linear(2 * hidden, enc_dim)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D)
-        packed = nn.utils.rnn.pack_padded_sequence(x.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D), (B, T) or None: no padding
         # The recurrence stays fp32 under a bf16 autocast: a bf16 cell state lost 4.3 accuracy points
         # on average (one seed in six fell from 0.93 to 0.70) in benchmarks/train_throughput.py's parity check.
         with torch.autocast(x.device.type, enabled=False):
-            out, _ = self.lstm(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, 2H)
-        out = out.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)  # (B, 2H)
-        return self.project(out)  # (B, enc_dim)
+            if mask is None:  # every sequence full length: no packing needed
+                out, _ = self.lstm(x.float())  # (B, T, 2H)
+            else:
+                packed = nn.utils.rnn.pack_padded_sequence(x.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+                out, _ = self.lstm(packed)
+                out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+                out = out.masked_fill(~mask[:, :, None], float("-inf"))
+        return self.project(out.amax(dim=1))  # (B, 2H) -> (B, enc_dim)
 
 
 ENCODERS: dict[str, type[nn.Module]] = {"pooled_embedding": PooledEmbedding, "hcnn": HCNN, "bilstm": BiLSTM}
