@@ -83,7 +83,11 @@ class HCNN(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D), (B, T) or None: no padding
+        rows = self.embedding(tokens)  # (N, D)
+        device = rows.device.type
+        if torch.is_autocast_enabled(device):  # cast the rows, contiguous, instead of the transposed (B, D, T) view:
+            rows = rows.to(torch.get_autocast_dtype(device))  # a strided copy, and its gradient's, cost 3x more
+        x, mask = pad(rows, lengths)  # (B, T, D), (B, T) or None: no padding
         x = x.transpose(1, 2)  # (B, D, T), channels-last in memory: what oneDNN's convolutions prefer
         padding = None if mask is None else ~mask[:, None, :]  # (B, 1, T)
         pooled = []
