@@ -3,7 +3,8 @@
 Five tasks on ml-100k (spec §7.1), each beside baselines measured in the same run:
 
 (a) rating regression, ``ua.base`` -> ``ua.test`` (``--folds`` adds the u1-u5 mean), the notebook's
-    hyperparameters against ours (side tokens and the user's other ratings as in0 tokens);
+    hyperparameters against ours (side tokens and the user's other ratings as in0 tokens), one
+    model and the mean of ``--ensemble`` seeds of it;
 (b) rating > 3 classification;
 (c) nearest movies by title (the notebook's check: Die Hard near The Terminator);
 (d) top-10 lists scored by hits@10 / NDCG@10 on ``ua.test`` ratings >= 4, by a top-N model trained
