@@ -501,13 +501,24 @@ def time_block(step: Step, batches: list[Batch], times: BlockTimes) -> None:
     times.others = None if times.others is None or others is None else times.others + others
 
 
-def time_configuration(name: str, warmup: int, steps: int, blocks: int, threads: int | None) -> list[TrainResult]:
-    """In a fresh process: warm every row up, then time ``steps`` steps each as ``blocks`` interleaved blocks."""
+def time_configuration(
+    name: str, warmup: int, steps: int, blocks: int, threads: int | None, which: str = "all"
+) -> list[TrainResult]:
+    """In a fresh process: warm every row up, then time ``steps`` steps each as ``blocks`` interleaved blocks.
+
+    ``which``: ``all`` rows, or only the ``plain`` baseline, or only the ``object2vec`` rows with the
+    allocator thresholds ``object2vec.train.fit`` sets (``--as-run``: each side as its users run it).
+    """
     child_setup(threads)
+    if which == "object2vec":
+        from object2vec.allocator import keep_freed_memory
+
+        keep_freed_memory()  # what train.fit does first
     config = CONFIGS[name]
     data = random_pairs(config, (warmup + steps) * config.batch)
     batches = epoch_batches(data, object2vec_hyperparameters(config, "dense"), epoch=1, seed=0)
-    trainers = {row.label: make_trainer(config, row, data) for row in rows_here()}
+    rows = [r for r in rows_here() if which == "all" or (r.storage is None) == (which == "plain")]
+    trainers = {row.label: make_trainer(config, row, data) for row in rows}
     trained: dict[str, bool | None] = {}
     for label, trainer in trainers.items():
         log(f"  {name}: warming up {label} ({warmup} steps)")
@@ -574,7 +585,18 @@ def run_training(args: argparse.Namespace) -> tuple[list[TrainResult], list[Memo
         steps = max(args.blocks, round(args.steps * share))
         warmup = max(1, round(args.warmup * share)) if args.warmup else 0
         log(f"timing {name}: {warmup} warm-up and {steps} timed steps a row")
-        training += in_fresh_process(time_configuration, name, warmup, steps, min(args.blocks, steps), args.threads)
+        if args.as_run:  # two processes: plain PyTorch with glibc's defaults, object2vec as train.fit sets it up
+            results = [
+                r
+                for which in ("plain", "object2vec")
+                for r in in_fresh_process(time_configuration, name, warmup, steps, min(args.blocks, steps), args.threads, which)
+            ]
+            base = next(r.pairs_per_s for r in results if r.row == BASELINE.label)
+            for r in results:
+                r.ratio = r.pairs_per_s / base
+            training += results
+        else:
+            training += in_fresh_process(time_configuration, name, warmup, steps, min(args.blocks, steps), args.threads)
         if not args.skip_memory:
             for row in rows_here():
                 log(f"  {name}: peak memory of {row.label}")
@@ -1177,6 +1199,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="raise glibc's malloc thresholds in every timing process, as train.fit does (object2vec/allocator.py); "
         "it applies to the plain baseline too, so ratios understate what fit gains over plain PyTorch",
+    )
+    parser.add_argument(
+        "--as-run",
+        action="store_true",
+        help="time the plain baseline in one process with glibc's defaults (as a plain PyTorch user runs it) and the "
+        "object2vec rows in another with the allocator thresholds train.fit sets: each as its users get it, "
+        "measured one after the other instead of in interleaved blocks (use on an idle machine)",
     )
     parser.add_argument(
         "--threads",
