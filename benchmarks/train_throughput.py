@@ -21,8 +21,10 @@ What it measures (one command):
    (``batch_inputs``, ``label_tensor``, ``Optimizers.zero_grad``, forward under ``train.autocast``,
    ``compute_loss(out.float())``, backward, ``Optimizers.step``, ``Meter.add``): dense fp32, row_sparse
    fp32 and row_sparse bf16 (the last only where ``train.bf16_is_fast`` says the CPU has bf16 units).
-   Each configuration runs in a fresh process; its rows are timed in interleaved blocks, so a burst
-   of load from another process hits every row alike. Random token ids and 0/1 labels: speed only.
+   Each configuration runs in two fresh processes: the plain baseline with glibc's allocator defaults
+   (as a plain PyTorch user runs it), then object2vec's rows with the allocator thresholds
+   ``train.fit`` sets (``--no-as-run``: all rows in one process, in interleaved blocks, steadier
+   under load but without fit's thresholds). Random token ids and 0/1 labels: speed only.
    After warm-up every row must have changed its token tables; a row that did not is flagged in its
    table and left out of the targets (a step that skips the embedding update is not the step claimed).
 2. Peak memory of each row: a fresh process per row builds the data, resets the kernel's peak-RSS
@@ -1145,8 +1147,13 @@ def system_header(info: dict[str, Any], args: argparse.Namespace) -> str:
     if not args.memory_10m:
         lines += [CONFIGS[name].describe() for name in args.only]
         lines.append(
-            f"timing: pooled {args.warmup} warm-up + {args.steps} timed steps a row in {args.blocks} interleaved blocks; "
-            "hcnn and bilstm take "
+            f"timing: pooled {args.warmup} warm-up + {args.steps} timed steps a row in {args.blocks} blocks, "
+            + (
+                "plain PyTorch and object2vec in separate processes (object2vec with fit's allocator thresholds); "
+                if args.as_run
+                else "every row in one process, blocks interleaved; "
+            )
+            + "hcnn and bilstm take "
             + ", ".join(f"{CONFIGS[n].step_share:g}x" for n in ("hcnn", "bilstm"))
             + f" of those; peak memory from {args.memory_steps} steps in a fresh process per row"
         )
@@ -1202,10 +1209,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--as-run",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="time the plain baseline in one process with glibc's defaults (as a plain PyTorch user runs it) and the "
-        "object2vec rows in another with the allocator thresholds train.fit sets: each as its users get it, "
-        "measured one after the other instead of in interleaved blocks (use on an idle machine)",
+        "object2vec rows in another with the allocator thresholds train.fit sets: each as its users get it, one "
+        "after the other (default). --no-as-run: every row in one process, in interleaved blocks (steadier under "
+        "load from other processes, but the object2vec rows then run without fit's thresholds)",
     )
     parser.add_argument(
         "--threads",
