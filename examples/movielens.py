@@ -595,7 +595,7 @@ def regression(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any])
         out[name] = {"rmse": rmse(pred, test.rating)}
         rows.append((f"baseline: {name}", "", "", out[name]["rmse"], out[name]["rmse"] ** 2))
     for name, model in MODELS["regression"].items():
-        fits: list[tuple[str, Trained | Ensemble]] = []
+        fits: list[tuple[str, Trained | Ensemble]]
         if name == TUNED and args.ensemble > 1:
             ensemble = train_ensemble(ml, base, model, args)
             fits = [(name, ensemble.members[0]), (ENSEMBLE, ensemble)]

@@ -22,7 +22,6 @@ string or boolean label).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -83,20 +82,17 @@ def one_object_a_line(block: bytes, starts: np.ndarray) -> bool:
 
 
 def parse(
-    block: bytes, sides: tuple[str, ...], require_label: bool, narrow: Callable[[np.ndarray], np.ndarray]
+    block: bytes, sides: tuple[str, ...], require_label: bool
 ) -> tuple[np.ndarray, tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None] | None]:
-    """``(line starts, (tokens, lengths, labels))`` of a block of whole lines: tokens as ``narrow``
-    stores them, int64 lengths, float64 labels; ``None`` instead of the arrays unless the block
-    provably holds one valid object a line (see the module). pyarrow and numpy release the GIL, so
-    blocks are parsed on several threads at once (each call single-threaded: less overhead)."""
+    """``(line starts, (tokens, lengths, labels))`` of a block of whole lines: int64 tokens and
+    lengths, float64 labels; ``None`` instead of the arrays unless the block provably holds one valid
+    object a line (see the module). pyarrow and numpy release the GIL, so blocks are parsed on
+    several threads at once (each call single-threaded: less overhead)."""
     starts = line_starts(block)
     if not one_object_a_line(block, starts):
         return starts, None
     table = read_table(block, sides, require_label)
-    parsed = None if table is None else arrays(table, starts, sides, require_label)
-    if parsed is not None:
-        parsed = ({side: narrow(t) for side, t in parsed[0].items()}, parsed[1], parsed[2])
-    return starts, parsed
+    return starts, (None if table is None else arrays(table, starts, sides, require_label))
 
 
 def read_table(block: bytes, sides: tuple[str, ...], require_label: bool) -> Any | None:

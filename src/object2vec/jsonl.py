@@ -413,8 +413,17 @@ def _blocks(fh: BinaryIO, span: tuple[int, int] | None) -> Iterator[tuple[bytes,
         pos += len(block)
 
 
+def _parse_block(block: bytes, sides: tuple[str, ...], require_label: bool) -> tuple[np.ndarray, Any]:
+    """:func:`arrow_lines.parse`, tokens narrowed on the same worker thread (numpy releases the GIL)."""
+    starts, parsed = arrow_lines.parse(block, sides, require_label)
+    if parsed is not None:
+        tokens, lengths, labels = parsed
+        parsed = ({side: narrow(t) for side, t in tokens.items()}, lengths, labels)
+    return starts, parsed
+
+
 def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: Parser, arrow: bool) -> Iterator[tuple[bytes, int, Any]]:
-    """Each block with :func:`arrow_lines.parse`'s ``(line starts, arrays or None)``, parsed up to
+    """Each block with :func:`_parse_block`'s ``(line starts, arrays or None)``, parsed up to
     ``_AHEAD`` blocks ahead on worker threads: one pyarrow call keeps 2 cores only ~60% busy, and
     the line checks and conversions release the GIL too. ``arrow=False``: no parsing here."""
     if not arrow:
@@ -423,7 +432,7 @@ def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: Parser, arrow: bool
     with ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="object2vec-read") as pool:
         pending: deque[tuple[bytes, int, Future]] = deque()
         for block, pos in blocks:
-            pending.append((block, pos, pool.submit(arrow_lines.parse, block, parser.sides, parser.require_label, narrow)))
+            pending.append((block, pos, pool.submit(_parse_block, block, parser.sides, parser.require_label)))
             if len(pending) > _AHEAD:
                 block, pos, parsed = pending.popleft()
                 yield block, pos, parsed.result()
@@ -454,20 +463,17 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
             arrow = span is not None or shard[1] == 1  # gzip under several ranks: per line, below
             for block, pos, (starts, parsed) in _read_ahead(_blocks(fh, span), parser, arrow):
                 where = pos + starts if span is not None else np.arange(lineno + 1, lineno + 1 + len(starts), dtype=np.int64)
-                mine = slice(None)
-                if not arrow:  # every rank decodes, each parses its lines
-                    mine = (where - 1) % shard[1] == shard[0]
                 lineno += len(starts)  # every line read counts, also those another rank parses
                 if parsed is not None:
-                    tokens, lengths, labels = parsed
-                    raw = Raw(tokens, lengths, labels, where)
+                    raw = Raw(*parsed, where)
                 else:
                     lines = block.split(b"\n")
                     if block.endswith(b"\n"):
                         lines.pop()
-                    if not isinstance(mine, slice):
-                        lines = [line for line, m in zip(lines, mine, strict=True) if m]
-                    raw = parser.block(*_decode_block(lines, where[mine]))
+                    if not arrow:  # gzip under several ranks: every rank decodes, each parses its lines
+                        mine = (where - 1) % shard[1] == shard[0]
+                        lines, where = [line for line, m in zip(lines, mine, strict=True) if m], where[mine]
+                    raw = parser.block(*_decode_block(lines, where))
                 # share of the input read so far, to size the arrays once (unknown inside a gzip stream)
                 done = None if gz else min(max(pos + len(block) - first, 1) / max(last - first, 1), 1.0)
                 acc.add(raw, done)
