@@ -7,7 +7,7 @@ import torch
 
 from object2vec.config import Hyperparameters
 from object2vec.model import Object2VecNet
-from object2vec.sparse import RowSparseEmbedding
+from object2vec.sparse import RowSparseEmbedding, copy_rows
 from object2vec.train import Optimizers
 
 KWARGS = dict(enc0_max_seq_len=3, enc0_vocab_size=50, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4)
@@ -43,6 +43,22 @@ def test_touched_rows_match_a_dense_step_and_untouched_rows_do_not_change(optimi
         torch.testing.assert_close(after[touched], dense.embeddings()[side].weight.detach()[touched])
     # the rest of the network trains exactly as in the dense model
     torch.testing.assert_close(sparse.output.weight, dense.output.weight)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad"])
+def test_a_row_touched_on_every_step_follows_the_dense_optimizer_over_several_steps(optimizer):
+    """The state (moments, sums) and the step count behind bias correction carry over between steps."""
+    sparse, dense = twin_nets(optimizer=optimizer, learning_rate=0.05, weight_decay=0.01)
+    for net in (sparse, dense):
+        optimizers = Optimizers(net, net.hp)
+        for _ in range(4):
+            optimizers.zero_grad()
+            torch.nn.functional.cross_entropy(net(*BATCH), LABELS).backward()
+            optimizers.step()
+    for side, touched in ((0, [1, 2, 3]), (1, [7, 9])):
+        torch.testing.assert_close(
+            sparse.embeddings()[side].weight.detach()[touched], dense.embeddings()[side].weight.detach()[touched]
+        )
 
 
 def test_a_tied_table_sums_the_gradients_of_both_sides():
@@ -105,3 +121,14 @@ def test_fit_trains_row_sparse_tables(tiny, records):
     trained = Object2Vec(**{**tiny, "epochs": 6}, token_embedding_storage_type="row_sparse", device="cpu", seed=0).fit(records)
     assert not torch.equal(trained.model_.embeddings()[0].weight.detach(), untrained)
     assert trained.history_[-1]["train"]["accuracy"] > 0.9  # dense reaches 1.0 on this toy task
+
+
+@pytest.mark.parametrize(
+    ("dim", "dtype"), [(4, torch.float32), (2, torch.float32), (3, torch.float32), (8, torch.bfloat16), (5, torch.float64)]
+)
+def test_copy_rows_writes_exactly_what_index_copy_writes(dim, dtype):
+    table = torch.randn(20, dim).to(dtype)
+    rows, values = torch.tensor([0, 7, 19, 3]), torch.randn(4, dim).to(dtype)
+    expected = table.clone().index_copy_(0, rows, values)
+    copy_rows(table, rows, values)
+    assert torch.equal(table, expected)

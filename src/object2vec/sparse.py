@@ -5,7 +5,7 @@ A token table can hold millions of rows, yet a batch of 256 pairs of 20 tokens t
 gradient and its optimizer step cover every row (SageMaker's dense semantics). With ``row_sparse``
 each training lookup gathers the batch's *distinct* rows into a small leaf tensor ``(U, D)``;
 autograd fills that leaf's gradient, and :class:`LazyOptimizer` updates just those rows (and their
-optimizer state) with ``index_copy_``. Nothing proportional to the vocabulary happens per step.
+optimizer state) with ``index_copy_`` (:func:`copy_rows`). Nothing proportional to the vocabulary happens per step.
 
 Lazy semantics (the MXNet ``lazy_update`` that SageMaker's row_sparse used):
 
@@ -82,6 +82,22 @@ class RowSparseEmbedding(TokenEmbedding):
         return rows, grad, None
 
 
+_WIDE_ELEMENTS = (torch.complex128, torch.float64)  # 16 and 8 bytes
+
+
+def copy_rows(table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+    """``table[rows] = values`` for a 2-D table. On CPU ``index_copy_`` costs per element, not per
+    row, so rows are moved as 16-byte (or 8-byte) elements when their bytes allow it: a plain
+    byte copy, bit-exact, about 3x faster than copying 4-byte floats one by one."""
+    if table.device.type == "cpu" and table.dtype == values.dtype and table.is_contiguous() and values.is_contiguous():
+        row_bytes = table.shape[1] * table.element_size()
+        for wide in _WIDE_ELEMENTS:
+            if row_bytes % wide.itemsize == 0 and table.storage_offset() * table.element_size() % wide.itemsize == 0:
+                table.view(wide).index_copy_(0, rows, values.view(wide))
+                return
+    table.index_copy_(0, rows, values)
+
+
 def make_embedding(num_embeddings: int, embedding_dim: int, row_sparse: bool) -> TokenEmbedding:
     cls = RowSparseEmbedding if row_sparse else TokenEmbedding
     return cls(num_embeddings, embedding_dim)
@@ -132,37 +148,53 @@ class LazyOptimizer:
                 values = None if values is None else values[keep]
             weight = table.weight
             w = weight.index_select(0, rows) if values is None else values  # (U, D), ours to update in place
-            if self.weight_decay:
-                grad = grad + self.weight_decay * w
             if self.name == "sgd":
-                w -= self.lr * grad
+                w.add_(grad if not self.weight_decay else grad + self.weight_decay * w, alpha=-self.lr)
             elif self.name == "adagrad":
-                if "sum" not in state:  # (not setdefault: its default would be built on every step)
-                    state["sum"] = torch.zeros_like(weight)
-                total = state["sum"]
-                s = total.index_select(0, rows).addcmul_(grad, grad)
-                total.index_copy_(0, rows, s)
-                w -= self.lr * grad / (s.sqrt() + self.eps)
+                w = self._adagrad(state, weight, rows, grad, w)
             else:
                 w = self._adam(state, weight, rows, grad, w)
-            weight.index_copy_(0, rows, w)
+            copy_rows(weight, rows, w)
+
+    @staticmethod
+    def _rows_of(state: dict[str, Any], weight: torch.Tensor, names: tuple[str, ...], rows: torch.Tensor) -> list[torch.Tensor]:
+        """The touched rows of each state table (created as zeros on first use), gathered contiguously."""
+        if names[0] not in state:  # (not setdefault: its default would be built on every step)
+            state.update({name: torch.zeros_like(weight) for name in names})
+        return [state[name].index_select(0, rows) for name in names]
+
+    def _step_tensor(self, state: dict[str, Any]) -> list[torch.Tensor]:
+        """Count the step (the table's global count, kept as an int in the checkpoint) for a fused kernel."""
+        state["step"] = state.get("step", 0) + 1
+        return [torch.tensor(float(state["step"]))]
+
+    def _adagrad(
+        self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, w: torch.Tensor
+    ) -> torch.Tensor:
+        """torch's fused Adagrad kernel (one pass: decay, sum, update) on the gathered rows."""
+        (s,) = self._rows_of(state, weight, ("sum",), rows)
+        torch._fused_adagrad_(
+            [w], [grad.contiguous()], [s], self._step_tensor(state),
+            lr=self.lr, lr_decay=0.0, weight_decay=self.weight_decay, eps=self.eps, maximize=False,
+        )  # fmt: skip
+        copy_rows(state["sum"], rows, s)
+        return w
 
     def _adam(
         self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor, w: torch.Tensor
     ) -> torch.Tensor:
+        """torch's fused Adam kernel (one pass instead of eight: decay, moments, bias correction,
+        update) on the gathered rows and moments; the moments are then written back."""
         beta1, beta2 = self.betas
-        if "exp_avg" not in state:  # (not setdefault: its default would be built on every step)
-            state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(weight), torch.zeros_like(weight)
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        state["step"] = state.get("step", 0) + 1
-        m = exp_avg.index_select(0, rows).mul_(beta1).add_(grad, alpha=1 - beta1)
-        v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        exp_avg.index_copy_(0, rows, m)
-        exp_avg_sq.index_copy_(0, rows, v)
-        correction1 = 1 - beta1 ** state["step"]
-        correction2 = 1 - beta2 ** state["step"]
-        denom = (v / correction2).sqrt_().add_(self.eps)
-        return w.addcdiv_(m, denom, value=-self.lr / correction1)
+        m, v = self._rows_of(state, weight, ("exp_avg", "exp_avg_sq"), rows)
+        torch._fused_adam_(
+            [w], [grad.contiguous()], [m], [v], [], self._step_tensor(state),
+            lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay, eps=self.eps,
+            amsgrad=False, maximize=False,
+        )  # fmt: skip
+        copy_rows(state["exp_avg"], rows, m)
+        copy_rows(state["exp_avg_sq"], rows, v)
+        return w
 
     def state_dict(self) -> dict[str, Any]:
         return {"state": self.state}
