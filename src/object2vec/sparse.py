@@ -23,11 +23,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import distributed
+
+
+def distinct(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(tokens, return_inverse=True)``: the sorted distinct ids and each token's place
+    among them. On CPU numpy's is used: torch's sort is ~2.5x slower at a batch's few thousand ids."""
+    if tokens.device.type != "cpu":
+        return torch.unique(tokens, return_inverse=True)
+    rows, inverse = np.unique(tokens.numpy(), return_inverse=True)
+    return torch.from_numpy(rows), torch.from_numpy(inverse.reshape(tokens.shape))
 
 
 class TokenEmbedding(nn.Embedding):
@@ -53,7 +63,7 @@ class RowSparseEmbedding(TokenEmbedding):
     def lookup(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not (self.training and torch.is_grad_enabled()):
             return self.weight, tokens
-        rows, local = torch.unique(tokens, return_inverse=True)  # (U,), (N,)
+        rows, local = distinct(tokens)  # (U,), (N,)
         leaf = self.weight.detach().index_select(0, rows).requires_grad_()  # (U, D): its .grad is the row_sparse gradient
         self.touched.append((rows, leaf))
         return leaf, local
