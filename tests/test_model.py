@@ -58,6 +58,33 @@ def test_hcnn_has_the_configured_layers_and_filter_width():
     assert len(convs) == 2 and all(c.kernel_size == (5,) for c in convs)
 
 
+def reference_hcnn(encoder, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """HCNN written the obvious way: relu, padding zeroed, amax over time (autograd does the rest)."""
+    x = torch.nn.utils.rnn.pad_sequence(list(encoder.embedding(tokens).split(lengths.tolist())), batch_first=True)
+    padding = ~(torch.arange(x.shape[1])[None, :] < lengths[:, None])[:, None, :]
+    x, pooled = x.transpose(1, 2), []
+    for conv in encoder.convs:
+        x = torch.relu(conv(x)).masked_fill(padding, 0)
+        pooled.append(x.amax(dim=2))
+    return encoder.project(torch.cat(pooled, dim=1))
+
+
+def test_hcnn_forward_and_gradients_are_those_of_relu_then_amax():
+    """The casts, the fp32 branch point and the masking of padding change no number in fp32."""
+    net = net_for("hcnn", enc0_layers=3).train()
+    encoder, (tokens, lengths) = net.encoders[0], flat([1, 2, 3], [4], [0, 0, 5, 6, 7])
+    outputs, grads = [], []
+    for encode in (lambda: encoder(tokens, lengths), lambda: reference_hcnn(encoder, tokens, lengths)):
+        encoder.zero_grad()
+        out = encode()
+        out.pow(2).sum().backward()
+        outputs.append(out)
+        grads.append([p.grad.clone() for p in encoder.parameters()])
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for ours, reference in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, reference)
+
+
 def test_bilstm_is_bidirectional_with_the_configured_layers():
     lstm = net_for("bilstm", enc0_layers=3).encoders[0].lstm
     assert lstm.bidirectional and lstm.num_layers == 3
