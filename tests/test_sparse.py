@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from object2vec import kernels
 from object2vec.config import Hyperparameters
 from object2vec.model import Object2VecNet
 from object2vec.sparse import RowSparseEmbedding, copy_rows
@@ -13,6 +14,21 @@ from object2vec.train import Optimizers
 KWARGS = dict(enc0_max_seq_len=3, enc0_vocab_size=50, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4)
 BATCH = (torch.tensor([1, 2, 3, 2]), torch.tensor([3, 1]), torch.tensor([7, 9]), torch.tensor([1, 1]))
 LABELS = torch.tensor([1, 0])
+
+
+@pytest.fixture(params=["compiled kernel", "pytorch"])
+def update_path(request, monkeypatch):
+    """Each lazy-update test runs on both paths: the compiled in-place kernel and PyTorch's operations."""
+    if request.param == "compiled kernel" and not kernels.available():
+        pytest.skip("no C compiler here: only the PyTorch path can run")
+    calls = []
+    if request.param == "pytorch":
+        monkeypatch.setattr(kernels, "applies", lambda *args: False)
+    else:
+        run = kernels._run
+        monkeypatch.setattr(kernels, "_run", lambda *args: calls.append(args[0]) or run(*args))
+    yield request.param
+    assert bool(calls) == (request.param == "compiled kernel")  # the path under test is the one that ran
 
 
 def twin_nets(**extra) -> tuple[Object2VecNet, Object2VecNet]:
@@ -32,7 +48,7 @@ def one_step(net: Object2VecNet) -> None:
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd"])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_touched_rows_match_a_dense_step_and_untouched_rows_do_not_change(optimizer, weight_decay):
+def test_touched_rows_match_a_dense_step_and_untouched_rows_do_not_change(optimizer, weight_decay, update_path):
     sparse, dense = twin_nets(optimizer=optimizer, learning_rate=0.1, weight_decay=weight_decay)
     before = [e.weight.detach().clone() for e in sparse.embeddings()]
     one_step(sparse)
@@ -46,7 +62,7 @@ def test_touched_rows_match_a_dense_step_and_untouched_rows_do_not_change(optimi
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad"])
-def test_a_row_touched_on_every_step_follows_the_dense_optimizer_over_several_steps(optimizer):
+def test_a_row_touched_on_every_step_follows_the_dense_optimizer_over_several_steps(optimizer, update_path):
     """The state (moments, sums) and the step count behind bias correction carry over between steps."""
     sparse, dense = twin_nets(optimizer=optimizer, learning_rate=0.05, weight_decay=0.01)
     for net in (sparse, dense):
@@ -61,7 +77,7 @@ def test_a_row_touched_on_every_step_follows_the_dense_optimizer_over_several_st
         )
 
 
-def test_a_tied_table_sums_the_gradients_of_both_sides():
+def test_a_tied_table_sums_the_gradients_of_both_sides(update_path):
     sparse, dense = twin_nets(tied_token_embedding_weight=True, optimizer="sgd", learning_rate=0.5)
     batch = (torch.tensor([1, 2]), torch.tensor([2]), torch.tensor([2, 5]), torch.tensor([2]))
     for net in (sparse, dense):
@@ -90,7 +106,7 @@ def test_evaluation_reads_the_full_table_without_recording():
     assert sparse.embeddings()[0].touched == []
 
 
-def test_frozen_rows_never_move():
+def test_frozen_rows_never_move(update_path):
     sparse, _ = twin_nets(optimizer="adam", learning_rate=0.1, weight_decay=0.5)
     table = sparse.embeddings()[0]
     table.frozen_rows = torch.zeros(50, dtype=torch.bool)
@@ -132,3 +148,30 @@ def test_copy_rows_writes_exactly_what_index_copy_writes(dim, dtype):
     expected = table.clone().index_copy_(0, rows, values)
     copy_rows(table, rows, values)
     assert torch.equal(table, expected)
+
+
+def test_the_kernel_refuses_what_it_cannot_update_in_place():
+    if not kernels.available():
+        pytest.skip("no C compiler here")
+    table, grad, rows = torch.zeros(10, 4), torch.ones(2, 4), torch.tensor([1, 3])
+    assert kernels.applies([table, torch.zeros(10, 4)], grad, rows)
+    assert not kernels.applies([table.bfloat16()], grad.bfloat16(), rows)  # fp32 only
+    assert not kernels.applies([table.t()], grad, rows)  # contiguous only
+    assert not kernels.applies([table], grad, torch.tensor([1, 10]))  # a row outside the table
+    assert not kernels.applies([table], grad, torch.tensor([1, -1]))
+
+
+def test_without_a_compiler_training_falls_back_to_pytorch(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("OBJECT2VEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    kernels._library.cache_clear()
+    try:
+        with caplog.at_level("INFO", logger="object2vec"):
+            assert not kernels.available()
+        assert "compiled kernel unavailable" in caplog.text
+        sparse, dense = twin_nets(optimizer="adam", learning_rate=0.1)
+        one_step(sparse)
+        one_step(dense)
+        torch.testing.assert_close(sparse.embeddings()[0].weight[[1, 2, 3]], dense.embeddings()[0].weight[[1, 2, 3]])
+    finally:
+        kernels._library.cache_clear()
