@@ -69,9 +69,12 @@ def reference_hcnn(encoder, tokens: torch.Tensor, lengths: torch.Tensor) -> torc
     return encoder.project(torch.cat(pooled, dim=1))
 
 
-def test_hcnn_forward_and_gradients_are_those_of_relu_then_amax():
-    """The casts, the fp32 branch point and the masking of padding change no number in fp32."""
-    net = net_for("hcnn", enc0_layers=3).train()
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel lengths")
+@pytest.mark.parametrize("width", [3, 4])
+def test_hcnn_forward_and_gradients_are_those_of_relu_then_amax(width):
+    """Its layout (2-D convolutions, channels last), the fp32 branch point and the masking of padding
+    change no number in fp32; an even filter width pads as Conv1d's "same" does."""
+    net = net_for("hcnn", enc0_layers=3, enc0_cnn_filter_width=width).train()
     encoder, (tokens, lengths) = net.encoders[0], flat([1, 2, 3], [4], [0, 0, 5, 6, 7])
     outputs, grads = [], []
     for encode in (lambda: encoder(tokens, lengths), lambda: reference_hcnn(encoder, tokens, lengths)):

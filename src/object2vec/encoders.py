@@ -64,6 +64,15 @@ class PooledEmbedding(nn.Module):
         return F.embedding_bag(ids, table, bag_offsets(lengths), mode="mean")  # (B, enc_dim)
 
 
+def _conv_same(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """``conv`` (a ``Conv1d`` with ``padding="same"``) as a 2-D convolution of height 1 on ``(B, C, 1, T)``."""
+    width = conv.kernel_size[0]
+    left, right = (width - 1) // 2, width // 2  # "same": an even width pads one more on the right
+    if left != right:
+        x, left = F.pad(x, (left, right)), 0
+    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, padding=(0, left))
+
+
 class HCNN(nn.Module):
     """Hierarchical CNN: stacked convolutions, each max-pooled over valid positions, then projected."""
 
@@ -88,18 +97,21 @@ class HCNN(nn.Module):
         if torch.is_autocast_enabled(device):  # cast the rows, contiguous, instead of the transposed (B, D, T) view:
             rows = rows.to(torch.get_autocast_dtype(device))  # a strided copy, and its gradient's, cost 3x more
         x, mask = pad(rows, lengths)  # (B, T, D), (B, T) or None: no padding
-        x = x.transpose(1, 2)  # (B, D, T), channels-last in memory: what oneDNN's convolutions prefer
-        padding = None if mask is None else ~mask[:, None, :]  # (B, 1, T)
+        # (B, D, 1, T) with channels last in memory, as the rows lie: oneDNN's 2-D convolutions run in this
+        # layout without copies (a 1-D convolution of the transposed (B, D, T) view was copied to and from
+        # channels-first every step; 15-25% of a bf16 step in benchmarks/train_throughput.py's hcnn)
+        x = x.unsqueeze(1).permute(0, 3, 1, 2)
+        padding = None if mask is None else ~mask[:, None, None, :]  # (B, 1, 1, T)
         pooled = []
         for conv in self.convs:
             # fp32 between layers: the gradients of a layer's output from the next layer and from its max are
             # summed there; summed in bf16, one parity seed in six fell from 0.99 to 0.88 (fp32 here: +0.78 points)
-            x = F.relu(conv(x)).float()  # (B, C, T)
+            x = F.relu(_conv_same(x, conv)).float()  # (B, C, 1, T)
             if padding is not None:  # zeroed, the next layer sees exactly what an unpadded sequence would
                 x = x.masked_fill(padding, 0)
             # values are >= 0 and padding is 0, so this is the valid max. amax shares the gradient among tied
             # maxima, frequent in bf16; a max pool gives it all to the first (-6.3 points in the parity check)
-            pooled.append(x.amax(dim=2))
+            pooled.append(x.amax(dim=(2, 3)))
         return self.project(torch.cat(pooled, dim=1))  # (B, enc_dim)
 
 
