@@ -58,38 +58,50 @@ class RowSparseEmbedding(TokenEmbedding):
     def __init__(self, num_embeddings: int, embedding_dim: int):
         super().__init__(num_embeddings, embedding_dim)
         self.weight.requires_grad_(False)  # rows are trained through the gathered leaves below
-        self.touched: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # (row of each leaf row, leaf, whether those rows are distinct), one entry per lookup since zero_grad
+        self.touched: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
 
     def lookup(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(table, ids)`` with ``table[ids]`` the vectors of ``tokens``: in training, a leaf of the
+        batch's distinct rows and each token's place in it (for ``embedding_bag``, whose backward
+        then sums a row's gradients)."""
         if not (self.training and torch.is_grad_enabled()):
             return self.weight, tokens
         rows, local = distinct(tokens)  # (U,), (N,)
         leaf = self.weight.detach().index_select(0, rows).requires_grad_()  # (U, D): its .grad is the row_sparse gradient
-        self.touched.append((rows, leaf))
+        self.touched.append((rows, leaf, True))
         return leaf, local
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        table, ids = self.lookup(tokens)
-        return F.embedding(ids, table)
+        """One vector per token. In training the leaf holds one row per token, gathered from the table,
+        so its backward is nothing; :meth:`take_gradient` sums repeated tokens with ``index_add_``,
+        several times cheaper than ``F.embedding``'s backward (which sorts the ids)."""
+        if not (self.training and torch.is_grad_enabled()):
+            return F.embedding(tokens, self.weight)
+        leaf = self.weight.detach().index_select(0, tokens).requires_grad_()  # (N, D)
+        self.touched.append((tokens, leaf, False))
+        return leaf
 
     def take_gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
         """Distinct touched rows, their summed gradient and (when known) their current values.
 
-        The values are the leaf gathered in the forward pass, still equal to the table's rows
-        (nothing writes the table between forward and step), so the optimizer need not gather
-        them again; with several lookups of one table they are not returned. Clears the record.
+        The values are the leaf of one :meth:`lookup`, still equal to the table's rows (nothing
+        writes the table between forward and step), so the optimizer need not gather them again;
+        otherwise (several lookups of a tied table, or per-token leaves) they are not returned.
+        Clears the record.
         """
-        pieces = [(rows, leaf) for rows, leaf in self.touched if leaf.grad is not None]
+        pieces = [(rows, leaf, unique) for rows, leaf, unique in self.touched if leaf.grad is not None]
         self.touched.clear()
         if not pieces:
             return None
-        if len(pieces) == 1:  # one lookup (untied table): rows are already distinct
-            rows, leaf = pieces[0]
+        if len(pieces) == 1 and pieces[0][2]:  # one lookup: rows are already distinct
+            rows, leaf, _ = pieces[0]
             return rows, leaf.grad, leaf.detach()
-        rows, inverse = torch.unique(torch.cat([r for r, _ in pieces]), return_inverse=True)
-        grad = torch.zeros(len(rows), self.embedding_dim, dtype=pieces[0][1].grad.dtype, device=rows.device)
-        grad.index_add_(0, inverse, torch.cat([leaf.grad for _, leaf in pieces]))
-        return rows, grad, None
+        ids = pieces[0][0] if len(pieces) == 1 else torch.cat([r for r, _, _ in pieces])
+        grads = pieces[0][1].grad if len(pieces) == 1 else torch.cat([leaf.grad for _, leaf, _ in pieces])
+        rows, inverse = distinct(ids)
+        grad = torch.zeros(len(rows), self.embedding_dim, dtype=grads.dtype, device=rows.device)
+        return rows, grad.index_add_(0, inverse, grads), None
 
 
 _WIDE_ELEMENTS = (torch.complex128, torch.float64)  # 16 and 8 bytes
@@ -130,7 +142,7 @@ class LazyOptimizer:
         """Clear the gradients of rows gathered so far; the gathered rows themselves stay recorded,
         so ``forward, zero_grad, backward, step`` works as it does for a torch optimizer."""
         for table in self.tables:
-            for _, leaf in table.touched:
+            for _, leaf, _ in table.touched:
                 leaf.grad = None
 
     @torch.no_grad()
