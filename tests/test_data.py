@@ -322,13 +322,13 @@ def torch_cpu():
     return torch.device("cpu")
 
 
-def _random_lines(rng: np.random.Generator, n: int, high: int) -> list[str]:
+def _random_lines(rng: np.random.Generator, n: int, high: int, extra_fields: bool = True) -> list[str]:
     lines = []
     for i in range(n):
         in0 = rng.integers(0, high, rng.integers(1, 8)).tolist()
         in1 = rng.integers(0, high, rng.integers(1, 5)).tolist()
         label = int(rng.integers(0, 3)) if i % 7 else float(rng.integers(0, 3))  # some integral floats
-        extra = ', "id": "x"' if i % 11 == 0 else ""
+        extra = ', "id": "x"' if extra_fields and i % 11 == 0 else ""
         lines.append(f'{{"label": {label}, "in0": {in0}, "in1": {in1}{extra}}}')
     return lines
 
@@ -410,17 +410,26 @@ def test_gzip_shards_name_the_right_line_after_the_first_block(tmp_path, monkeyp
         read_pairs(path, SCHEMA, shard=(rank, 2))
 
 
-# pyarrow reads clean blocks; what it would take but the contract refuses goes to the per-record reader
+# The compiled scanner, then pyarrow, read clean blocks; what they would take but the contract
+# refuses goes to the per-record reader
 
 
-def test_clean_files_are_parsed_by_pyarrow_not_record_by_record(tmp_path, monkeypatch):
+@pytest.mark.parametrize("reader", ["compiled scanner", "pyarrow"])
+def test_clean_files_are_parsed_in_blocks_not_record_by_record(tmp_path, monkeypatch, reader):
     from object2vec import jsonl as data_module
+    from object2vec import kernels
 
+    if reader == "compiled scanner" and not kernels.available():
+        pytest.skip("no C compiler here")
     schema = Schema(vocab_size=(10, 10), max_seq_len=(8, 8), regression=False, num_classes=3)
-    lines = _random_lines(np.random.default_rng(7), 2000, 10)
+    lines = _random_lines(np.random.default_rng(7), 2000, 10, extra_fields=reader == "pyarrow")
     path = write_lines(tmp_path / "a.jsonl", *lines)
     expected = read_pairs([orjson_loads(line) for line in lines], schema)
     monkeypatch.setattr(data_module.Parser, "block", lambda *a: pytest.fail("parsed record by record"))
+    if reader == "pyarrow":
+        monkeypatch.setattr(kernels, "parse_pairs", lambda block: None)
+    else:
+        monkeypatch.setattr(data_module.arrow_lines, "parse", lambda *a: pytest.fail("parsed by pyarrow"))
     for newline in ("\n", "\r\n"):
         path.write_text("".join(line + newline for line in lines))
         data = read_pairs(path, schema)
@@ -475,3 +484,105 @@ def test_extra_fields_with_objects_and_blank_lines_read_the_same_either_way(tmp_
     ]
     data = read_pairs(write_lines(tmp_path / "a.jsonl", *lines), SCHEMA)
     assert data.in0.tokens.tolist() == [1, 2, 4] and data.labels.tolist() == [1, 0]
+
+
+# The compiled scanner accepts a strict subset of what the per-record reader accepts, and reads it the same
+
+
+def _json_pair(record) -> bool:
+    """Whether a decoded line is what the scanner may take: exactly the three keys, ids in int32, a finite label."""
+    if not isinstance(record, dict) or set(record) != {"label", "in0", "in1"}:
+        return False
+    ids_ok = all(
+        type(record[s]) is list and record[s] and all(type(t) is int and 0 <= t < 2**31 for t in record[s])
+        for s in ("in0", "in1")
+    )
+    return ids_ok and type(record["label"]) in (int, float) and np.isfinite(record["label"])
+
+
+@pytest.fixture
+def scanner():
+    from object2vec import kernels
+
+    if not kernels.available():
+        pytest.skip("no C compiler here")
+    return kernels.parse_pairs
+
+
+def test_the_scanner_reads_any_spacing_key_order_and_number_form(scanner):
+    rng = np.random.default_rng(3)
+    lines = []
+    for i in range(500):
+        sp = lambda: " " * int(rng.integers(0, 3)) + "\t" * int(rng.integers(0, 2))  # noqa: E731
+        ids = [[int(t) for t in rng.integers(0, 2**31 - 1 if i % 5 == 0 else 50, rng.integers(1, 6))] for _ in range(2)]
+        label = rng.choice(["1", "0", "-3", "2.5", "-0.125", "1e2", "3E-2", "0.0", "-0", "123456789"])
+        members = [f'"in0"{sp()}:{sp()}[{sp()}{(sp() + "," + sp()).join(map(str, ids[0]))}{sp()}]', f'"in1":[{",".join(map(str, ids[1]))}]',
+                   f'"label"{sp()}:{sp()}{label}']  # fmt: skip
+        rng.shuffle(members)
+        lines.append(sp() + "{" + sp() + ("," + sp()).join(members) + sp() + "}" + sp() + ("\r" if i % 9 == 0 else ""))
+    block = ("\n".join(lines) + "\n").encode()
+    starts, ids, lengths, labels = scanner(block)
+    records = [orjson_loads(line) for line in lines]
+    assert np.array_equal(starts[1:], np.cumsum([len(line) + 1 for line in lines])[:-1])
+    for side in ("in0", "in1"):
+        assert ids[side].tolist() == [t for r in records for t in r[side]]
+        assert lengths[side].tolist() == [len(r[side]) for r in records]
+    assert labels.tolist() == [float(r["label"]) for r in records]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"label": 1, "in0": [], "in1": [2]}',  # empty list
+        '{"label": 1, "in0": [-1], "in1": [2]}',  # negative id
+        '{"label": 1, "in0": [01], "in1": [2]}',  # not JSON
+        '{"label": 1, "in0": [1.0], "in1": [2]}',  # fractional id
+        '{"label": 1, "in0": [2147483648], "in1": [2]}',  # beyond int32
+        '{"label": 1, "in0": [1,], "in1": [2]}',
+        '{"label": 1, "in0": [1], "in1": [2], "id": 7}',  # another key (pyarrow takes these)
+        '{"label": 1, "in0": [1], "in0": [2], "in1": [2]}',  # a duplicate key
+        '{"label": 1e999, "in0": [1], "in1": [2]}',  # not finite
+        '{"label": "1", "in0": [1], "in1": [2]}',
+        '{"label": .5, "in0": [1], "in1": [2]}',
+        '{"label": 1, "in0": [1], "in1": [2]} {}',
+        '{"label": 1, "in0": [1], "in1": [2]',
+        '{"in\\u0030": [1], "label": 1, "in1": [2]}',  # an escaped key
+        "",  # a blank line
+    ],
+)
+def test_the_scanner_leaves_anything_else_to_the_other_readers(scanner, line):
+    good = '{"label": 0, "in0": [1, 2], "in1": [3]}'
+    assert scanner(f"{good}\n{line}\n{good}\n".encode()) is None
+
+
+def test_the_scanner_never_takes_a_mutated_line_the_per_record_reader_would_read_otherwise(scanner):
+    """Random byte edits of valid lines: the scanner either refuses the block or reads exactly what
+    JSON says (and only when the line is a valid pair)."""
+    rng = np.random.default_rng(11)
+    alphabet = list(b' 0123456789-+.eE,:[]{}"\tabeilnr\\x\r')
+    base = b'{"label": 1, "in0": [12, 3], "in1": [40]}'
+    taken = 0
+    for _ in range(3000):
+        line = bytearray(base)
+        for _ in range(int(rng.integers(1, 3))):
+            k = int(rng.integers(0, len(line)))
+            op = rng.integers(0, 3)
+            if op == 0:
+                line[k] = alphabet[int(rng.integers(0, len(alphabet)))]
+            elif op == 1:
+                line.insert(k, alphabet[int(rng.integers(0, len(alphabet)))])
+            elif len(line) > 1:
+                del line[k]
+        scanned = scanner(bytes(line) + b"\n")
+        try:
+            record = orjson_loads(bytes(line).decode())
+        except ValueError:  # orjson's refusal (UnicodeDecodeError is one too)
+            record = None
+        if scanned is None:
+            continue
+        taken += 1
+        assert record is not None and _json_pair(record), line
+        _, ids, _, labels = scanned
+        assert ids["in0"].tolist() == record["in0"] and ids["in1"].tolist() == record["in1"], line
+        assert labels.tolist() == [float(record["label"])], line
+    assert 100 < taken < 2900  # both outcomes were exercised

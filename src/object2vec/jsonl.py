@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from . import arrow_lines
+from . import arrow_lines, kernels
 from .errors import DataError, Problems
 
 PathLike = str | os.PathLike
@@ -414,7 +414,12 @@ def _blocks(fh: BinaryIO, span: tuple[int, int] | None) -> Iterator[tuple[bytes,
 
 
 def _parse_block(block: bytes, sides: tuple[str, ...], require_label: bool) -> tuple[np.ndarray, Any]:
-    """:func:`arrow_lines.parse`, tokens narrowed on the same worker thread (numpy releases the GIL)."""
+    """The compiled scanner (:func:`kernels.parse_pairs`) for labelled pairs, else
+    :func:`arrow_lines.parse`; tokens narrowed on the same worker thread (both release the GIL)."""
+    scanned = kernels.parse_pairs(block) if sides == ("in0", "in1") and require_label else None
+    if scanned is not None:
+        starts, tokens, lengths, labels = scanned
+        return starts, ({side: narrow(t) for side, t in tokens.items()}, lengths, labels)
     starts, parsed = arrow_lines.parse(block, sides, require_label)
     if parsed is not None:
         tokens, lengths, labels = parsed

@@ -31,9 +31,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import torch
-
-from .jsonl import cache_dir
 
 logger = logging.getLogger("object2vec")
 
@@ -92,6 +91,113 @@ void sgd_rows(float *w, const float *grad, const int64_t *rows, int64_t n, int64
     for (int64_t d = 0; d < dim; d++) wr[d] -= lr * (g[d] + weight_decay * wr[d]);
   }
 }
+
+/* ---- JSON Lines of {"label": number, "in0": [ids], "in1": [ids]} -> packed arrays ----
+   A strict scanner for exactly this record shape: any other byte, key, duplicate key, empty list,
+   negative, fractional or over-large id, blank line or non-finite label returns -1, and the block
+   goes to the readers that accept more (pyarrow) or word each problem (the per-record reader). */
+#include <stdlib.h>
+#include <string.h>
+
+#define WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\r')
+
+static int64_t ids_list(const char *b, int64_t n, int64_t *p, int32_t *out, int64_t *count, int64_t cap) {
+  int64_t i = *p, k = 0;
+  if (i >= n || b[i] != '[') return -1;
+  for (i++;;) {
+    while (i < n && WS(b[i])) i++;
+    if (i >= n || b[i] < '0' || b[i] > '9') return -1; /* also an empty list, a sign or a string */
+    int64_t v = b[i++] - '0';
+    if (v == 0 && i < n && b[i] >= '0' && b[i] <= '9') return -1; /* a leading zero is not JSON */
+    while (i < n && b[i] >= '0' && b[i] <= '9') {
+      v = v * 10 + (b[i++] - '0');
+      if (v > 2147483647) return -1;
+    }
+    if (*count + k >= cap) return -1;
+    out[*count + k++] = (int32_t)v;
+    while (i < n && WS(b[i])) i++;
+    if (i < n && b[i] == ',') { i++; continue; }
+    if (i < n && b[i] == ']') { i++; break; }
+    return -1; /* '.', 'e', another value or the end */
+  }
+  *p = i;
+  *count += k;
+  return k;
+}
+
+static int label_number(const char *b, int64_t n, int64_t *p, double *out) {
+  int64_t i = *p, start = i;
+  if (i < n && b[i] == '-') i++;
+  if (i >= n || b[i] < '0' || b[i] > '9') return -1;
+  if (b[i] == '0') i++; else while (i < n && b[i] >= '0' && b[i] <= '9') i++;
+  if (i < n && b[i] == '.') {
+    i++;
+    if (i >= n || b[i] < '0' || b[i] > '9') return -1;
+    while (i < n && b[i] >= '0' && b[i] <= '9') i++;
+  }
+  if (i < n && (b[i] == 'e' || b[i] == 'E')) {
+    i++;
+    if (i < n && (b[i] == '+' || b[i] == '-')) i++;
+    if (i >= n || b[i] < '0' || b[i] > '9') return -1;
+    while (i < n && b[i] >= '0' && b[i] <= '9') i++;
+  }
+  char text[64];
+  if (i - start >= (int64_t)sizeof(text)) return -1;
+  memcpy(text, b + start, i - start);
+  text[i - start] = 0;
+  *out = strtod(text, NULL);
+  if (!isfinite(*out)) return -1;
+  *p = i;
+  return 0;
+}
+
+/* Returns the number of lines, or -1. starts[l]: byte offset of line l; counts[s]: ids written. */
+int64_t parse_pairs(const char *b, int64_t n, int64_t *starts, int32_t *ids0, int64_t *len0, int32_t *ids1,
+                    int64_t *len1, double *labels, int64_t cap, int64_t *counts) {
+  int64_t i = 0, line = 0;
+  counts[0] = counts[1] = 0;
+  while (i < n) {
+    if (line >= cap) return -1;
+    starts[line] = i;
+    while (i < n && WS(b[i])) i++;
+    if (i >= n || b[i] != '{') return -1;
+    i++;
+    int seen = 0;
+    for (;;) {
+      while (i < n && WS(b[i])) i++;
+      int key;
+      if (i + 5 <= n && memcmp(b + i, "\"in0\"", 5) == 0) key = 0, i += 5;
+      else if (i + 5 <= n && memcmp(b + i, "\"in1\"", 5) == 0) key = 1, i += 5;
+      else if (i + 7 <= n && memcmp(b + i, "\"label\"", 7) == 0) key = 2, i += 7;
+      else return -1; /* another key, an escape, an empty object */
+      if (seen & (1 << key)) return -1;
+      seen |= 1 << key;
+      while (i < n && WS(b[i])) i++;
+      if (i >= n || b[i] != ':') return -1;
+      i++;
+      while (i < n && WS(b[i])) i++;
+      if (key == 2) {
+        if (label_number(b, n, &i, &labels[line]) < 0) return -1;
+      } else {
+        int64_t k = ids_list(b, n, &i, key == 0 ? ids0 : ids1, &counts[key], cap);
+        if (k < 0) return -1;
+        (key == 0 ? len0 : len1)[line] = k;
+      }
+      while (i < n && WS(b[i])) i++;
+      if (i < n && b[i] == ',') { i++; continue; }
+      if (i < n && b[i] == '}') { i++; break; }
+      return -1;
+    }
+    if (seen != 7) return -1;
+    while (i < n && WS(b[i])) i++;
+    if (i < n) {
+      if (b[i] != '\n') return -1;
+      i++;
+    }
+    line++;
+  }
+  return line;
+}
 """
 # -fno-math-errno lets sqrtf vectorise; no -ffast-math: the arithmetic stays IEEE, as torch's
 _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC"]
@@ -102,7 +208,9 @@ _SIGNATURES = {
     "adam_rows": [_P] * 5 + [_I] * 2 + [_F] * 7,
     "adagrad_rows": [_P] * 4 + [_I] * 2 + [_F] * 3,
     "sgd_rows": [_P] * 3 + [_I] * 2 + [_F] * 2,
+    "parse_pairs": [ctypes.c_char_p, _I] + [_P] * 6 + [_I, _P],
 }
+_PARSE_RESTYPE = ctypes.c_int64
 
 
 def _cpu_identity() -> str:
@@ -138,6 +246,8 @@ def _library() -> ctypes.CDLL | None:
     """The compiled kernels, built on first use; ``None`` where they cannot be (the PyTorch path runs)."""
     if os.environ.get("OBJECT2VEC_KERNELS", "1") == "0":
         return None
+    from .jsonl import cache_dir  # (here: jsonl reads files through this module's parser)
+
     key = hashlib.sha256("\0".join([_SOURCE, *_FLAGS, _OPENMP, _cpu_identity(), platform.machine()]).encode()).hexdigest()[:16]
     target = cache_dir() / "kernels" / f"lazy_rows-{key}.so"
     try:
@@ -149,7 +259,7 @@ def _library() -> ctypes.CDLL | None:
         return None
     for name, argtypes in _SIGNATURES.items():
         function = getattr(library, name)
-        function.argtypes, function.restype = argtypes, None
+        function.argtypes, function.restype = argtypes, (_PARSE_RESTYPE if name == "parse_pairs" else None)
     return library
 
 
@@ -212,3 +322,26 @@ def adagrad_rows(
 def sgd_rows(weight: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor, *, lr: float, weight_decay: float) -> None:
     """SGD on ``rows`` of ``weight``, in place."""
     _run("sgd_rows", [weight.data_ptr(), grad.data_ptr()], rows, weight.shape[1], lr, weight_decay)
+
+
+def parse_pairs(block: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray] | None:
+    """``(line starts, ids, lengths, labels)`` of a block of ``{"label", "in0", "in1"}`` lines, or
+    ``None`` when the kernel is unavailable or the block holds anything else (see the C source: the
+    scanner accepts a strict subset of what the per-record reader accepts, and gives the same arrays).
+    The buffers are sized for the worst case but allocated lazily by the OS: only written pages cost."""
+    library = _library()
+    if library is None:
+        return None
+    cap = len(block) // 2 + 1  # a line or an id takes at least two bytes
+    starts, lengths = np.empty(cap, np.int64), (np.empty(cap, np.int64), np.empty(cap, np.int64))
+    ids, labels, counts = (np.empty(cap, np.int32), np.empty(cap, np.int32)), np.empty(cap, np.float64), np.zeros(2, np.int64)
+    pointers = [starts, ids[0], lengths[0], ids[1], lengths[1], labels]
+    lines = library.parse_pairs(block, len(block), *(a.ctypes.data for a in pointers), cap, counts.ctypes.data)
+    if lines < 0:
+        return None
+    return (
+        starts[:lines].copy(),
+        {"in0": ids[0][: counts[0]], "in1": ids[1][: counts[1]]},
+        {"in0": lengths[0][:lines].copy(), "in1": lengths[1][:lines].copy()},
+        labels[:lines].copy(),
+    )
