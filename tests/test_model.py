@@ -154,3 +154,26 @@ def test_dropout_is_active_only_in_training():
     a = net(*batch)
     torch.manual_seed(2)
     assert not torch.allclose(a, net(*batch))
+
+
+@pytest.mark.parametrize("lengths", [[5, 5, 5], [3, 1, 5]])
+def test_hcnn_in_bf16_gives_the_same_numbers_with_the_compiled_relu_max(monkeypatch, lengths):
+    """The kernel's one pass each way computes what relu, the fp32 cast, amax and autograd's fp32 sum do."""
+    from object2vec import kernels
+
+    if not kernels.available():
+        pytest.skip("no C compiler here")
+    net = net_for("hcnn", enc0_layers=3).train()
+    encoder = net.encoders[0]
+    tokens = torch.randint(0, 30, (sum(lengths),))
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(kernels, "relu_max_applies", lambda y: False)
+        encoder.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = encoder(tokens, torch.tensor(lengths))
+        out.float().pow(2).sum().backward()
+        results.append([out.detach(), *(p.grad.clone() for p in encoder.parameters())])
+    for compiled, reference in zip(*results, strict=True):
+        torch.testing.assert_close(compiled, reference, rtol=0, atol=0)
