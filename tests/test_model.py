@@ -177,3 +177,18 @@ def test_hcnn_in_bf16_gives_the_same_numbers_with_the_compiled_relu_max(monkeypa
         results.append([out.detach(), *(p.grad.clone() for p in encoder.parameters())])
     for compiled, reference in zip(*results, strict=True):
         torch.testing.assert_close(compiled, reference, rtol=0, atol=0)
+
+
+def test_pooled_embedding_over_a_row_sparse_leaf_has_embedding_bags_gradient():
+    """The compiled backward of the mean over a row_sparse leaf equals torch's embedding_bag backward."""
+    from object2vec import encoders, kernels
+
+    if not kernels.available():
+        pytest.skip("no C compiler here")
+    leaf = torch.randn(7, 70, requires_grad=True)  # 70 columns: more than one block of the kernel's split
+    ids, lengths = torch.tensor([0, 3, 3, 6, 1, 0, 2, 5, 5, 5]), torch.tensor([3, 1, 6])
+    grad = torch.randn(3, 70)
+    encoders._BagMean.apply(leaf, ids, lengths).backward(grad)
+    ours, leaf.grad = leaf.grad, None
+    torch.nn.functional.embedding_bag(ids, leaf, encoders.bag_offsets(lengths), mode="mean").backward(grad)
+    torch.testing.assert_close(ours, leaf.grad)

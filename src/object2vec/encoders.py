@@ -63,7 +63,31 @@ class PooledEmbedding(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         table, ids = self.embedding.lookup(tokens)
+        if (
+            table.requires_grad
+            and table.is_leaf
+            and table.device.type == "cpu"
+            and table.dtype == torch.float32
+            and kernels.available()
+        ):
+            return _BagMean.apply(table, ids, lengths)  # a row_sparse leaf: the compiled backward
         return F.embedding_bag(ids, table, bag_offsets(lengths), mode="mean")  # (B, enc_dim)
+
+
+class _BagMean(torch.autograd.Function):
+    """``embedding_bag(mode="mean")`` over a row_sparse leaf, whose backward is one compiled pass
+    (:func:`kernels.bag_mean_backward`) instead of torch's sort of the ids and segment sums."""
+
+    @staticmethod
+    def forward(ctx: Any, table: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids, lengths)
+        ctx.rows = table.shape[0]
+        return F.embedding_bag(ids, table, bag_offsets(lengths), mode="mean")  # (B, enc_dim)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        ids, lengths = ctx.saved_tensors
+        return kernels.bag_mean_backward(grad, ids, lengths, ctx.rows), None, None
 
 
 class _ReluMax(torch.autograd.Function):

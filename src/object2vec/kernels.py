@@ -261,6 +261,28 @@ void relu_max_backward(const uint16_t *h, const float *top, const float *ties, c
     }
   }
 }
+
+/* ---- pooled_embedding's backward: each token's row gets its bag's gradient / the bag's length ----
+   grad_rows (n_rows x dim) is zeroed here; threads split the columns, so no two write one float. */
+void bag_mean_backward(const float *grad_bags, const int64_t *local, const int64_t *lengths, float *grad_rows,
+                       int64_t n_bags, int64_t n_rows, int64_t dim) {
+  const int64_t block = 64;
+  #pragma omp parallel for schedule(static)
+  for (int64_t d0 = 0; d0 < dim; d0 += block) {
+    const int64_t d1 = d0 + block < dim ? d0 + block : dim;
+    for (int64_t r = 0; r < n_rows; r++)
+      for (int64_t d = d0; d < d1; d++) grad_rows[r * dim + d] = 0.0f;
+    int64_t t = 0;
+    for (int64_t b = 0; b < n_bags; b++) {
+      const float *g = grad_bags + b * dim;
+      const float scale = 1.0f / (float)lengths[b];
+      for (int64_t end = t + lengths[b]; t < end; t++) {
+        float *out = grad_rows + local[t] * dim;
+        for (int64_t d = d0; d < d1; d++) out[d] += g[d] * scale;
+      }
+    }
+  }
+}
 """
 # -fno-math-errno lets sqrtf vectorise; no -ffast-math: the arithmetic stays IEEE, as torch's
 _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC"]
@@ -275,6 +297,7 @@ _SIGNATURES = {
     "parse_pairs": [ctypes.c_char_p, _I] + [_P] * 6 + [_I, _P],
     "relu_max_forward": [_P] * 5 + [_I] * 3,
     "relu_max_backward": [_P] * 6 + [_I] * 3,
+    "bag_mean_backward": [_P] * 4 + [_I] * 3,
 }
 _PARSE_RESTYPE = ctypes.c_int64
 
@@ -458,3 +481,15 @@ def relu_max_backward(
         grad_y.data_ptr(), batch, steps, channels,
     )  # fmt: skip
     return grad_y
+
+
+def bag_mean_backward(grad_bags: torch.Tensor, local: torch.Tensor, lengths: torch.Tensor, rows: int) -> torch.Tensor:
+    """The gradient of ``embedding_bag(local, table, mode="mean")`` for the ``rows`` rows of a CPU
+    fp32 table: a bag's gradient divided by its length, summed into each of its tokens' rows."""
+    grad_bags = grad_bags.float().contiguous()
+    local, lengths = local.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
+    grad_rows = torch.empty(rows, grad_bags.shape[1])
+    _library().bag_mean_backward(
+        grad_bags.data_ptr(), local.data_ptr(), lengths.data_ptr(), grad_rows.data_ptr(), len(lengths), rows, grad_bags.shape[1]
+    )
+    return grad_rows
