@@ -1,4 +1,4 @@
-"""Two compiled kernels for CPU hot loops: the lazy (``row_sparse``) optimizer step, and JSON Lines parsing.
+"""Compiled kernels for CPU hot loops that PyTorch runs as many small passes or with copies.
 
 * **Touched rows updated in place.** Written with PyTorch operations, a lazy Adam step gathers the
   touched rows of the weights and both moments into new tensors, updates them and scatters all
@@ -13,6 +13,11 @@
   accepts (see the C source) and refuses a whole block otherwise, which then goes to pyarrow and
   the per-record reader as before (``tests/test_data.py`` compares it with JSON on random spacing,
   key orders, number forms and thousands of byte mutations).
+* **hcnn's relu and max over time, bf16** (``relu_max_forward``/``backward``): one pass each way
+  instead of casts to fp32 and back and ``amax``'s backward, with the same numbers
+  (``tests/test_model.py`` checks them bit for bit).
+* **pooled_embedding's backward over a row_sparse leaf** (``bag_mean_backward``): one pass instead of
+  ``embedding_bag``'s sort of the ids and segment sums.
 
 The C source below is compiled on first use with the system C compiler (``$CC``, else ``cc``,
 ``gcc`` or ``clang``; in about 0.1 s) into the cache folder (``$OBJECT2VEC_CACHE_DIR/kernels``),
