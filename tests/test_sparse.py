@@ -168,7 +168,7 @@ def test_without_a_compiler_training_falls_back_to_pytorch(tmp_path, monkeypatch
     try:
         with caplog.at_level("INFO", logger="object2vec"):
             assert not kernels.available()
-        assert "compiled kernel unavailable" in caplog.text
+        assert "compiled kernels unavailable" in caplog.text
         sparse, dense = twin_nets(optimizer="adam", learning_rate=0.1)
         one_step(sparse)
         one_step(dense)

@@ -354,7 +354,7 @@ def _library() -> ctypes.CDLL | None:
             _compile(target)
         library = ctypes.CDLL(str(target))
     except OSError as e:  # no compiler, a read-only cache, a foreign platform: PyTorch does the same work
-        logger.info("object2vec: row_sparse updates use PyTorch operations (compiled kernel unavailable: %s)", e)
+        logger.info("object2vec: compiled kernels unavailable (%s); PyTorch, pyarrow and Python do their work, slower", e)
         return None
     for name, argtypes in _SIGNATURES.items():
         function = getattr(library, name)
@@ -464,8 +464,8 @@ def relu_max_forward(y: torch.Tensor, padding: torch.Tensor | None) -> tuple[tor
     batch, channels, _, steps = y.shape
     h = torch.empty_like(y)  # channels last, as y
     top, ties = torch.empty(batch, channels), torch.empty(batch, channels)
-    pad = 0 if padding is None else padding.to(torch.uint8).contiguous()
-    pad_pointer = None if padding is None else pad.data_ptr()  # type: ignore[union-attr]
+    pad = None if padding is None else padding.to(torch.uint8).contiguous()
+    pad_pointer = None if pad is None else pad.data_ptr()
     _library().relu_max_forward(y.data_ptr(), pad_pointer, h.data_ptr(), top.data_ptr(), ties.data_ptr(), batch, steps, channels)
     return h, top, ties
 
