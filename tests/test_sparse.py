@@ -94,7 +94,10 @@ def test_row_sparse_tables_are_not_autograd_parameters_of_the_full_table():
     sparse(*BATCH).sum().backward()
     rows, grad, values = table.take_gradient()
     assert rows.tolist() == [1, 2, 3] and grad.shape == (3, 4)
-    torch.testing.assert_close(values, table.weight[rows])  # the forward's gather, reused by the optimizer
+    if kernels.available():  # pooled bags read the table; the rows got a gradient slot, no copy of their values
+        assert values is None
+    else:  # the forward's gather, reused by the optimizer
+        torch.testing.assert_close(values, table.weight[rows])
 
 
 def test_evaluation_reads_the_full_table_without_recording():

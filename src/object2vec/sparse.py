@@ -60,8 +60,9 @@ class RowSparseEmbedding(TokenEmbedding):
     def __init__(self, num_embeddings: int, embedding_dim: int):
         super().__init__(num_embeddings, embedding_dim)
         self.weight.requires_grad_(False)  # rows are trained through the gathered leaves below
-        # (row of each leaf row, leaf, whether those rows are distinct), one entry per lookup since zero_grad
-        self.touched: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
+        # (row of each leaf row, leaf, whether those rows are distinct, whether the leaf holds their values),
+        # one entry per lookup since zero_grad
+        self.touched: list[tuple[torch.Tensor, torch.Tensor, bool, bool]] = []
 
     def lookup(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(table, ids)`` with ``table[ids]`` the vectors of ``tokens``: in training, a leaf of the
@@ -71,8 +72,15 @@ class RowSparseEmbedding(TokenEmbedding):
             return self.weight, tokens
         rows, local = distinct(tokens)  # (U,), (N,)
         leaf = self.weight.detach().index_select(0, rows).requires_grad_()  # (U, D): its .grad is the row_sparse gradient
-        self.touched.append((rows, leaf, True))
+        self.touched.append((rows, leaf, True, True))
         return leaf, local
+
+    def gradient_slot(self, rows: torch.Tensor) -> torch.Tensor:
+        """A leaf ``(len(rows), D)`` of the distinct ``rows`` that only receives their gradient: for an
+        encoder that reads the rows from the table itself (its values are never set, never read)."""
+        slot = torch.empty(len(rows), self.embedding_dim, device=self.weight.device).requires_grad_()
+        self.touched.append((rows, slot, True, False))
+        return slot
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """One vector per token. In training the leaf holds one row per token, gathered from the table,
@@ -81,7 +89,7 @@ class RowSparseEmbedding(TokenEmbedding):
         if not (self.training and torch.is_grad_enabled()):
             return F.embedding(tokens, self.weight)
         leaf = self.weight.detach().index_select(0, tokens).requires_grad_()  # (N, D)
-        self.touched.append((tokens, leaf, False))
+        self.touched.append((tokens, leaf, False, True))
         return leaf
 
     def take_gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
@@ -92,15 +100,15 @@ class RowSparseEmbedding(TokenEmbedding):
         otherwise (several lookups of a tied table, or per-token leaves) they are not returned.
         Clears the record.
         """
-        pieces = [(rows, leaf, unique) for rows, leaf, unique in self.touched if leaf.grad is not None]
+        pieces = [piece for piece in self.touched if piece[1].grad is not None]
         self.touched.clear()
         if not pieces:
             return None
         if len(pieces) == 1 and pieces[0][2]:  # one lookup: rows are already distinct
-            rows, leaf, _ = pieces[0]
-            return rows, leaf.grad, leaf.detach()
-        ids = pieces[0][0] if len(pieces) == 1 else torch.cat([r for r, _, _ in pieces])
-        grads = pieces[0][1].grad if len(pieces) == 1 else torch.cat([leaf.grad for _, leaf, _ in pieces])
+            rows, leaf, _, holds_values = pieces[0]
+            return rows, leaf.grad, leaf.detach() if holds_values else None
+        ids = pieces[0][0] if len(pieces) == 1 else torch.cat([piece[0] for piece in pieces])
+        grads = pieces[0][1].grad if len(pieces) == 1 else torch.cat([piece[1].grad for piece in pieces])
         rows, inverse = distinct(ids)
         grad = torch.zeros(len(rows), self.embedding_dim, dtype=grads.dtype, device=rows.device)
         return rows, grad.index_add_(0, inverse, grads), None
@@ -144,7 +152,7 @@ class LazyOptimizer:
         """Clear the gradients of rows gathered so far; the gathered rows themselves stay recorded,
         so ``forward, zero_grad, backward, step`` works as it does for a torch optimizer."""
         for table in self.tables:
-            for _, leaf, _ in table.touched:
+            for _, leaf, _, _ in table.touched:
                 leaf.grad = None
 
     @torch.no_grad()
