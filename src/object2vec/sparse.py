@@ -4,8 +4,9 @@ A token table can hold millions of rows, yet a batch of 256 pairs of 20 tokens t
 10,240 of them. With ``token_embedding_storage_type=dense`` the table is an ordinary parameter: its
 gradient and its optimizer step cover every row (SageMaker's dense semantics). With ``row_sparse``
 each training lookup gathers rows into a small leaf tensor (the batch's *distinct* rows for
-``pooled_embedding``'s bags, one row per token for hcnn and bilstm); autograd fills that leaf's
-gradient, and :class:`LazyOptimizer` updates just those rows and their optimizer state: in place by
+``pooled_embedding``'s bags, one row per token for hcnn and bilstm; on CPU the bags read the table
+itself and the distinct rows get only a gradient slot, :meth:`RowSparseEmbedding.gradient_slot`);
+autograd fills that leaf's gradient, and :class:`LazyOptimizer` updates just those rows and their optimizer state: in place by
 :mod:`object2vec.kernels` on CPU, else gathered, updated by torch's fused kernels and written back
 (:func:`copy_rows`). Nothing proportional to the vocabulary happens per step.
 
