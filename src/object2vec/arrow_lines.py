@@ -1,4 +1,4 @@
-"""The fast path of :mod:`object2vec.data`: blocks of JSON Lines parsed by pyarrow, several at once.
+"""The second path of :mod:`object2vec.jsonl` (after the compiled scanner): blocks of JSON Lines parsed by pyarrow.
 
 ``pyarrow.json.read_json`` turns bytes into packed arrays in C++, several times faster than decoding
 records one by one in Python, but it reads more leniently than the contract of

@@ -73,8 +73,7 @@ class PooledEmbedding(nn.Module):
 
 def _bag_kernel_applies(embedding: RowSparseEmbedding) -> bool:
     weight = embedding.weight
-    training = embedding.training and torch.is_grad_enabled()
-    return training and weight.device.type == "cpu" and weight.dtype == torch.float32 and kernels.available()
+    return embedding.recording and weight.device.type == "cpu" and weight.dtype == torch.float32 and kernels.available()
 
 
 class _BagMean(torch.autograd.Function):
@@ -155,12 +154,13 @@ class HCNN(nn.Module):
         # layout without copies (a 1-D convolution of the transposed (B, D, T) view was copied to and from
         # channels-first every step; 15-25% of a bf16 step in benchmarks/train_throughput.py's hcnn)
         x = x.unsqueeze(1).permute(0, 3, 1, 2)
-        padding = None if mask is None else ~mask[:, None, None, :]  # (B, 1, 1, T)
+        padded = None if mask is None else ~mask  # (B, T)
+        padding = None if padded is None else padded[:, None, None, :]  # (B, 1, 1, T)
         pooled = []
         for conv in self.convs:
             y = _conv_same(x, conv)
             if kernels.relu_max_applies(y):  # bf16: one compiled pass each way, the same numbers as below
-                x, top = _ReluMax.apply(y, None if mask is None else ~mask)
+                x, top = _ReluMax.apply(y, padded)
                 pooled.append(top)
                 continue
             # fp32 between layers: the gradients of a layer's output from the next layer and from its max are

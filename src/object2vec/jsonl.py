@@ -1,9 +1,10 @@
 """JSON Lines files (and in-memory records) to type-checked arrays, before any schema check.
 
 What :func:`object2vec.data.read_pairs` reads goes through here: files are cut into blocks of whole
-lines; each block is parsed by pyarrow on a worker thread when it provably holds one valid record a
-line (:mod:`object2vec.arrow_lines`), else decoded record by record by :class:`Parser`, which words
-every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
+lines; on a worker thread each block is read by the compiled scanner when it holds only plain
+labelled pairs (:func:`object2vec.kernels.parse_pairs`), else by pyarrow when it provably holds one
+valid record a line (:mod:`object2vec.arrow_lines`), else record by record by :class:`Parser`, which
+words every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
 sequence limits or the label kind, so it is what the binary cache keeps (:func:`read_file`).
 """
 
@@ -449,8 +450,9 @@ def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: Parser, arrow: bool
 def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> Raw:
     """Stream a file (or this rank's shard of it) in blocks of lines into one :class:`Raw`.
 
-    Each block goes to pyarrow's multi-threaded reader when it provably holds one valid record a
-    line (:mod:`object2vec.arrow_lines`), else to the per-record reader that words every problem.
+    Each block is read on a worker thread by :func:`_parse_block` (the compiled scanner, else pyarrow
+    when the block provably holds one valid record a line), else by the per-record reader that words
+    every problem.
     ``where`` holds line numbers, or byte offsets when reading a byte range (see :class:`LineOf`).
     A damaged file becomes a problem, not an exception.
     """

@@ -295,16 +295,15 @@ _OPENMP = "-fopenmp"  # dropped if the compiler has no OpenMP (one thread then),
 _COMPILE_SECONDS = 120
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-_SIGNATURES = {
-    "adam_rows": [_P] * 5 + [_I] * 2 + [_F] * 7,
-    "adagrad_rows": [_P] * 4 + [_I] * 2 + [_F] * 3,
-    "sgd_rows": [_P] * 3 + [_I] * 2 + [_F] * 2,
-    "parse_pairs": [ctypes.c_char_p, _I] + [_P] * 6 + [_I, _P],
-    "relu_max_forward": [_P] * 5 + [_I] * 3,
-    "relu_max_backward": [_P] * 6 + [_I] * 3,
-    "bag_mean_backward": [_P] * 4 + [_I] * 3,
+_SIGNATURES = {  # name: (argument types, result type)
+    "adam_rows": ([_P] * 5 + [_I] * 2 + [_F] * 7, None),
+    "adagrad_rows": ([_P] * 4 + [_I] * 2 + [_F] * 3, None),
+    "sgd_rows": ([_P] * 3 + [_I] * 2 + [_F] * 2, None),
+    "parse_pairs": ([ctypes.c_char_p, _I] + [_P] * 6 + [_I, _P], _I),
+    "relu_max_forward": ([_P] * 5 + [_I] * 3, None),
+    "relu_max_backward": ([_P] * 6 + [_I] * 3, None),
+    "bag_mean_backward": ([_P] * 4 + [_I] * 3, None),
 }
-_PARSE_RESTYPE = ctypes.c_int64
 
 
 def _cpu_identity() -> str:
@@ -356,9 +355,9 @@ def _library() -> ctypes.CDLL | None:
     except OSError as e:  # no compiler, a read-only cache, a foreign platform: PyTorch does the same work
         logger.info("object2vec: compiled kernels unavailable (%s); PyTorch, pyarrow and Python do their work, slower", e)
         return None
-    for name, argtypes in _SIGNATURES.items():
+    for name, (argtypes, restype) in _SIGNATURES.items():
         function = getattr(library, name)
-        function.argtypes, function.restype = argtypes, (_PARSE_RESTYPE if name == "parse_pairs" else None)
+        function.argtypes, function.restype = argtypes, restype
     return library
 
 

@@ -65,11 +65,16 @@ class RowSparseEmbedding(TokenEmbedding):
         # one entry per lookup since zero_grad
         self.touched: list[tuple[torch.Tensor, torch.Tensor, bool, bool]] = []
 
+    @property
+    def recording(self) -> bool:
+        """Whether lookups now record rows for :class:`LazyOptimizer` (training, with autograd on)."""
+        return self.training and torch.is_grad_enabled()
+
     def lookup(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(table, ids)`` with ``table[ids]`` the vectors of ``tokens``: in training, a leaf of the
         batch's distinct rows and each token's place in it (for ``embedding_bag``, whose backward
         then sums a row's gradients)."""
-        if not (self.training and torch.is_grad_enabled()):
+        if not self.recording:
             return self.weight, tokens
         rows, local = distinct(tokens)  # (U,), (N,)
         leaf = self.weight.detach().index_select(0, rows).requires_grad_()  # (U, D): its .grad is the row_sparse gradient
@@ -87,7 +92,7 @@ class RowSparseEmbedding(TokenEmbedding):
         """One vector per token. In training the leaf holds one row per token, gathered from the table,
         so its backward is nothing; :meth:`take_gradient` sums repeated tokens with ``index_add_``,
         several times cheaper than ``F.embedding``'s backward (which sorts the ids)."""
-        if not (self.training and torch.is_grad_enabled()):
+        if not self.recording:
             return F.embedding(tokens, self.weight)
         leaf = self.weight.detach().index_select(0, tokens).requires_grad_()  # (N, D)
         self.touched.append((tokens, leaf, False, True))
