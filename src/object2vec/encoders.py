@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import kernels
+from . import kernels, recurrent
 from .config import EncoderConfig
 from .sparse import RowSparseEmbedding, TokenEmbedding, distinct
 
@@ -186,8 +186,10 @@ class BiLSTM(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D), (B, T) or None: no padding
-        # The recurrence stays fp32 under a bf16 autocast: a bf16 cell state lost 4.3 accuracy points
-        # on average (one seed in six fell from 0.93 to 0.70) in benchmarks/train_throughput.py's parity check.
+        if recurrent.applies(x):  # bf16 on a CPU: bf16 products, fp32 cell state (see object2vec.recurrent)
+            return self.project(recurrent.bilstm_max(self.lstm, x, lengths))
+        # Elsewhere the recurrence stays fp32 under a bf16 autocast: nn.LSTM's bf16 cell state lost 4.3
+        # accuracy points on average (one seed in six fell from 0.93 to 0.70) in the benchmark's parity check.
         with torch.autocast(x.device.type, enabled=False):
             if mask is None:  # every sequence full length: no packing needed
                 out, _ = self.lstm(x.float())  # (B, T, 2H)
