@@ -198,3 +198,58 @@ def test_pooled_embedding_of_a_row_sparse_table_has_embedding_bags_gradient():
     reference.backward(grad)
     torch.testing.assert_close(out, reference)
     torch.testing.assert_close(slot.grad, leaf.grad)
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bilstm_in_bf16_matches_the_fp32_lstm_to_bf16_rounding(monkeypatch, layers):
+    """bf16 products with an fp32 cell state (object2vec.recurrent): the output and every gradient
+    equal nn.LSTM's in fp32 to bf16 precision, on a padded batch (direction 1 starts at each
+    sequence's last token; padding never reaches the max)."""
+    from object2vec import kernels, recurrent
+
+    if not kernels.available():
+        pytest.skip("no C compiler here")
+    calls = []
+    bilstm_max = recurrent.bilstm_max
+    monkeypatch.setattr(recurrent, "bilstm_max", lambda *args: calls.append(1) or bilstm_max(*args))
+    encoder = net_for("bilstm", enc0_layers=layers).train().encoders[0]
+    lengths = torch.tensor([7, 1, 4, 7, 2])
+    tokens = torch.randint(0, 30, (int(lengths.sum()),))
+    results = []
+    for precision in ("bf16", "fp32"):
+        encoder.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = encoder(tokens, lengths)
+        out.float().pow(2).sum().backward()
+        results.append([out.detach(), *(p.grad.clone() for p in encoder.parameters())])
+    assert calls == [1]  # the bf16 pass only
+    for name, bf16, fp32 in zip(["output", *(n for n, _ in encoder.named_parameters())], *results, strict=True):
+        assert _relative_error(bf16, fp32) < 0.02, name
+
+
+def test_bilstm_in_bf16_keeps_each_sequence_independent_of_the_batch():
+    from object2vec import kernels
+
+    if not kernels.available():
+        pytest.skip("no C compiler here")
+    net = net_for("bilstm")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        alone = net.encode(0, *flat([3, 1, 4]))
+        padded = net.encode(0, *flat([1, 5, 9, 2, 6, 5, 3, 5], [3, 1, 4]))[1:]
+    torch.testing.assert_close(alone.float(), padded.float(), rtol=0.02, atol=0.01)
+
+
+def test_bilstm_in_bf16_without_the_kernels_runs_nn_lstm_in_fp32(monkeypatch):
+    from object2vec import kernels, recurrent
+
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    monkeypatch.setattr(recurrent, "bilstm_max", lambda *args: pytest.fail("the compiled recurrence ran"))
+    net = net_for("bilstm")
+    batch = flat([3, 1, 4], [1, 5])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net.encode(0, *batch)
+    torch.testing.assert_close(out.float(), net.encode(0, *batch), rtol=0.02, atol=0.01)  # only the projection ran in bf16
