@@ -282,25 +282,38 @@ void relu_max_backward(const uint16_t *h, const float *top, const float *ties, c
 }
 
 /* ---- pooled_embedding's backward: each token's row gets its bag's gradient / the bag's length ----
-   grad_rows (n_rows x dim) is zeroed here; threads split the columns, so no two write one float. */
-void bag_mean_backward(const float *grad_bags, const int64_t *local, const int64_t *lengths, float *grad_rows,
-                       int64_t n_bags, int64_t n_rows, int64_t dim) {
-  const int64_t block = 64;
+   The tokens are first grouped by row (a counting sort that keeps their order), then each row sums
+   its tokens' shares and is written once: threads split the rows, so no two write one float, and
+   no pass zeroes the output or reads it back (a column split over all tokens took 4x as long). */
+#include <stdlib.h>
+int bag_mean_backward(const float *grad_bags, const int64_t *local, const int64_t *lengths, float *grad_rows,
+                      int64_t n_bags, int64_t n_rows, int64_t dim) {
+  int64_t n_tokens = 0;
+  for (int64_t b = 0; b < n_bags; b++) n_tokens += lengths[b];
+  int64_t *starts = calloc(n_rows + 1, sizeof(int64_t)), *cursor = malloc((n_rows + 1) * sizeof(int64_t));
+  int64_t *bag_of = malloc((n_tokens + 1) * sizeof(int64_t)), *order = malloc((n_tokens + 1) * sizeof(int64_t));
+  if (!starts || !cursor || !bag_of || !order) {
+    free(starts), free(cursor), free(bag_of), free(order);
+    return -1;
+  }
+  for (int64_t b = 0, t = 0; b < n_bags; b++)
+    for (int64_t end = t + lengths[b]; t < end; t++) bag_of[t] = b;
+  for (int64_t t = 0; t < n_tokens; t++) starts[local[t] + 1]++;
+  for (int64_t r = 0; r < n_rows; r++) starts[r + 1] += starts[r];
+  for (int64_t r = 0; r <= n_rows; r++) cursor[r] = starts[r];
+  for (int64_t t = 0; t < n_tokens; t++) order[cursor[local[t]]++] = t;
   #pragma omp parallel for schedule(static)
-  for (int64_t d0 = 0; d0 < dim; d0 += block) {
-    const int64_t d1 = d0 + block < dim ? d0 + block : dim;
-    for (int64_t r = 0; r < n_rows; r++)
-      for (int64_t d = d0; d < d1; d++) grad_rows[r * dim + d] = 0.0f;
-    int64_t t = 0;
-    for (int64_t b = 0; b < n_bags; b++) {
-      const float *g = grad_bags + b * dim;
-      const float scale = 1.0f / (float)lengths[b];
-      for (int64_t end = t + lengths[b]; t < end; t++) {
-        float *out = grad_rows + local[t] * dim;
-        for (int64_t d = d0; d < d1; d++) out[d] += g[d] * scale;
-      }
+  for (int64_t r = 0; r < n_rows; r++) {
+    float *out = grad_rows + r * dim;
+    for (int64_t d = 0; d < dim; d++) out[d] = 0.0f;
+    for (int64_t i = starts[r]; i < starts[r + 1]; i++) {
+      const int64_t b = bag_of[order[i]];
+      const float *g = grad_bags + b * dim, scale = 1.0f / (float)lengths[b];
+      for (int64_t d = 0; d < dim; d++) out[d] += g[d] * scale;
     }
   }
+  free(starts), free(cursor), free(bag_of), free(order);
+  return 0;
 }
 
 /* ---- bidirectional LSTM time steps: bf16 products (torch's GEMMs), fp32 cell state and gates ---- */
@@ -441,7 +454,7 @@ _SIGNATURES = {  # name: (argument types, result type)
     "parse_pairs": ([ctypes.c_char_p, _I] + [_P] * 6 + [_I, _P], _I),
     "relu_max_forward": ([_P] * 5 + [_I] * 3, None),
     "relu_max_backward": ([_P] * 6 + [_I] * 3, None),
-    "bag_mean_backward": ([_P] * 4 + [_I] * 3, None),
+    "bag_mean_backward": ([_P] * 4 + [_I] * 3, ctypes.c_int),
     "lstm_forward_step": ([_P] * 13 + [_I] * 4, None),
     "lstm_backward_step": ([_P] * 11 + [_I] + [_P] + [_I] * 4, None),
 }
@@ -639,7 +652,9 @@ def bag_mean_backward(grad_bags: torch.Tensor, local: torch.Tensor, lengths: tor
     grad_bags = grad_bags.float().contiguous()
     local, lengths = local.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
     grad_rows = torch.empty(rows, grad_bags.shape[1])
-    _library().bag_mean_backward(
+    status = _library().bag_mean_backward(
         grad_bags.data_ptr(), local.data_ptr(), lengths.data_ptr(), grad_rows.data_ptr(), len(lengths), rows, grad_bags.shape[1]
     )
+    if status != 0:
+        raise MemoryError("bag_mean_backward could not allocate its index arrays")
     return grad_rows
