@@ -204,11 +204,21 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
+def _table_gradient(embedding: torch.nn.Module) -> torch.Tensor:
+    """The token table's gradient as a dense ``(V, D)``, whether autograd or the row_sparse record holds it."""
+    if not getattr(embedding, "row_sparse", False):
+        return embedding.weight.grad.clone()
+    rows, grad, _ = embedding.take_gradient()
+    return torch.zeros_like(embedding.weight).index_add_(0, rows, grad)
+
+
+@pytest.mark.parametrize("storage", ["dense", "row_sparse"])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_bilstm_in_bf16_matches_the_fp32_lstm_to_bf16_rounding(monkeypatch, layers):
+def test_bilstm_in_bf16_matches_the_fp32_lstm_to_bf16_rounding(monkeypatch, layers, storage):
     """bf16 products with an fp32 cell state (object2vec.recurrent): the output and every gradient
-    equal nn.LSTM's in fp32 to bf16 precision, on a padded batch (direction 1 starts at each
-    sequence's last token; padding never reaches the max)."""
+    equal nn.LSTM's in fp32 to bf16 precision, on a padded batch whose tokens repeat (each distinct
+    row's gradient is the sum over its positions; direction 1 starts at each sequence's last token;
+    padding never reaches the max)."""
     from object2vec import kernels, recurrent
 
     if not kernels.available():
@@ -216,18 +226,20 @@ def test_bilstm_in_bf16_matches_the_fp32_lstm_to_bf16_rounding(monkeypatch, laye
     calls = []
     bilstm_max = recurrent.bilstm_max
     monkeypatch.setattr(recurrent, "bilstm_max", lambda *args: calls.append(1) or bilstm_max(*args))
-    encoder = net_for("bilstm", enc0_layers=layers).train().encoders[0]
+    encoder = net_for("bilstm", enc0_layers=layers, token_embedding_storage_type=storage).train().encoders[0]
     lengths = torch.tensor([7, 1, 4, 7, 2])
-    tokens = torch.randint(0, 30, (int(lengths.sum()),))
+    tokens = torch.randint(0, 12, (int(lengths.sum()),))  # 21 positions over 12 ids: rows repeat
     results = []
     for precision in ("bf16", "fp32"):
         encoder.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             out = encoder(tokens, lengths)
         out.float().pow(2).sum().backward()
-        results.append([out.detach(), *(p.grad.clone() for p in encoder.parameters())])
+        table = _table_gradient(encoder.embedding)
+        results.append([out.detach(), table, *(p.grad.clone() for n, p in encoder.named_parameters() if "embedding" not in n)])
     assert calls == [1]  # the bf16 pass only
-    for name, bf16, fp32 in zip(["output", *(n for n, _ in encoder.named_parameters())], *results, strict=True):
+    names = ["output", "token table", *(n for n, _ in encoder.named_parameters() if "embedding" not in n)]
+    for name, bf16, fp32 in zip(names, *results, strict=True):
         assert _relative_error(bf16, fp32) < 0.02, name
 
 
