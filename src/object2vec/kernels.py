@@ -16,8 +16,13 @@
 * **hcnn's relu and max over time, bf16** (``relu_max_forward``/``backward``): one pass each way
   instead of casts to fp32 and back and ``amax``'s backward, with the same numbers
   (``tests/test_model.py`` checks them bit for bit).
-* **pooled_embedding's backward over a row_sparse leaf** (``bag_mean_backward``): one pass instead of
-  ``embedding_bag``'s sort of the ids and segment sums.
+* **pooled_embedding's backward over a row_sparse leaf** (``bag_mean_backward``): the tokens grouped
+  by row with a counting sort, then each row's sum written once, instead of ``embedding_bag``'s sort
+  of the ids and segment sums.
+* **bilstm's time steps under bf16** (``lstm_forward_step``/``lstm_backward_step``, driven by
+  :mod:`object2vec.recurrent` between torch's bf16 GEMMs): the gates and an fp32 cell state for all
+  rows of both directions in one pass per step, direction 1 reading each sequence backwards in place,
+  and the max over time kept as the steps run.
 
 The C source below is compiled on first use with the system C compiler (``$CC``, else ``cc``,
 ``gcc`` or ``clang``; in about 0.1 s) into the cache folder (``$OBJECT2VEC_CACHE_DIR/kernels``),
