@@ -451,6 +451,7 @@ class Trained:
     best_epoch: int
     epochs_run: int
     refit: bool = False
+    seed: int = 0
 
     def predict(self, ratings: Ratings) -> np.ndarray:
         """Predicted rating (regression) or P(liked) (classification), one per rating."""
@@ -562,12 +563,14 @@ def train_model(ml: MovieLens, base: Ratings, model: Model, args: argparse.Names
     validation_scores = predictions(estimator, tokens, validation)
     best, run = estimator.metrics_["best_epoch"], len(estimator.metrics_["epochs"])
     if not (model.refit and args.refit):
-        return Trained(estimator, tokens, train, validation, time.perf_counter() - started, validation_scores, best, run)
+        return Trained(
+            estimator, tokens, train, validation, time.perf_counter() - started, validation_scores, best, run, seed=seed
+        )
     tokens = model.tokens(ml, base)
     fit, _ = records(tokens, base, None)
     refit_hp = {**hp, **tokens.hyperparameters(), "epochs": best}
     estimator = Object2Vec(seed=seed, device=args.device, **refit_hp).fit(fit)
-    return Trained(estimator, tokens, base, validation, time.perf_counter() - started, validation_scores, best, run, True)
+    return Trained(estimator, tokens, base, validation, time.perf_counter() - started, validation_scores, best, run, True, seed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -637,10 +640,11 @@ def folds(ml: MovieLens, args: argparse.Namespace) -> dict[str, Any]:
 def classification(
     ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], regressors: dict[str, Trained | Ensemble]
 ) -> dict[str, Trained]:
-    """Task (b): rating > 3 on ua.test, by classifiers and by a regression model's rating above a threshold."""
+    """Task (b): rating > 3 on ua.test, by classifiers, by a regression model's rating above a threshold
+    chosen on the validation carve-out, and by a stack of it (see :func:`stacked_liked`)."""
     base, test = ml.split("ua")
     liked = test.rating > 3
-    rows, out, trained = [], {}, {}
+    rows, out, trained, stacks = [], {}, {}, {}
     for name, pred in classification_baselines(base, test).items():
         out[name] = {"accuracy": float(np.mean(pred == liked))}
         rows.append((f"baseline: {name}", "", out[name]["accuracy"]))
@@ -658,6 +662,14 @@ def classification(
         name = f"Object2Vec {regressor} regression > {threshold:.2f}"
         out[name] = {"accuracy": acc, "threshold": threshold}
         rows.append((name, "", acc))
+    for regressor in (TUNED, ENSEMBLE) if args.stack_folds else ():
+        if regressor in regressors:
+            acc = float(
+                np.mean(stacked_liked(ml, base, test, MODELS["regression"][TUNED], regressors[regressor], args, stacks) == liked)
+            )
+            name = f"Object2Vec {regressor} regression, stacked ({args.stack_folds} folds)"
+            out[name] = {"accuracy": acc, "folds": args.stack_folds}
+            rows.append((name, "", acc))
     table(
         f"(b) rating > 3, ua.base -> ua.test ({len(test):,} ratings, {liked.mean():.1%} liked)",
         ("model", "best/run epochs", "ua.test accuracy"),
@@ -665,6 +677,89 @@ def classification(
     )
     results["classification"] = out
     return trained
+
+
+# --------------------------------------------------------------------------------------------------
+# Task (b)'s stack: out-of-fold predictions and a logistic regression on top
+
+
+def stack_folds(n: int, args: argparse.Namespace) -> np.ndarray:
+    """The fold (0 .. ``--stack-folds`` - 1) of each of ``n`` ratings: a random permutation (``--seed``), dealt round."""
+    fold = np.empty(n, dtype=np.int64)
+    fold[np.random.default_rng(args.seed).permutation(n)] = np.arange(n) % args.stack_folds
+    return fold
+
+
+def out_of_fold(ml: MovieLens, base: Ratings, model: Model, member: Trained, args: argparse.Namespace) -> np.ndarray:
+    """Each rating of ``base`` predicted by ``member``'s configuration (its seed, its refit epoch count, no early
+    stopping) trained on the other folds, with histories from those folds only: predictions by models
+    that never saw the rating, as the refit model never saw ``ua.test``."""
+    from object2vec import Object2Vec
+
+    folds = stack_folds(len(base), args)
+    hp = {**model.hyperparameters, "epochs": member.best_epoch}
+    out = np.empty(len(base))
+    for k in range(args.stack_folds):
+        train, held = base.take(np.flatnonzero(folds != k)), np.flatnonzero(folds == k)
+        tokens = model.tokens(ml, train)
+        estimator = Object2Vec(seed=member.seed, device=args.device, **hp, **tokens.hyperparameters()).fit(tokens.pairs(train))
+        out[held] = predictions(estimator, tokens, base.take(held))
+        print(f"(b) stack: seed {member.seed}, fold {k + 1}/{args.stack_folds} predicted", flush=True)
+    return out
+
+
+def rating_statistics(train: Ratings, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    """Per pair, from ``train``: the user's mean rating, share of ratings > 3 and log(1 + count); the
+    movie's mean and share shrunk towards 3.5 and 0.55 by five pseudo-ratings, and log(1 + count)."""
+    size = int(max(train.user.max(), train.movie.max(), users.max(), movies.max())) + 1
+    liked = (train.rating > 3).astype(float)
+
+    def per(ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return np.bincount(ids, weights, minlength=size)
+
+    n_user, n_movie = per(train.user, np.ones(len(train))), per(train.movie, np.ones(len(train)))
+    seen = np.maximum(n_user[users], 1)
+    return np.column_stack([
+        per(train.user, train.rating)[users] / seen,
+        per(train.user, liked)[users] / seen,
+        np.log1p(n_user[users]),
+        (per(train.movie, train.rating)[movies] + 5 * 3.5) / (n_movie[movies] + 5),
+        (per(train.movie, liked)[movies] + 5 * 0.55) / (n_movie[movies] + 5),
+        np.log1p(n_movie[movies]),
+    ])  # fmt: skip
+
+
+def stacked_liked(
+    ml: MovieLens,
+    base: Ratings,
+    test: Ratings,
+    model: Model,
+    regressor: Trained | Ensemble,
+    args: argparse.Namespace,
+    cache: dict[int, np.ndarray],
+) -> np.ndarray:
+    """Task (b) by a stack: a logistic regression fitted on ``base``'s out-of-fold predictions of ``regressor``
+    (the mean over its members) and the user's and movie's rating statistics, applied to its ``test``
+    predictions; liked where P > 0.5. Every input of the fit comes from ``base``; ``cache`` keeps each
+    member's out-of-fold predictions (the single model is the ensemble's first member)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    members = regressor.members if isinstance(regressor, Ensemble) else [regressor]
+    for member in members:
+        if member.seed not in cache:
+            cache[member.seed] = out_of_fold(ml, base, model, member, args)
+    oof = np.mean([cache[member.seed] for member in members], axis=0)
+    folds = stack_folds(len(base), args)
+    features = np.empty((len(base), 7))
+    features[:, 0] = oof
+    for k in range(args.stack_folds):
+        held = np.flatnonzero(folds == k)
+        features[held, 1:] = rating_statistics(base.take(np.flatnonzero(folds != k)), base.user[held], base.movie[held])
+    scale = StandardScaler().fit(features)
+    stack = LogisticRegression(C=1.0, max_iter=1000).fit(scale.transform(features), base.rating > 3)
+    test_features = np.column_stack([regressor.predict(test), rating_statistics(base, test.user, test.movie)])
+    return stack.predict_proba(scale.transform(test_features))[:, 1] > 0.5
 
 
 def movie_vectors(t: Trained, movies: np.ndarray) -> np.ndarray:
@@ -857,7 +952,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--out", type=Path, default=Path("movielens_output"), help="folder for models and results.json [movielens_output]"
     )
-    parser.add_argument("--task", choices=(*TASKS, "all"), default="all", help="which part to run [all]")
+    parser.add_argument(
+        "--task",
+        nargs="+",
+        choices=(*TASKS, "all"),
+        default=["all"],
+        help="which parts to run, e.g. regression classification [all]",
+    )
     parser.add_argument("--folds", action="store_true", help="regression: also train and score on u1-u5 and report the mean")
     parser.add_argument("--epochs", type=int, default=None, help="override every model's maximum epochs (smoke tests)")
     parser.add_argument(
@@ -885,13 +986,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--ensemble", type=int, default=5, help="(a), (b): also average this many seeds of our rating model (1: off) [5]"
     )
+    parser.add_argument(
+        "--stack-folds",
+        type=int,
+        default=5,
+        help="(b): also stack our rating model(s) with a logistic regression fitted on this many folds' "
+        "out-of-fold predictions of ua.base (0: off) [5]",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto [cpu]")
     parser.add_argument("--seed", type=int, default=0, help="seed of every model and of the validation split [0]")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     ml = MovieLens.open(args.data_dir if args.data_dir is not None else download(default_data_dir()))
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = TASKS if args.task == "all" else (args.task,)
+    tasks = TASKS if "all" in args.task else tuple(args.task)
     results: dict[str, Any] = {"data": str(ml.folder), "seed": args.seed, "validation_fraction": args.validation_fraction}
     regressors: dict[str, Trained | Ensemble] = {}
     if "regression" in tasks:

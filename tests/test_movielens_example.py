@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "movielens.py"
@@ -93,6 +95,8 @@ def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, c
     assert len(results["regression"]["folds"]["Object2Vec ids+features ensemble"]["rmse"]) == 5
     assert any(name.startswith("Object2Vec ids+features ensemble regression > ") for name in results["classification"])
     assert 0 <= results["classification"]["ids+features"]["accuracy"] <= 1
+    for model in ("ids+features", "ids+features ensemble"):
+        assert 0 <= results["classification"][f"Object2Vec {model} regression, stacked (5 folds)"]["accuracy"] <= 1
     assert results["neighbours"]["die_hard_rank_from_terminator"]["cosine"] >= 1
     assert 0 <= results["recommend"]["baseline: popularity (ratings in ua.base)"]["hits@3"] <= 1
     assert (out / "movielens_map.png").stat().st_size > 10_000 and (out / "model" / "config.json").is_file()
@@ -127,3 +131,18 @@ def test_a_pairs_in1_leaves_out_its_own_raters_token(example, tmp_path):
     pair = tokens.pairs(base.take([i]))[0]
     assert own in tokens.movie[movie] and own not in pair["in1"]
     assert pair["in1"] == [t for t in tokens.movie[movie] if t != own]
+
+
+def test_stack_folds_deal_every_rating_to_one_fold_evenly(example):
+    args = argparse.Namespace(seed=3, stack_folds=5)
+    folds = example.stack_folds(103, args)
+    assert sorted(np.bincount(folds).tolist()) == [20, 20, 21, 21, 21]
+    assert np.array_equal(folds, example.stack_folds(103, args))  # the same folds for every member
+    assert not np.array_equal(folds, example.stack_folds(103, argparse.Namespace(seed=4, stack_folds=5)))
+
+
+def test_rating_statistics_read_only_the_ratings_given(example):
+    train = example.Ratings(np.array([1, 1, 2]), np.array([5, 6, 5]), np.array([4, 2, 5]), np.zeros(3, np.int64))
+    stats = example.rating_statistics(train, np.array([1, 3]), np.array([5, 7]))
+    np.testing.assert_allclose(stats[0], [3.0, 0.5, np.log1p(2), (9 + 17.5) / 7, (2 + 2.75) / 7, np.log1p(2)])
+    np.testing.assert_allclose(stats[1], [0.0, 0.0, 0.0, 3.5, 0.55, 0.0])  # a user and a movie it never saw
