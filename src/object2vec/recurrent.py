@@ -1,6 +1,6 @@
 """bilstm's LSTM under ``precision=bf16`` on CPUs: bf16 products, an fp32 cell state, max over time fused in.
 
-Why not ``nn.LSTM``: in fp32 it is oneDNN's LSTM (~80% of a bilstm training step), and oneDNN's
+Why not ``nn.LSTM``: in fp32 it is oneDNN's LSTM (over 90% of a bilstm training step), and oneDNN's
 bf16 LSTM keeps its cell state in bf16, which cost 4.3 accuracy points on average in the benchmark's
 parity check (one seed in six fell from 0.93 to 0.70). Here the products run as bf16 GEMMs (4-5x
 torch's fp32 GEMMs on AVX-512 BF16 CPUs) and everything that carries over time stays fp32:
