@@ -54,6 +54,8 @@ logger = logging.getLogger("object2vec")
 _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Rows are distinct, so threads never write the same memory. With OpenMP the threads are torch's
    own (the process already holds torch's libgomp.so.1, which this library then shares). */
@@ -140,8 +142,6 @@ void sgd_rows(float *w, const float *grad, const int64_t *rows, int64_t n, int64
    A strict scanner for exactly this record shape: any other byte, key, duplicate key, empty list,
    negative, fractional or over-large id, blank line or non-finite label returns -1, and the block
    goes to the readers that accept more (pyarrow) or word each problem (the per-record reader). */
-#include <stdlib.h>
-#include <string.h>
 
 #define WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\r')
 
@@ -290,7 +290,6 @@ void relu_max_backward(const uint16_t *h, const float *top, const float *ties, c
    The tokens are first grouped by row (a counting sort that keeps their order), then each row sums
    its tokens' shares and is written once: threads split the rows, so no two write one float, and
    no pass zeroes the output or reads it back (a column split over all tokens took 4x as long). */
-#include <stdlib.h>
 int bag_mean_backward(const float *grad_bags, const int64_t *local, const int64_t *lengths, float *grad_rows,
                       int64_t n_bags, int64_t n_rows, int64_t dim) {
   int64_t n_tokens = 0;
