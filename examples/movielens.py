@@ -690,13 +690,14 @@ def stack_folds(n: int, args: argparse.Namespace) -> np.ndarray:
     return fold
 
 
-def out_of_fold(ml: MovieLens, base: Ratings, model: Model, member: Trained, args: argparse.Namespace) -> np.ndarray:
+def out_of_fold(
+    ml: MovieLens, base: Ratings, folds: np.ndarray, model: Model, member: Trained, args: argparse.Namespace
+) -> np.ndarray:
     """Each rating of ``base`` predicted by ``member``'s configuration (its seed, its refit epoch count, no early
     stopping) trained on the other folds, with histories from those folds only: predictions by models
     that never saw the rating, as the refit model never saw ``ua.test``."""
     from object2vec import Object2Vec
 
-    folds = stack_folds(len(base), args)
     hp = {**model.hyperparameters, "epochs": member.best_epoch}
     out = np.empty(len(base))
     for k in range(args.stack_folds):
@@ -746,11 +747,11 @@ def stacked_liked(
     from sklearn.preprocessing import StandardScaler
 
     members = regressor.members if isinstance(regressor, Ensemble) else [regressor]
+    folds = stack_folds(len(base), args)
     for member in members:
         if member.seed not in cache:
-            cache[member.seed] = out_of_fold(ml, base, model, member, args)
+            cache[member.seed] = out_of_fold(ml, base, folds, model, member, args)
     oof = np.mean([cache[member.seed] for member in members], axis=0)
-    folds = stack_folds(len(base), args)
     features = np.empty((len(base), 7))
     features[:, 0] = oof
     for k in range(args.stack_folds):

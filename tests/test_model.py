@@ -182,19 +182,19 @@ def test_hcnn_in_bf16_gives_the_same_numbers_with_the_compiled_relu_max(monkeypa
 def test_pooled_embedding_of_a_row_sparse_table_has_embedding_bags_gradient():
     """The compiled backward of the mean, onto the distinct rows' gradient slot, equals torch's
     embedding_bag backward onto a leaf of those rows."""
-    from object2vec import encoders, kernels
+    from object2vec import kernels, sparse
 
     if not kernels.available():
         pytest.skip("no C compiler here")
-    table = torch.randn(9, 70)  # 70 columns: more than one block of the kernel's split
+    table = torch.randn(9, 70)  # 70 columns: not a multiple of a vector's width
     tokens, lengths = torch.tensor([8, 3, 3, 6, 1, 8, 2, 5, 5, 5]), torch.tensor([3, 1, 6])
     rows, local = torch.unique(tokens, return_inverse=True)
     grad = torch.randn(3, 70)
     slot = torch.empty(len(rows), 70).requires_grad_()
-    out = encoders._BagMean.apply(slot, table, tokens, local, lengths)
+    out = sparse._BagMean.apply(slot, table, tokens, local, lengths)
     out.backward(grad)
     leaf = table[rows].requires_grad_()
-    reference = torch.nn.functional.embedding_bag(local, leaf, encoders.bag_offsets(lengths), mode="mean")
+    reference = torch.nn.functional.embedding_bag(local, leaf, sparse.bag_offsets(lengths), mode="mean")
     reference.backward(grad)
     torch.testing.assert_close(out, reference)
     torch.testing.assert_close(slot.grad, leaf.grad)

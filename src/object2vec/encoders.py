@@ -27,12 +27,7 @@ from torch import nn
 
 from . import kernels, recurrent
 from .config import EncoderConfig
-from .sparse import RowSparseEmbedding, TokenEmbedding, distinct
-
-
-def bag_offsets(lengths: torch.Tensor) -> torch.Tensor:
-    """Start of each sequence in the flat token array: ``(batch,)``."""
-    return torch.cumsum(lengths, 0) - lengths
+from .sparse import TokenEmbedding
 
 
 def pad(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -62,37 +57,7 @@ class PooledEmbedding(nn.Module):
         self.embedding = embedding
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        embedding = self.embedding
-        if isinstance(embedding, RowSparseEmbedding) and _bag_kernel_applies(embedding):
-            # the bags read the table itself; the distinct rows get a gradient slot, not a copy of their values
-            rows, local = distinct(tokens)
-            return _BagMean.apply(embedding.gradient_slot(rows), embedding.weight, tokens, local, lengths)
-        table, ids = embedding.lookup(tokens)
-        return F.embedding_bag(ids, table, bag_offsets(lengths), mode="mean")  # (B, enc_dim)
-
-
-def _bag_kernel_applies(embedding: RowSparseEmbedding) -> bool:
-    weight = embedding.weight
-    return embedding.recording and weight.device.type == "cpu" and weight.dtype == torch.float32 and kernels.available()
-
-
-class _BagMean(torch.autograd.Function):
-    """``embedding_bag(mode="mean")`` of a row_sparse table, whose gradient goes to ``slot`` (the
-    batch's distinct rows, in the order of ``local``) by one compiled pass
-    (:func:`kernels.bag_mean_backward`) instead of torch's sort of the ids and segment sums."""
-
-    @staticmethod
-    def forward(
-        ctx: Any, slot: torch.Tensor, table: torch.Tensor, tokens: torch.Tensor, local: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        ctx.save_for_backward(local, lengths)
-        ctx.rows = slot.shape[0]
-        return F.embedding_bag(tokens, table.detach(), bag_offsets(lengths), mode="mean")  # (B, enc_dim)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
-        local, lengths = ctx.saved_tensors
-        return kernels.bag_mean_backward(grad, local, lengths, ctx.rows), None, None, None, None
+        return self.embedding.bag_mean(tokens, lengths)  # (B, enc_dim)
 
 
 class _ReluMax(torch.autograd.Function):

@@ -543,7 +543,7 @@ def applies(tables: list[torch.Tensor], grad: torch.Tensor, rows: torch.Tensor) 
 
 def _run(name: str, pointers: list[int], rows: torch.Tensor, dim: int, *scalars: float) -> None:
     """Call kernel ``name`` on every row of ``rows`` (on torch's OpenMP threads where compiled with OpenMP)."""
-    getattr(_library(), name)(*pointers, rows.data_ptr(), len(rows), dim, *scalars)
+    function(name)(*pointers, rows.data_ptr(), len(rows), dim, *scalars)
 
 
 def adam_rows(

@@ -43,6 +43,11 @@ def distinct(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(rows), torch.from_numpy(inverse.reshape(tokens.shape))
 
 
+def bag_offsets(lengths: torch.Tensor) -> torch.Tensor:
+    """Start of each sequence in the flat token array: ``(batch,)``."""
+    return torch.cumsum(lengths, 0) - lengths
+
+
 class TokenEmbedding(nn.Embedding):
     """A dense token table with the ``lookup`` interface the encoders use."""
 
@@ -51,6 +56,11 @@ class TokenEmbedding(nn.Embedding):
     def lookup(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(table, ids)`` such that ``table[ids]`` are the vectors of ``tokens``."""
         return self.weight, tokens
+
+    def bag_mean(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The mean vector of each sequence of ``tokens`` (flat, ``lengths`` long): ``(B, D)``."""
+        table, ids = self.lookup(tokens)
+        return F.embedding_bag(ids, table, bag_offsets(lengths), mode="mean")
 
 
 class RowSparseEmbedding(TokenEmbedding):
@@ -80,6 +90,15 @@ class RowSparseEmbedding(TokenEmbedding):
         leaf = self.weight.detach().index_select(0, rows).requires_grad_()  # (U, D): its .grad is the row_sparse gradient
         self.touched.append((rows, leaf, True, True))
         return leaf, local
+
+    def bag_mean(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """As :meth:`TokenEmbedding.bag_mean`; in training on CPU (fp32, with the kernels built) the bags
+        read the table itself and the distinct rows get only a gradient slot, not a copy of their values."""
+        weight = self.weight
+        if not (self.recording and weight.device.type == "cpu" and weight.dtype == torch.float32 and kernels.available()):
+            return super().bag_mean(tokens, lengths)
+        rows, local = distinct(tokens)
+        return _BagMean.apply(self.gradient_slot(rows), weight, tokens, local, lengths)
 
     def gradient_slot(self, rows: torch.Tensor) -> torch.Tensor:
         """A leaf ``(len(rows), D)`` of the distinct ``rows`` that only receives their gradient: for an
@@ -118,6 +137,25 @@ class RowSparseEmbedding(TokenEmbedding):
         rows, inverse = distinct(ids)
         grad = torch.zeros(len(rows), self.embedding_dim, dtype=grads.dtype, device=rows.device)
         return rows, grad.index_add_(0, inverse, grads), None
+
+
+class _BagMean(torch.autograd.Function):
+    """``embedding_bag(mode="mean")`` of a row_sparse table, whose gradient goes to ``slot`` (the
+    batch's distinct rows, in the order of ``local``) by one compiled pass
+    (:func:`kernels.bag_mean_backward`) instead of torch's sort of the ids and segment sums."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, slot: torch.Tensor, table: torch.Tensor, tokens: torch.Tensor, local: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.save_for_backward(local, lengths)
+        ctx.rows = slot.shape[0]
+        return F.embedding_bag(tokens, table.detach(), bag_offsets(lengths), mode="mean")  # (B, enc_dim)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        local, lengths = ctx.saved_tensors
+        return kernels.bag_mean_backward(grad, local, lengths, ctx.rows), None, None, None, None
 
 
 _WIDE_ELEMENTS = (torch.complex128, torch.float64)  # 16 and 8 bytes
