@@ -997,6 +997,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto [cpu]")
     parser.add_argument("--seed", type=int, default=0, help="seed of every model and of the validation split [0]")
     args = parser.parse_args(argv)
+    if args.stack_folds < 0 or args.stack_folds == 1:
+        parser.error(f"--stack-folds must be 0 (no stack) or at least 2; got {args.stack_folds}")
     started = time.perf_counter()
     ml = MovieLens.open(args.data_dir if args.data_dir is not None else download(default_data_dir()))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -146,3 +146,10 @@ def test_rating_statistics_read_only_the_ratings_given(example):
     stats = example.rating_statistics(train, np.array([1, 3]), np.array([5, 7]))
     np.testing.assert_allclose(stats[0], [3.0, 0.5, np.log1p(2), (9 + 17.5) / 7, (2 + 2.75) / 7, np.log1p(2)])
     np.testing.assert_allclose(stats[1], [0.0, 0.0, 0.0, 3.5, 0.55, 0.0])  # a user and a movie it never saw
+
+
+@pytest.mark.parametrize("folds", ["1", "-2"])
+def test_a_stack_needs_two_folds_or_none(example, folds, capsys):
+    with pytest.raises(SystemExit):
+        example.main(["--stack-folds", folds])
+    assert f"--stack-folds must be 0 (no stack) or at least 2; got {folds}" in capsys.readouterr().err
