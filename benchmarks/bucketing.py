@@ -16,11 +16,11 @@ import time
 import numpy as np
 import torch
 
-from object2vec.config import Hyperparameters
-from object2vec.data import PairData, Side
-from object2vec.model import Object2VecNet
-from object2vec.sampling import epoch_batches
-from object2vec.train import fit
+from object2vec.data.pairs import PairData, Side
+from object2vec.data.sampling import epoch_batches
+from object2vec.hyperparameters import Hyperparameters
+from object2vec.nn.model import Object2VecNet
+from object2vec.training.loop import fit
 
 
 def skewed_side(n: int, vocab: int, max_len: int, rng: np.random.Generator) -> Side:

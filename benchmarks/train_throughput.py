@@ -17,7 +17,7 @@ What it measures (one command):
      batch 128 (4 layers, filter width 3);
    * ``bilstm``: bilstm with the sizes of ``hcnn`` (1 layer, 256 units per direction).
 
-   object2vec's rows run object2vec's own step, exactly what ``object2vec.train.fit`` does per batch
+   object2vec's rows run object2vec's own step, exactly what ``object2vec.training.loop.fit`` does per batch
    (``batch_inputs``, ``label_tensor``, ``Optimizers.zero_grad``, forward under ``train.autocast``,
    ``compute_loss(out.float())``, backward, ``Optimizers.step``, ``Meter.add``): dense fp32, row_sparse
    fp32 and row_sparse bf16 (the last only where ``train.bf16_is_fast`` says the CPU has bf16 units).
@@ -30,15 +30,15 @@ What it measures (one command):
 2. Peak memory of each row: a fresh process per row builds the data, resets the kernel's peak-RSS
    counter (``/proc/self/clear_refs``), builds the model and optimizer and trains a few steps; the
    row's figure is the peak RSS (``VmHWM``) minus the RSS at the reset.
-3. bf16 accuracy parity for hcnn and bilstm: small models trained on ``object2vec.synthetic.make_pairs``
+3. bf16 accuracy parity for hcnn and bilstm: small models trained on ``object2vec.data.synthetic.make_pairs``
    through ``object2vec.Object2Vec(precision="fp32")`` and ``precision="bf16"``, same seeds (3 by
    default), same validation split (best-epoch restore), test accuracy of both and their difference.
-4. JSON Lines loading lines/s: ``object2vec.data.read_pairs`` (and its cached reload where
+4. JSON Lines loading lines/s: ``object2vec.data.pairs.read_pairs`` (and its cached reload where
    ``read_pairs`` takes ``cache=``), a bare ``orjson.loads`` loop and ``pyarrow.json.read_json``
    (a dependency of object2vec since its reader uses it) on the same generated file, in
    interleaved rounds (``--loading-rounds``, default 5), best round of each reader.
 5. ``--memory-10m`` (a separate mode): 10 million pairs of 20 tokens a side, 200 steps of the pooled
-   row_sparse model through ``object2vec.train.fit``, peak RSS of the whole process, in three fresh
+   row_sparse model through ``object2vec.training.loop.fit``, peak RSS of the whole process, in three fresh
    processes: data built with numpy; parsed from a JSON Lines file by ``read_pairs(cache=True)``
    (parsing counts); reloaded from that cache (memory-mapped tokens).
 
@@ -80,12 +80,12 @@ from torch import nn
 
 import object2vec.estimator
 from object2vec import Object2Vec
-from object2vec.config import Hyperparameters
-from object2vec.data import PairData, Schema, Side, read_pairs
-from object2vec.model import Object2VecNet
-from object2vec.sampling import Batch, epoch_batches
-from object2vec.synthetic import make_pairs
-from object2vec.train import Meter, Optimizers, autocast, batch_inputs, bf16_is_fast, compute_loss, fit, label_tensor
+from object2vec.data.pairs import PairData, Schema, Side, read_pairs
+from object2vec.data.sampling import Batch, epoch_batches
+from object2vec.data.synthetic import make_pairs
+from object2vec.hyperparameters import Hyperparameters
+from object2vec.nn.model import Object2VecNet
+from object2vec.training.loop import Meter, Optimizers, autocast, batch_inputs, bf16_is_fast, compute_loss, fit, label_tensor
 
 LEARNING_RATE = 0.0004  # object2vec's default, used by the plain baselines too
 MLP_DIM = 512  # object2vec's default MLP: 2 linear layers of 512
@@ -274,7 +274,15 @@ def current_rss_mb() -> float:
 
 # Modules a fork server imports once, so that a child forked from it starts without importing torch
 # (Python 3.11's fork server does not preload the main script's imports by itself).
-PRELOAD = ["numpy", "orjson", "torch", "object2vec", "object2vec.estimator", "object2vec.synthetic", "object2vec.train"]
+PRELOAD = [
+    "numpy",
+    "orjson",
+    "torch",
+    "object2vec",
+    "object2vec.estimator",
+    "object2vec.data.synthetic",
+    "object2vec.training.loop",
+]
 
 
 def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
@@ -305,7 +313,7 @@ def child_setup(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
     if os.environ.get("OBJECT2VEC_BENCH_MALLOPT") == "1":  # --mallopt: every row, the plain baseline included
-        from object2vec.allocator import keep_freed_memory
+        from object2vec.training.allocator import keep_freed_memory
 
         keep_freed_memory()
     logging.getLogger("object2vec").setLevel(logging.WARNING)  # no metric lines, no progress bars
@@ -353,7 +361,7 @@ def object2vec_hyperparameters(config: Config, storage: str) -> Hyperparameters:
 
 
 def object2vec_trainer(config: Config, row: Row, data: PairData, seed: int = 0) -> Trainer:
-    """One training step exactly as ``object2vec.train.fit`` takes it (minus the disabled progress bar)."""
+    """One training step exactly as ``object2vec.training.loop.fit`` takes it (minus the disabled progress bar)."""
     assert row.storage is not None
     hp = object2vec_hyperparameters(config, row.storage)
     torch.manual_seed(seed)
@@ -509,11 +517,11 @@ def time_configuration(
     """In a fresh process: warm every row up, then time ``steps`` steps each as ``blocks`` interleaved blocks.
 
     ``which``: ``all`` rows, or only the ``plain`` baseline, or only the ``object2vec`` rows with the
-    allocator thresholds ``object2vec.train.fit`` sets (``--as-run``: each side as its users run it).
+    allocator thresholds ``object2vec.training.loop.fit`` sets (``--as-run``: each side as its users run it).
     """
     child_setup(threads)
     if which == "object2vec":
-        from object2vec.allocator import keep_freed_memory
+        from object2vec.training.allocator import keep_freed_memory
 
         keep_freed_memory()  # what train.fit does first
     config = CONFIGS[name]
@@ -660,7 +668,7 @@ PARITY_VALIDATION_PAIRS = 2_000
 def parity_run(network: str, precision: str, seed: int, quick: bool, threads: int) -> tuple[float, float, str]:
     """In a fresh process: test accuracy of ``Object2Vec(precision=...)``, seconds, and the precision ``fit`` got.
 
-    ``Object2Vec.fit`` must hand its ``precision`` to ``object2vec.train.fit``. A thin wrapper around
+    ``Object2Vec.fit`` must hand its ``precision`` to ``object2vec.training.loop.fit``. A thin wrapper around
     that call records what arrives; when it is not the requested precision (a bug in object2vec), the
     wrapper passes the requested one on, so the comparison still measures bf16, and the report says so.
     """
@@ -804,7 +812,7 @@ def run_loading(n: int, rounds: int = 5) -> list[LoadResult]:
         # so a burst of load from another process hits each alike; the table shows each one's best round.
         arrow = pyarrow_reader()
         compared: list[tuple[str, Callable[[], int]]] = [
-            ("object2vec.data.read_pairs (validating)", lambda: read_with_object2vec(path)),
+            ("object2vec.data.pairs.read_pairs (validating)", lambda: read_with_object2vec(path)),
             ("orjson.loads per line (no validation, no arrays)", lambda: read_with_orjson(path)),
         ]
         if arrow is not None:
@@ -821,7 +829,7 @@ def run_loading(n: int, rounds: int = 5) -> list[LoadResult]:
             )
         )
         if not has_cache():
-            results.append(LoadResult("object2vec.data.read_pairs, cached reload", None, None, "cache not available"))
+            results.append(LoadResult("object2vec.data.pairs.read_pairs, cached reload", None, None, "cache not available"))
         else:
             os.environ[CACHE_ENV] = str(Path(tmp) / "cache")  # keep the benchmark's cache out of ~/.cache
             try:
@@ -921,7 +929,7 @@ def run_memory_10m(
     after_data, peak_data = current_rss_mb(), peak_rss_mb()
     torch.manual_seed(0)
     net = Object2VecNet(hp)
-    log(f"memory-10m ({source}): training {steps} steps with object2vec.train.fit")
+    log(f"memory-10m ({source}): training {steps} steps with object2vec.training.loop.fit")
     result = fit(net, data, max_steps=steps)
     return Memory10mResult(
         source,
@@ -1107,7 +1115,7 @@ def targets_table(
                 verdict(ok),
             ]
         )
-    ours = next((r for r in loading if r.reader.startswith("object2vec.data.read_pairs (validating")), None)
+    ours = next((r for r in loading if r.reader.startswith("object2vec.data.pairs.read_pairs (validating")), None)
     arrow = next((r for r in loading if r.reader.startswith("pyarrow")), None)
     if ours is not None and ours.lines_per_s is not None:
         if arrow is not None and arrow.lines_per_s is not None:
@@ -1158,7 +1166,7 @@ def system_header(info: dict[str, Any], args: argparse.Namespace) -> str:
             + f" of those; peak memory from {args.memory_steps} steps in a fresh process per row"
         )
         if not info["bf16_is_fast"]:
-            lines.append("bf16 rows are skipped: object2vec.train.bf16_is_fast(cpu) is False on this CPU")
+            lines.append("bf16 rows are skipped: object2vec.training.loop.bf16_is_fast(cpu) is False on this CPU")
     if busy is not None and busy > 10:
         lines.append(
             f"WARNING: other processes used {percent(busy)} of the CPUs just before the start; timings will be low and noisy"
@@ -1300,7 +1308,7 @@ def main(argv: list[str] | None = None) -> int:
     memory_10m: list[Memory10mResult] = []
     if args.memory_10m:
         memory_10m = run_memory_10m_all(args.memory_10m_pairs, 200, args.threads)
-        print(f"\n{args.memory_10m_pairs:,} pairs, pooled row_sparse, object2vec.train.fit, each in a fresh process\n")
+        print(f"\n{args.memory_10m_pairs:,} pairs, pooled row_sparse, object2vec.training.loop.fit, each in a fresh process\n")
         print(memory_10m_table(memory_10m), flush=True)
         report["memory_10m"] = [asdict(r) for r in memory_10m]
     else:
@@ -1317,7 +1325,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_parity:
             print("\nbf16 accuracy parity: skipped (--skip-parity)")
         elif not bf16_is_fast(CPU):
-            print("\nbf16 accuracy parity: skipped (object2vec.train.bf16_is_fast(cpu) is False)")
+            print("\nbf16 accuracy parity: skipped (object2vec.training.loop.bf16_is_fast(cpu) is False)")
         else:
             parity = run_parity(args)
             if parity:
@@ -1327,7 +1335,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(parity_table(parity), flush=True)
                 if any(p.precision_reaching_fit != "bf16" for p in parity):  # see parity_run
                     print(
-                        "NOTE: Object2Vec.fit did not pass precision='bf16' on to object2vec.train.fit; the benchmark passed it itself"
+                        "NOTE: Object2Vec.fit did not pass precision='bf16' on to object2vec.training.loop.fit; the benchmark passed it itself"
                     )
         report["parity"] = [asdict(p) for p in parity]
         if not args.skip_loading:

@@ -784,7 +784,7 @@ def find_title(movies: Movies, title: str) -> int:
 
 def neighbours(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
     """Task (c): the nearest movies of a few titles by the cosine of their enc1 vectors (and the AWS check)."""
-    from object2vec.neighbors import NeighborIndex
+    from object2vec.retrieval.neighbors import NeighborIndex
 
     ids = frequent_movies(model, args.min_ratings)
     vectors = movie_vectors(model, ids)
@@ -826,8 +826,8 @@ def neighbours(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any],
 
 def score_matrix(t: Trained, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
     """Object2Vec scores ``(users, movies)``, each side read with its full tokens: the predicted rating of a
-    regression model, the log-odds of label 1 of a classifier (``object2vec.recommend.pair_scores``)."""
-    from object2vec.recommend import pair_scores
+    regression model, the log-odds of label 1 of a classifier (``object2vec.retrieval.recommend.pair_scores``)."""
+    from object2vec.retrieval.recommend import pair_scores
 
     user_vectors = t.estimator.embed(in0=[t.tokens.user[u] for u in users.tolist()])
     return pair_scores(t.estimator, user_vectors, movie_vectors(t, movies))
@@ -838,7 +838,7 @@ def topn_metrics(rankers: dict[str, np.ndarray], train: Ratings, held: Ratings, 
 
     A user's candidates are the movies they did not rate in ``train``; each of their ``held`` ratings
     >= 4 is a positive, ranked against the candidates that are not positives (pessimistic ties)."""
-    from object2vec.recommend import ranking_metrics
+    from object2vec.retrieval.recommend import ranking_metrics
 
     n_movies = next(iter(rankers.values())).shape[-1] + 1
     rated = np.zeros((int(users.max()) + 1, n_movies), bool)
@@ -862,7 +862,7 @@ def topn_metrics(rankers: dict[str, np.ndarray], train: Ratings, held: Ratings, 
 def recommendations(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
     """Task (d): top-10 movies per user among those they have not rated in ua.base; hits@10 and NDCG@10
     of their ua.test ratings >= 4, by the rating model, a top-N model, popularity and movie biases."""
-    from object2vec.recommend import recommend
+    from object2vec.retrieval.recommend import recommend
 
     base, test = ml.split("ua")
     movies = np.arange(1, len(ml.movies.title))
@@ -919,7 +919,7 @@ def primary_genre(movies: Movies, movie: int, counts: np.ndarray) -> str:
 
 def genre_map(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
     """Task (e): a UMAP map of movie vectors coloured by genre."""
-    from object2vec.maps import plot_map
+    from object2vec.retrieval.plots import plot_map
 
     ids = frequent_movies(model, args.min_ratings)
     counts = ml.movies.genres[1:].sum(axis=0)

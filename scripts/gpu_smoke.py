@@ -1,7 +1,7 @@
 """GPU smoke check: train the three benchmark configurations for a few hundred steps and print pairs/s.
 
 Called by ``scripts/gpu_smoke.sh``. Each configuration runs object2vec's own training loop
-(``object2vec.train.fit`` with ``max_steps``) on random data held on the GPU's host side, in fp32 and
+(``object2vec.training.loop.fit`` with ``max_steps``) on random data held on the GPU's host side, in fp32 and
 in bf16 autocast, so the numbers include everything a real step does (batch gathering, the host to
 device copy, forward, backward, optimizer). With several GPUs it also runs the pooled configuration
 under ``torchrun`` to check DDP with NCCL.
@@ -15,10 +15,10 @@ import time
 import numpy as np
 import torch
 
-from object2vec.config import Hyperparameters
-from object2vec.data import PairData, Side
-from object2vec.model import Object2VecNet
-from object2vec.train import fit
+from object2vec.data.pairs import PairData, Side
+from object2vec.hyperparameters import Hyperparameters
+from object2vec.nn.model import Object2VecNet
+from object2vec.training.loop import fit
 
 CONFIGS = {
     # (a) pooled: 50k vocabularies, enc_dim 256, 20 tokens a side, batch 256, row_sparse

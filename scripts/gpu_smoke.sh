@@ -15,7 +15,7 @@ $PY scripts/gpu_smoke.py --steps "${STEPS:-200}"
 GPUS=$($PY -c "import torch; print(torch.cuda.device_count())")
 if [ "$GPUS" -ge 2 ]; then
   tmp=$(mktemp -d)
-  $PY -c "from object2vec.synthetic import make_pairs, write_jsonl; write_jsonl(make_pairs(20000, seed=1), '$tmp/train.jsonl'); write_jsonl(make_pairs(2000, seed=2), '$tmp/val.jsonl')"
+  $PY -c "from object2vec.data.synthetic import make_pairs, write_jsonl; write_jsonl(make_pairs(20000, seed=1), '$tmp/train.jsonl'); write_jsonl(make_pairs(2000, seed=2), '$tmp/val.jsonl')"
   .venv/bin/object2vec train --nproc "$GPUS" --device cuda --train "$tmp/train.jsonl" --validation "$tmp/val.jsonl" \
     -p enc0_max_seq_len=10 -p enc0_vocab_size=200 -p enc0_network=pooled_embedding -p enc_dim=64 -p epochs=3 \
     -p token_embedding_storage_type=row_sparse -o "$tmp/model" -q

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from object2vec.synthetic import make_pairs, write_jsonl
+from object2vec.data.synthetic import make_pairs, write_jsonl
 
 # The smallest useful model: fast enough to train inside a unit test.
 TINY = {

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-CHECK = "from object2vec.allocator import keep_freed_memory as k; print(k(), k())"
+CHECK = "from object2vec.training.allocator import keep_freed_memory as k; print(k(), k())"
 
 
 def run(env_value: str | None) -> str:

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from conftest import TINY
 from object2vec import Object2Vec
 from object2vec.cli import main
+from object2vec.data.synthetic import make_pairs, write_jsonl
 from object2vec.serving.predictor import Predictor
 from object2vec.serving.transform import transform
-from object2vec.synthetic import make_pairs, write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from object2vec.cli import main
-from object2vec.synthetic import write_jsonl
+from object2vec.data.synthetic import write_jsonl
 from usecases_data import (
     BAND,
     GROUPS,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from object2vec.clustering import cluster_scores, kmeans
 from object2vec.errors import DataError
-from object2vec.items import read_items
+from object2vec.retrieval.clustering import cluster_scores, kmeans
+from object2vec.retrieval.items import read_items
 from usecases_data import (
     item_records,
     one_thread,  # noqa: F401 - autouse fixture

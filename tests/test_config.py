@@ -8,8 +8,8 @@ import warnings
 
 import pytest
 
-from object2vec.config import Hyperparameters, hyperparameter_table
 from object2vec.errors import HyperparameterError
+from object2vec.hyperparameters import Hyperparameters, hyperparameter_table
 
 REQUIRED = {"enc0_max_seq_len": 10, "enc0_vocab_size": 100}
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import write_lines
-from object2vec.config import Hyperparameters
-from object2vec.data import PairData, Schema, Side, read_pairs
+from object2vec.data.pairs import PairData, Schema, Side, read_pairs
 from object2vec.errors import DataError
+from object2vec.hyperparameters import Hyperparameters
 
 SCHEMA = Schema(vocab_size=(10, 5), max_seq_len=(4, 3), regression=False, num_classes=3)
 REGRESSION = Schema(vocab_size=(10, 5), max_seq_len=(4, 3), regression=True, num_classes=2)
@@ -207,7 +207,7 @@ def test_a_million_pairs_of_twenty_tokens_take_under_200_megabytes():
 def test_a_cached_file_is_not_parsed_again(tmp_path, monkeypatch):
     path = write_lines(tmp_path / "a.jsonl", '{"label": 1, "in0": [1, 2], "in1": [3]}', '{"label": 0, "in0": [4], "in1": [0, 1]}')
     first = read_pairs(path, SCHEMA, cache=True)
-    monkeypatch.setattr("object2vec.jsonl.parse_file", lambda *a: pytest.fail("parsed again"))
+    monkeypatch.setattr("object2vec.data.jsonl.parse_file", lambda *a: pytest.fail("parsed again"))
     again = read_pairs(path, SCHEMA, cache=True)
     for a, b in ((first.in0, again.in0), (first.in1, again.in1)):
         assert a.tokens.tolist() == b.tokens.tolist() and a.offsets.tolist() == b.offsets.tolist()
@@ -308,7 +308,7 @@ def test_an_id_equal_to_a_65536_vocabulary_is_rejected_not_wrapped(tmp_path):
 
 
 def test_uint16_batches_reach_the_model_as_int64():
-    from object2vec.train import side_tensors
+    from object2vec.training.loop import side_tensors
 
     side = Side.from_lists([[65535, 0], [7]])
     assert side.tokens.dtype == np.uint16
@@ -335,7 +335,7 @@ def _random_lines(rng: np.random.Generator, n: int, high: int, extra_fields: boo
 
 @pytest.mark.parametrize("high", [10, 70000])
 def test_reading_block_by_block_gives_the_same_arrays_as_record_by_record(tmp_path, monkeypatch, high):
-    from object2vec import jsonl as data_module
+    from object2vec.data import jsonl as data_module
 
     schema = Schema(vocab_size=(high, high), max_seq_len=(5, 4), regression=False, num_classes=3)
     lines = _random_lines(np.random.default_rng(high), 3000, high)
@@ -399,7 +399,7 @@ def test_a_cached_reload_keeps_uint16_tokens_memory_mapped(tmp_path):
 
 @pytest.mark.parametrize("rank", [0, 1])
 def test_gzip_shards_name_the_right_line_after_the_first_block(tmp_path, monkeypatch, rank):
-    from object2vec import jsonl as data_module
+    from object2vec.data import jsonl as data_module
 
     monkeypatch.setattr(data_module, "_BLOCK_BYTES", 2000)  # ~50 lines a block
     lines = ['{"label": 0, "in0": [1], "in1": [2]}'] * 3000
@@ -416,8 +416,8 @@ def test_gzip_shards_name_the_right_line_after_the_first_block(tmp_path, monkeyp
 
 @pytest.mark.parametrize("reader", ["compiled scanner", "pyarrow"])
 def test_clean_files_are_parsed_in_blocks_not_record_by_record(tmp_path, monkeypatch, reader):
-    from object2vec import jsonl as data_module
-    from object2vec import kernels
+    from object2vec.data import jsonl as data_module
+    from object2vec.native import kernels
 
     if reader == "compiled scanner" and not kernels.available():
         pytest.skip("no C compiler here")
@@ -502,7 +502,7 @@ def _json_pair(record) -> bool:
 
 @pytest.fixture
 def scanner():
-    from object2vec import kernels
+    from object2vec.native import kernels
 
     if not kernels.available():
         pytest.skip("no C compiler here")

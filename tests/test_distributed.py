@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from object2vec import Object2Vec
-from object2vec.synthetic import make_pairs, write_jsonl
+from object2vec.data.synthetic import make_pairs, write_jsonl
 
 WORKER = Path(__file__).parent / "workers" / "fit_worker.py"
 TRAIN_PAIRS = 1600

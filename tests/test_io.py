@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from object2vec import ModelFormatError, Object2Vec
-from object2vec.config import Hyperparameters
+from object2vec.hyperparameters import Hyperparameters
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from object2vec.errors import DataError
-from object2vec.maps import _palette, plot_map, project_2d
+from object2vec.retrieval.plots import _palette, plot_map, project_2d
 from usecases_data import one_thread  # noqa: F401 - autouse fixture
 
 pytest.importorskip("matplotlib")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from object2vec.config import Hyperparameters
-from object2vec.model import Object2VecNet, comparator_width, compare
+from object2vec.hyperparameters import Hyperparameters
+from object2vec.nn.model import Object2VecNet, comparator_width, compare
 
 NETWORKS = ["pooled_embedding", "hcnn", "bilstm"]
 
@@ -159,7 +159,7 @@ def test_dropout_is_active_only_in_training():
 @pytest.mark.parametrize("lengths", [[5, 5, 5], [3, 1, 5]])
 def test_hcnn_in_bf16_gives_the_same_numbers_with_the_compiled_relu_max(monkeypatch, lengths):
     """The kernel's one pass each way computes what relu, the fp32 cast, amax and autograd's fp32 sum do."""
-    from object2vec import kernels
+    from object2vec.native import kernels
 
     if not kernels.available():
         pytest.skip("no C compiler here")
@@ -182,7 +182,8 @@ def test_hcnn_in_bf16_gives_the_same_numbers_with_the_compiled_relu_max(monkeypa
 def test_pooled_embedding_of_a_row_sparse_table_has_embedding_bags_gradient():
     """The compiled backward of the mean, onto the distinct rows' gradient slot, equals torch's
     embedding_bag backward onto a leaf of those rows."""
-    from object2vec import kernels, sparse
+    from object2vec.native import kernels
+    from object2vec.nn import embedding as sparse
 
     if not kernels.available():
         pytest.skip("no C compiler here")
@@ -215,11 +216,12 @@ def _table_gradient(embedding: torch.nn.Module) -> torch.Tensor:
 @pytest.mark.parametrize("storage", ["dense", "row_sparse"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_bilstm_in_bf16_matches_the_fp32_lstm_to_bf16_rounding(monkeypatch, layers, storage):
-    """bf16 products with an fp32 cell state (object2vec.recurrent): the output and every gradient
+    """bf16 products with an fp32 cell state (object2vec.nn.recurrent): the output and every gradient
     equal nn.LSTM's in fp32 to bf16 precision, on a padded batch whose tokens repeat (each distinct
     row's gradient is the sum over its positions; direction 1 starts at each sequence's last token;
     padding never reaches the max)."""
-    from object2vec import kernels, recurrent
+    from object2vec.native import kernels
+    from object2vec.nn import recurrent
 
     if not kernels.available():
         pytest.skip("no C compiler here")
@@ -244,7 +246,7 @@ def test_bilstm_in_bf16_matches_the_fp32_lstm_to_bf16_rounding(monkeypatch, laye
 
 
 def test_bilstm_in_bf16_keeps_each_sequence_independent_of_the_batch():
-    from object2vec import kernels
+    from object2vec.native import kernels
 
     if not kernels.available():
         pytest.skip("no C compiler here")
@@ -256,7 +258,8 @@ def test_bilstm_in_bf16_keeps_each_sequence_independent_of_the_batch():
 
 
 def test_bilstm_in_bf16_without_the_kernels_runs_nn_lstm_in_fp32(monkeypatch):
-    from object2vec import kernels, recurrent
+    from object2vec.native import kernels
+    from object2vec.nn import recurrent
 
     monkeypatch.setattr(kernels, "available", lambda: False)
     monkeypatch.setattr(recurrent, "bilstm_max", lambda *args: pytest.fail("the compiled recurrence ran"))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from object2vec.errors import IndexFormatError, UnknownIdError
-from object2vec.export import load_embeddings_npy, save_embeddings_npy, save_projector_tsv
-from object2vec.neighbors import NeighborIndex, recall_at_k
+from object2vec.retrieval.export import load_embeddings_npy, save_embeddings_npy, save_projector_tsv
+from object2vec.retrieval.neighbors import NeighborIndex, recall_at_k
 from usecases_data import one_thread  # noqa: F401 - autouse fixture
 
 pytest.importorskip("faiss")

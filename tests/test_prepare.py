@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from object2vec import DataError, Object2Vec
 from object2vec.cli import main
-from object2vec.prepare import PrepareError, Table, prepare
+from object2vec.text.prepare import PrepareError, Table, prepare
 
 ANIMALS = ["cat", "dog", "cow", "owl"]
 PLACES = ["park", "barn", "field", "lake"]
@@ -272,7 +272,7 @@ def test_strings_and_ids_mix_and_text_files_keep_their_line_numbers(trained, tmp
 
 
 def test_a_model_without_vocabulary_refuses_strings_with_the_reason(tmp_path):
-    from object2vec.synthetic import make_pairs
+    from object2vec.data.synthetic import make_pairs
 
     model = Object2Vec(enc0_max_seq_len=10, enc0_vocab_size=200, enc0_network="pooled_embedding", enc_dim=8, epochs=1)
     model.fit(make_pairs(64, seed=1))
@@ -290,7 +290,7 @@ def test_id_files_and_text_files_evaluate_alike(trained, tmp_path):
 
 
 def test_a_hugging_face_tokenizer_is_copied_and_rebuilt_with_the_vocabulary(tmp_path):
-    from object2vec.text import TextCodec
+    from object2vec.text.tokenize import TextCodec
     from test_text import _word_level_tokenizer
 
     tokenizer = _word_level_tokenizer(tmp_path / "my-tokenizer.json")

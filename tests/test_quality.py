@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from object2vec import Object2Vec
-from object2vec.synthetic import make_pairs
+from object2vec.data.synthetic import make_pairs
 
 COMMON = {
     "enc0_max_seq_len": 10,

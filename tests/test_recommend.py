@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from object2vec.errors import DataError
-from object2vec.items import vocabulary_items
-from object2vec.recommend import evaluate_ranking, pair_scores, query_vector, ranking_metrics, recommend, seen_items
+from object2vec.retrieval.items import vocabulary_items
+from object2vec.retrieval.recommend import evaluate_ranking, pair_scores, query_vector, ranking_metrics, recommend, seen_items
 from usecases_data import (
     BAND,
     GROUPS,

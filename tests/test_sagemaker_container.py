@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import TINY, free_port, http, wait_for_ping
 from object2vec import Object2Vec
 from object2vec.cli import main
-from object2vec.synthetic import make_pairs, write_jsonl
+from object2vec.data.synthetic import make_pairs, write_jsonl
 
 
 def opt_ml(root: Path, hyperparameters: dict | None, channels: dict[str, list[dict]]) -> Path:

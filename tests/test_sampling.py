@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from object2vec.config import Hyperparameters
-from object2vec.data import PairData, Side
-from object2vec.sampling import epoch_batches
+from object2vec.data.pairs import PairData, Side
+from object2vec.data.sampling import epoch_batches
+from object2vec.hyperparameters import Hyperparameters
 
 
 def _data(n: int = 203) -> PairData:

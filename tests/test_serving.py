@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from conftest import TINY, free_port, http, wait_for_ping
 from object2vec import Object2Vec
+from object2vec.data.synthetic import make_pairs
 from object2vec.serving.app import ServeSettings, create_app
 from object2vec.serving.predictor import Predictor
-from object2vec.synthetic import make_pairs
 
 JSON, JSONL = "application/json", "application/jsonlines"
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from object2vec.errors import Object2VecError
-from object2vec.text import (
+from object2vec.text.tokenize import (
     AuxiliaryFileError,
     DefaultTokenizer,
     HuggingFaceTokenizer,

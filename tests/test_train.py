@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from object2vec import Object2Vec
-from object2vec.config import Hyperparameters
-from object2vec.data import PairData, Side
-from object2vec.model import Object2VecNet
-from object2vec.sampling import epoch_batches, epoch_pairs
-from object2vec.train import fit
+from object2vec.data.pairs import PairData, Side
+from object2vec.data.sampling import epoch_batches, epoch_pairs
+from object2vec.hyperparameters import Hyperparameters
+from object2vec.nn.model import Object2VecNet
+from object2vec.training.loop import fit
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop", "sgd", "adadelta"])
@@ -41,7 +41,7 @@ def test_metrics_per_epoch_follow_sagemaker_names(tiny, records):
 
 
 def test_regression_reports_mse_and_rmse(tiny):
-    from object2vec.synthetic import make_pairs
+    from object2vec.data.synthetic import make_pairs
 
     data = make_pairs(200, task="regression")
     model = Object2Vec(**tiny, output_layer="mean_squared_error").fit(data, validation=data[:50])
@@ -89,7 +89,7 @@ def test_early_stopping_restores_the_best_epoch(monkeypatch):
         snapshots.append(net.output.weight.detach().clone())
         return {"accuracy": 0.5, "cross_entropy": next(losses)}
 
-    monkeypatch.setattr("object2vec.train.evaluate", fake_evaluate)
+    monkeypatch.setattr("object2vec.training.loop.evaluate", fake_evaluate)
     result = fit(net, _toy(), validation=_toy())
     assert len(result.history) == 5 and result.stopped_early and result.best_epoch == 2
     torch.testing.assert_close(net.output.weight, snapshots[1])
@@ -107,7 +107,7 @@ def test_improvements_smaller_than_the_tolerance_do_not_reset_patience(monkeypat
         early_stopping_tolerance=0.1,
     )
     losses = iter([1.0, 0.95, 0.92, 0.5])
-    monkeypatch.setattr("object2vec.train.evaluate", lambda *a, **k: {"accuracy": 0.5, "cross_entropy": next(losses)})
+    monkeypatch.setattr("object2vec.training.loop.evaluate", lambda *a, **k: {"accuracy": 0.5, "cross_entropy": next(losses)})
     result = fit(Object2VecNet(hp), _toy(), validation=_toy())
     assert len(result.history) == 3 and result.best_epoch == 3  # best weights still follow the lowest loss
 

@@ -13,8 +13,8 @@ import torch
 
 from object2vec import Object2Vec
 from object2vec.errors import Object2VecError
-from object2vec.text import AuxiliaryFileError
-from object2vec.vectors import VectorFile
+from object2vec.text.auxiliary import VectorFile
+from object2vec.text.tokenize import AuxiliaryFileError
 
 DIM = 8
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat", "park"]
@@ -110,7 +110,7 @@ def test_a_word_containing_spaces_is_read_whole(tmp_path):
 def test_the_first_vector_of_a_repeated_word_wins(tmp_path):
     path = tmp_path / "v.txt"
     path.write_text("cat 1 1\ncat 2 2\n")
-    rows, vectors = VectorFile(path).lookup(__import__("object2vec.text").text.Vocabulary({"cat": 3}))
+    rows, vectors = VectorFile(path).lookup(__import__("object2vec.text.tokenize").text.tokenize.Vocabulary({"cat": 3}))
     assert rows.tolist() == [3] and vectors.tolist() == [[1, 1]]
 
 

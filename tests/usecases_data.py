@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from object2vec import Object2Vec
-from object2vec.synthetic import make_pairs
+from object2vec.data.synthetic import make_pairs
 
 VOCAB, GROUPS, BAND = 90, 8, 10
 HYPERPARAMETERS = {

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import Hyperparameters, hyperparameter_table
-from .data import PairData, Schema, Side, read_pairs
+from .data.pairs import PairData, Schema, Side, read_pairs
 from .errors import DataError, HyperparameterError, ModelFormatError, NotFittedError, Object2VecError
 from .estimator import Object2Vec
+from .hyperparameters import Hyperparameters, hyperparameter_table
 
 __all__ = [
     "DataError",

@@ -16,15 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed, io, reporting
-from .config import Hyperparameters
-from .data import PairData, Schema, Side, Source, read_pairs
+from . import model_folder
+from .data.pairs import PairData, Schema, Side, Source, read_pairs
+from .data.sampling import Batch
 from .errors import DataError, NotFittedError
-from .model import Object2VecNet
-from .sampling import Batch
-from .text import TextCodec, read_text_pairs
-from .train import EVAL_BATCH_SIZE, evaluate, fit, resolve_precision, sequential_batches, side_tensors
-from .vectors import AuxiliaryChannel
+from .hyperparameters import Hyperparameters
+from .nn.model import Object2VecNet
+from .text.auxiliary import AuxiliaryChannel
+from .text.tokenize import TextCodec, read_text_pairs
+from .training import distributed, reporting
+from .training.loop import EVAL_BATCH_SIZE, evaluate, fit, resolve_precision, sequential_batches, side_tensors
 
 Sequences = Sequence[Sequence[int] | str]
 
@@ -226,20 +227,20 @@ class Object2Vec:
         """Write the model folder (see :mod:`object2vec.io`)."""
         net = self._fitted()
         text = self._text
-        io.save(
+        model_folder.save(
             path, net, metrics=getattr(self, "metrics_", None), extra={"seed": self.seed}, assets=text.assets() if text else None
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> Object2Vec:
         """Rebuild a trained model from its folder; predictions are bit-identical to the saved model's."""
-        net, metrics = io.load(path, resolve_device(device))
+        net, metrics = model_folder.load(path, resolve_device(device))
         model = cls(device=device, **net.hp.to_dict())
         model.model_ = net
         model.hyperparameters_ = net.hp
         model.metrics_ = metrics
         model.history_ = metrics.get("epochs", [])
-        model.text_ = io.load_text(path, net.hp)
+        model.text_ = model_folder.load_text(path, net.hp)
         return model
 
 

@@ -183,7 +183,7 @@ def configure_threads(workers: int) -> None:
     """Share the cores among workers: intra-op threads = cores // workers (at least 1)."""
     import torch
 
-    from ..sagemaker import available_cores
+    from .container import available_cores
 
     torch.set_num_threads(max(1, available_cores() // max(1, workers)))
 

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import Schema
+from ..data.jsonl import jtype
+from ..data.pairs import Schema
 from ..errors import DataError, Object2VecError
 from ..estimator import Object2Vec
-from ..jsonl import jtype
-from ..text import read_text_pairs
-from ..train import side_tensors
+from ..text.tokenize import read_text_pairs
+from ..training.loop import side_tensors
 
 BATCH_SIZE = 1024
 MAX_SEQ_LEN = 5000  # SageMaker's bound for max_seq_len and infer_max_seqlens

@@ -25,8 +25,8 @@ from typing import IO, Any, BinaryIO
 import numpy as np
 import orjson
 
+from ..data.jsonl import decode_or_error, open_lines
 from ..errors import DataError
-from ..jsonl import decode_or_error, open_lines
 from .predictor import InstanceError, Predictor
 
 CHUNK_LINES = 4096

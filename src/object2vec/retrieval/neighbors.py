@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexFormatError, UnknownIdError
-from .extras import require
-from .io import atomic_write_bytes, atomic_write_json
+from .._optional import require
+from ..errors import IndexFormatError, UnknownIdError
+from ..files import atomic_write_bytes, atomic_write_json
 from .items import describe_ids, lookup
 
 FORMAT = "object2vec-index"
@@ -207,7 +207,7 @@ class NeighborIndex:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(folder / INDEX_FILE, faiss.serialize_index(self.index).tobytes())
         atomic_write_bytes(folder / IDS_FILE, json.dumps(self.ids).encode())
-        from . import __version__
+        from .. import __version__
 
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "object2vec_version": __version__, **self.meta}
         atomic_write_json(folder / META_FILE, meta)

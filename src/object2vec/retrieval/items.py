@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .data import Schema, list_files, open_lines
-from .errors import DataError, Problems, UnknownIdError
-from .text import read_text_pairs
+from ..data.pairs import Schema, list_files, open_lines
+from ..errors import DataError, Problems, UnknownIdError
+from ..text.tokenize import read_text_pairs
 
 SIDES = ("in0", "in1")
 ItemId = str | int

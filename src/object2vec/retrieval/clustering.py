@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
-from .extras import require
+from .._optional import require
+from ..errors import DataError
 
 SILHOUETTE_SAMPLE = 5000  # the silhouette costs O(n^2); beyond this many points it is estimated on a sample
 

@@ -17,8 +17,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,8 +30,10 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from . import arrow_lines, kernels
-from .errors import DataError, Problems
+from ..errors import DataError, Problems
+from ..files import atomic_folder, cache_dir
+from ..native import kernels
+from . import arrow as arrow_lines
 
 PathLike = str | os.PathLike
 _BLOCK_BYTES = 4 << 20  # lines parsed per block: bounded memory, enough blocks to keep every worker busy
@@ -499,11 +499,6 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
 # The binary cache
 
 
-def cache_dir() -> Path:
-    """Where parsed files are cached: ``$OBJECT2VEC_CACHE_DIR``, else ``~/.cache/object2vec``."""
-    return Path(os.environ.get("OBJECT2VEC_CACHE_DIR") or Path.home() / ".cache" / "object2vec")
-
-
 def _cache_key(file: Path, sides: tuple[str, ...], require_label: bool, shard: tuple[int, int]) -> str:
     stat = file.stat()
     ident = f"{CACHE_VERSION}|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(sides)}|{require_label}|{shard}"
@@ -537,13 +532,11 @@ def _store_cache(folder: Path, raw: Raw, sides: tuple[str, ...], require_label: 
     if any(a.dtype == np.int64 for name, a in arrays.items() if name.endswith(".tokens")):
         return  # ids beyond int32 are errors; such a file is not worth caching
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", array)
-        os.replace(tmp, folder)
+        with atomic_folder(folder) as tmp:
+            for name, array in arrays.items():
+                np.save(tmp / f"{name}.npy", array)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True) if "tmp" in locals() else None
+        pass
 
 
 def read_file(file: Path, parser: Parser, cache: bool, shard: tuple[int, int]) -> Raw:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .cli import _friendly_errors, main
-from .errors import Object2VecError
+from ..errors import Object2VecError
+from .base import friendly_errors, main
 
 _DEVICE = click.option("--device", default="cpu", help="cpu, cuda, cuda:N or auto.")
 _KEEP = click.option(
@@ -30,8 +30,8 @@ _MAX_SEQLENS = click.option(
 
 def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt: str, keep: str, on_error: str,
                device: str, max_seqlens: str | None) -> None:  # fmt: skip
-    from .serving.predictor import Predictor, parse_max_seqlens
-    from .serving.transform import transform
+    from ..serving.predictor import Predictor, parse_max_seqlens
+    from ..serving.transform import transform
 
     try:
         lens = parse_max_seqlens(max_seqlens) if max_seqlens else None
@@ -51,7 +51,7 @@ def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt:
 @_ON_ERROR
 @_MAX_SEQLENS
 @_DEVICE
-@_friendly_errors
+@friendly_errors
 def predict(model_dir: Path, input_path: str, output: str | None, keep: str, on_error: str, infer_max_seqlens: str | None,
             device: str) -> None:  # fmt: skip
     """Score pairs from INPUT (JSON Lines, '-' for stdin): one {"scores": [...]} per line, in order."""
@@ -68,7 +68,7 @@ def predict(model_dir: Path, input_path: str, output: str | None, keep: str, on_
 @_ON_ERROR
 @_MAX_SEQLENS
 @_DEVICE
-@_friendly_errors
+@friendly_errors
 def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: str, keep: str, on_error: str,
           infer_max_seqlens: str | None, device: str) -> None:  # fmt: skip
     """Embed one side of each line of INPUT: one {"embeddings": [...]} per line, or an .npy matrix."""
@@ -84,13 +84,13 @@ def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: 
 @click.option("--sagemaker", is_flag=True, help="Container mode: load /opt/ml/model, listen on 0.0.0.0:8080.")
 @click.option("--sagemaker-root", type=click.Path(path_type=Path), help="Instead of /opt/ml ($OBJECT2VEC_SAGEMAKER_ROOT).")
 @_DEVICE
-@_friendly_errors
+@friendly_errors
 def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payload_mb: float, sagemaker: bool,
           sagemaker_root: Path | None, device: str) -> None:  # fmt: skip
     """Answer SageMaker inference requests for MODEL_DIR: GET /ping, POST /invocations, GET /execution-parameters."""
-    from . import sagemaker as container
-    from .serving.app import ServeSettings, preferred_mode_from_env
-    from .serving.app import serve as run_server
+    from ..serving import container
+    from ..serving.app import ServeSettings, preferred_mode_from_env
+    from ..serving.app import serve as run_server
 
     if sagemaker:
         paths = container.ContainerPaths.resolve(sagemaker_root)

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
-from .extras import require
-from .io import atomic_write_bytes
+from .._optional import require
+from ..errors import DataError
+from ..files import atomic_write_bytes
 
 METHODS = ("umap", "tsne", "pca")
 FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,41 +26,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
-from .config import Hyperparameters
 from .errors import HyperparameterError, ModelFormatError
-from .model import Object2VecNet
-from .text import AuxiliaryFileError, TextCodec
+from .files import atomic_path, atomic_write_bytes, atomic_write_json
+from .hyperparameters import Hyperparameters
+from .nn.model import Object2VecNet
+from .text.tokenize import AuxiliaryFileError, TextCodec
 
 FORMAT = "object2vec"
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, METRICS, ASSETS = "config.json", "model.safetensors", "metrics.json", "auxiliary"
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600 files; a model folder should read like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def save(
@@ -78,15 +51,8 @@ def save(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_model(net, tmp)  # handles the shared tensor of tied embeddings
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, folder / WEIGHTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_model(net, str(tmp))  # handles the shared tensor of tied embeddings
     if metrics is not None:
         atomic_write_json(folder / METRICS, metrics)
     for name, data in (assets or {}).items():

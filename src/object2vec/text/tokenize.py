@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import DataError, Object2VecError
+from ..errors import DataError, Object2VecError
 
 UNKNOWN_TOKEN = "<unk>"
 SETTINGS_FILE = "tokenization.json"
@@ -418,7 +418,7 @@ def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs:
     the fast way (packed arrays, no Python records) and only re-read record by record when they
     turn out to hold strings.
     """
-    from .data import PairData, read_pairs
+    from ..data.pairs import PairData, read_pairs
 
     if codec is None or isinstance(source, PairData):
         return read_pairs(source, schema, **kwargs)
@@ -464,7 +464,7 @@ def _located_records(source: Any, problems: list[str]) -> Iterator[tuple[str, An
     """``(place, record)`` pairs from a list of records, a path, or a list of paths."""
     import orjson
 
-    from .data import list_files, open_lines
+    from ..data.pairs import list_files, open_lines
 
     if isinstance(source, (list, tuple)) and (not source or isinstance(source[0], Mapping)):
         yield from ((f"records[{i}]", rec) for i, rec in enumerate(source))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import kernels
+from ..native import kernels
 
 BF16 = torch.bfloat16
 

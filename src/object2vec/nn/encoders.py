@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import kernels, recurrent
-from .config import EncoderConfig
-from .sparse import TokenEmbedding
+from ..hyperparameters import EncoderConfig
+from ..native import kernels
+from . import recurrent
+from .embedding import TokenEmbedding
 
 
 def pad(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

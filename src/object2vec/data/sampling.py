@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import Hyperparameters
-from .data import PairData
+from ..hyperparameters import Hyperparameters
+from .pairs import PairData
 
 
 @dataclass(frozen=True)

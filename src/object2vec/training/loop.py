@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.pairs import PairData, Side
+from ..data.sampling import Batch, epoch_batches
+from ..errors import CheckpointError, HyperparameterError
+from ..hyperparameters import Hyperparameters
+from ..nn.model import Object2VecNet
 from . import distributed, reporting
 from .allocator import keep_freed_memory
-from .config import Hyperparameters
-from .data import PairData, Side
-from .errors import CheckpointError, HyperparameterError
-from .model import Object2VecNet
-from .sampling import Batch, epoch_batches
-from .sparse import LazyOptimizer
+from .lazy_optim import LazyOptimizer
 
 EVAL_BATCH_SIZE = 4096
 CHECKPOINT = "latest.pt"

@@ -22,8 +22,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from .config import Hyperparameters
-from .errors import DataError, Problems
+from ..errors import DataError, Problems
+from ..hyperparameters import Hyperparameters
 from .jsonl import LineOf, Parser, Raw, byte_range, cache_dir, list_files, narrow, open_lines, read_file
 
 __all__ = ["PairData", "Schema", "Side", "cache_dir", "list_files", "open_lines", "read_pairs"]

@@ -10,39 +10,18 @@ people; ``--json`` prints JSON for programs. Warnings (k clipped to the catalogu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from .cli import _friendly_errors
-from .errors import DataError, Object2VecError
+from ..errors import DataError, Object2VecError
+from .base import DEVICE_HELP, fmt, friendly_errors, load_model, main, notes
 
 SIDE = click.Choice(["in0", "in1"])
-DEVICE_HELP = "auto (CUDA if available), cpu, cuda, cuda:N."
-
-
-@contextlib.contextmanager
-def _notes() -> Iterator[None]:
-    """Show warnings as one ``note:`` line each on stderr, not as Python's file:line warning format."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        if issubclass(w.category, UserWarning):
-            click.echo(f"note: {w.message}", err=True)
-
-
-def _load(model_dir: Path, device: str) -> Any:
-    from .estimator import Object2Vec
-
-    return Object2Vec.load(model_dir, device=device)
 
 
 def _sequence(text: str) -> list[int] | str:
@@ -53,17 +32,13 @@ def _sequence(text: str) -> list[int] | str:
 
 
 def _items(model: Any, data: Path | None, side: str | None) -> Any:
-    from .items import read_items, vocabulary_items
+    from ..retrieval.items import read_items, vocabulary_items
 
     if data is not None:
         return read_items(data, model, side)
     if side is None:
         raise Object2VecError("--side is required without an item file: in0 or in1 (whose vocabulary to use)")
     return vocabulary_items(model, side)
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -105,7 +80,7 @@ def index_group() -> None:
 @click.option("--seed", default=0, type=int, help="Seed for the IVF k-means and the recall sample.")
 @click.option("--device", default="auto", help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-@_friendly_errors
+@friendly_errors
 def index_build(
     model_dir: Path,
     side: str | None,
@@ -129,13 +104,13 @@ def index_build(
     For hnsw/ivf, also builds the exact index in memory and reports recall@10 of the approximate one
     on a sample of the items as queries.
     """
-    from .neighbors import NeighborIndex, recall_at_k
+    from ..retrieval.neighbors import NeighborIndex, recall_at_k
 
-    model = _load(model_dir, device)
+    model = load_model(model_dir, device)
     items = _items(model, ids_file, side)
     vectors = items.vectors(model)
     info = {"model": str(model_dir.resolve()), "side": items.side, "items": str(ids_file.resolve()) if ids_file else None}
-    with _notes():
+    with notes():
         index = NeighborIndex.build(
             vectors, items.ids, metric, kind, hnsw_m=hnsw_m, ef_search=ef_search, nlist=nlist, nprobe=nprobe, seed=seed, info=info
         )
@@ -155,11 +130,11 @@ def index_build(
     index.save(output)
     summary["index"] = str(output)
     if npy is not None:
-        from .export import save_embeddings_npy
+        from ..retrieval.export import save_embeddings_npy
 
         summary["npy"] = [str(p) for p in save_embeddings_npy(npy, vectors, items.ids)]
     if projector is not None:
-        from .export import save_projector_tsv
+        from ..retrieval.export import save_projector_tsv
 
         columns: dict[str, list[Any]] = {"id": list(items.ids)}
         if items.labels is not None:
@@ -191,7 +166,7 @@ def index_build(
 )
 @click.option("--device", default="auto", help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query: {query, neighbors: [{id, score}]}.")
-@_friendly_errors
+@friendly_errors
 def index_query(
     index_dir: Path,
     k: int,
@@ -203,19 +178,19 @@ def index_query(
     as_json: bool,
 ) -> None:
     """Nearest neighbours from an index: of an indexed id, of new tokens, or of every item in a file."""
-    from .items import embed_one
-    from .neighbors import NeighborIndex
+    from ..retrieval.items import embed_one
+    from ..retrieval.neighbors import NeighborIndex
 
     if sum(x is not None for x in (item_id, tokens, input_file)) != 1:
         raise Object2VecError("give exactly one of --id, --tokens or --input")
     index = NeighborIndex.load(index_dir)
     results: list[tuple[Any, list[Any], np.ndarray]] = []
-    with _notes():
+    with notes():
         if item_id is not None:
             ids, scores = index.neighbors(item_id, k)
             results.append((item_id, ids, scores))
         else:
-            model = _load(_index_model(index, model_dir, index_dir), device)
+            model = load_model(_index_model(index, model_dir, index_dir), device)
             side = index.meta.get("info", {}).get("side", "in1")
             if tokens is not None:
                 queries: list[Any] = [tokens]
@@ -276,7 +251,7 @@ def _index_model(index: Any, model_dir: Path | None, index_dir: Path) -> Path:
 @click.option("--positive-class", type=click.IntRange(0), help="Classification: the class whose log-odds ranks [the last class].")
 @click.option("--device", default="auto", help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print [{id, score}, ...].")
-@_friendly_errors
+@friendly_errors
 def recommend(
     model_dir: Path,
     in0: str,
@@ -289,15 +264,15 @@ def recommend(
     as_json: bool,
 ) -> None:
     """Rank in1 items for one in0 by the model's pair score (or embedding similarity)."""
-    from .items import as_items
-    from .recommend import recommend as run
-    from .recommend import seen_items
+    from ..retrieval.items import as_items
+    from ..retrieval.recommend import recommend as run
+    from ..retrieval.recommend import seen_items
 
-    model = _load(model_dir, device)
+    model = load_model(model_dir, device)
     query = _sequence(in0)
     items = as_items(candidates, model, "in1")
     exclude = seen_items(model, exclude_seen, query, items) if exclude_seen is not None else None
-    with _notes():
+    with notes():
         ranked = run(model, query, k, items, exclude, by, positive_class)
     if as_json:
         click.echo(json.dumps([{"id": i, "score": s} for i, s in ranked]))
@@ -306,31 +281,6 @@ def recommend(
     click.echo(f"{'rank':>4}  {'id':<24} {what}")
     for rank, (i, s) in enumerate(ranked, 1):
         click.echo(f"{rank:>4}  {i!s:<24} {s:.4f}")
-
-
-def ranking_report(
-    model_dir: Path,
-    data: Path,
-    device: str,
-    k: int,
-    candidates: Path | None,
-    exclude_seen: Path | None,
-    by: str,
-    ties: str,
-    as_json: bool,
-) -> None:
-    """``object2vec evaluate --ranking``: hits@k, NDCG@k and MRR of the held-out positives in ``data``."""
-    from .recommend import evaluate_ranking
-
-    model = _load(model_dir, device)
-    with _notes():
-        metrics = evaluate_ranking(model, data, k, candidates, exclude_seen, by, ties)
-    if as_json:
-        click.echo(json.dumps({**metrics, "ties": ties}))
-        return
-    for name, value in metrics.items():
-        click.echo(f"{name:<20} {_fmt(value)}")
-    click.echo(f"{'ties':<20} {ties}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -349,7 +299,7 @@ def ranking_report(
 @click.option("--seed", default=0, type=int, help="Seed for k-means.")
 @click.option("--device", default="auto", help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-@_friendly_errors
+@friendly_errors
 def cluster(
     model_dir: Path,
     data: Path,
@@ -362,10 +312,10 @@ def cluster(
     as_json: bool,
 ) -> None:
     """k-means on item embeddings: cluster sizes, silhouette, and adjusted Rand / NMI against item labels."""
-    from .clustering import cluster_scores, kmeans
-    from .io import atomic_write_bytes
+    from ..files import atomic_write_bytes
+    from ..retrieval.clustering import cluster_scores, kmeans
 
-    model = _load(model_dir, device)
+    model = load_model(model_dir, device)
     items = _items(model, data, side)
     vectors = items.vectors(model)
     assignments, _ = kmeans(vectors, k, seed, backend=backend)
@@ -380,7 +330,7 @@ def cluster(
     click.echo(f"{len(items)} {items.side} items in {k} clusters; sizes: {' '.join(map(str, sizes))}")
     for name, value in scores.items():
         note = " (the items have no labels)" if value is None and name != "silhouette" else ""
-        click.echo(f"{name:<14} {_fmt(value)}{note}")
+        click.echo(f"{name:<14} {fmt(value)}{note}")
     click.echo(f"assignments written to {output}" if output else "pass -o FILE to write the assignments")
 
 
@@ -412,7 +362,7 @@ def cluster(
 @click.option("--title", help="Title [N items (METHOD)].")
 @click.option("--seed", default=0, type=int, help="Seed for the projection, clusters and name sample.")
 @click.option("--device", default="auto", help=DEVICE_HELP)
-@_friendly_errors
+@friendly_errors
 def plot(
     model_dir: Path,
     data: Path,
@@ -428,9 +378,9 @@ def plot(
     device: str,
 ) -> None:
     """Draw a 2-D map of item embeddings, coloured by label or cluster, with names on a sample of points."""
-    from .maps import plot_map
+    from ..retrieval.plots import plot_map
 
-    model = _load(model_dir, device)
+    model = load_model(model_dir, device)
     items = _items(model, data, side)
     vectors = items.vectors(model)
     color_by = color_by or ("label" if items.labels is not None else "none")
@@ -440,13 +390,13 @@ def plot(
             raise Object2VecError(f'{data}: the items have no "label"; add one per item or use --color-by cluster')
         colors = items.labels
     elif color_by == "cluster":
-        from .clustering import kmeans
+        from ..retrieval.clustering import kmeans
 
         colors = [f"cluster {c}" for c in kmeans(vectors, min(k, len(items)), seed)[0]]
     names = items.names
     if names_file is not None:
         names = _read_names(names_file, items)
-    with _notes():
+    with notes():
         plot_map(
             vectors, output, method, colors, names, title, seed, max_names, legend_title=None if colors is None else color_by
         )
@@ -455,7 +405,7 @@ def plot(
 
 def _read_names(path: Path, items: Any) -> list[str | None]:
     """Names by id from JSON Lines ``{"id", "name"}`` or ``id<TAB>name`` lines; ids not among the items are ignored."""
-    from .items import lookup
+    from ..retrieval.items import lookup
 
     positions = {i: n for n, i in enumerate(items.ids)}
     names: list[str | None] = list(items.names) if items.names is not None else [None] * len(items)
@@ -480,3 +430,9 @@ def _read_names(path: Path, items: Any) -> list[str | None]:
         if row is not None and name is not None:
             names[row] = str(name)
     return names
+
+
+main.add_command(index_group)
+main.add_command(recommend)
+main.add_command(cluster)
+main.add_command(plot)

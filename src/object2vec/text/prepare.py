@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .data import open_lines
-from .errors import Object2VecError, Problems
-from .text import (
+from ..data.pairs import open_lines
+from ..errors import Object2VecError, Problems
+from .auxiliary import VectorFile
+from .tokenize import (
     SETTINGS_FILE,
     UNKNOWN_TOKEN,
     AuxiliaryFileError,
@@ -47,7 +48,6 @@ from .text import (
     read_settings,
     tokenizer_from_settings,
 )
-from .vectors import VectorFile
 
 SPLITS = ("train", "validation", "test")
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
@@ -603,6 +603,6 @@ def _hyperparameters(
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    from .io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     atomic_write_bytes(path, data)

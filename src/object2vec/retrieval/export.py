@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 
 def ids_path(path: str | os.PathLike) -> Path:

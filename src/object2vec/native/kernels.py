@@ -49,6 +49,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import cache_dir
+
 logger = logging.getLogger("object2vec")
 
 _SOURCE = r"""
@@ -502,7 +504,6 @@ def _library() -> ctypes.CDLL | None:
     """The compiled kernels, built on first use; ``None`` where they cannot be (the PyTorch path runs)."""
     if os.environ.get("OBJECT2VEC_KERNELS", "1") == "0":
         return None
-    from .jsonl import cache_dir  # (here: jsonl reads files through this module's parser)
 
     key = hashlib.sha256("\0".join([_SOURCE, *_FLAGS, _OPENMP, _cpu_identity(), platform.machine()]).encode()).hexdigest()[:16]
     target = cache_dir() / "kernels" / f"object2vec-{key}.so"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Object2VecError
+from ..errors import Object2VecError
 
 DEFAULT_ROOT = "/opt/ml"
 ROOT_ENV = "OBJECT2VEC_SAGEMAKER_ROOT"
@@ -83,7 +83,7 @@ def channels(paths: ContainerPaths) -> dict[str, Path | None]:
 
 def write_failure(paths: ContainerPaths, message: str) -> None:
     """Leave the reason for SageMaker (trimmed to what it shows), atomically."""
-    from .io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     paths.failure.parent.mkdir(parents=True, exist_ok=True)
     text = message if len(message) <= FAILURE_LIMIT else message[: FAILURE_LIMIT - 4] + " ..."

@@ -45,11 +45,11 @@ import numpy as np
 import orjson
 import torch
 
-from .data import Schema, list_files, open_lines
-from .errors import DataError
+from ..data.pairs import Schema, list_files, open_lines
+from ..errors import DataError
+from ..nn.model import compare
+from ..text.tokenize import read_text_pairs
 from .items import Items, as_items, embed_one
-from .model import compare
-from .text import read_text_pairs
 
 BYS = ("score", "embedding")
 TIES = ("pessimistic", "expected")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import Hyperparameters
+from ..hyperparameters import Hyperparameters
+from .embedding import TokenEmbedding, make_embedding
 from .encoders import build_encoder
-from .sparse import TokenEmbedding, make_embedding
 
 ACTIVATIONS = {"linear": nn.Identity, "tanh": nn.Tanh, "relu": nn.ReLU}
 EMBEDDING_INIT_STD = 0.1  # N(0, 0.1): small enough that tanh/hadamard features start unsaturated

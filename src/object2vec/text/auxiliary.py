@@ -34,10 +34,10 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from . import reporting
-from .config import Hyperparameters
-from .data import open_lines
-from .text import AuxiliaryFileError, TextCodec, Vocabulary
+from ..data.pairs import open_lines
+from ..hyperparameters import Hyperparameters
+from ..training import reporting
+from .tokenize import AuxiliaryFileError, TextCodec, Vocabulary
 
 # --------------------------------------------------------------------------------------------------
 # Vector files

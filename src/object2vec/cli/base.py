@@ -1,0 +1,71 @@
+"""What every ``object2vec`` command shares: the click group, and one clear line for a user's error.
+
+Each command module registers its verbs on :data:`main` and imports only this module from ``cli``;
+the heavy parts (torch, faiss, FastAPI) are imported inside the commands, so ``object2vec --help``
+does not load them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import Object2VecError
+from ..training import reporting
+
+EXIT_USER_ERROR = 2
+DEVICE_HELP = "auto (CUDA if available), cpu, cuda, cuda:N."
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """User errors print one ``error:`` line (no traceback) and exit with status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Object2VecError as e:
+            if reporting.is_main_process():  # under torchrun every rank fails alike; one message is enough
+                click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except OSError as e:
+            click.echo(f"error: {e.filename or ''}: {e.strerror or e}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def notes() -> Iterator[None]:
+    """Show warnings as one ``note:`` line each on stderr, not as Python's file:line warning format."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            click.echo(f"note: {w.message}", err=True)
+
+
+def load_model(model_dir: Path, device: str) -> Any:
+    """The trained :class:`~object2vec.estimator.Object2Vec` in ``model_dir`` (imports torch)."""
+    from ..estimator import Object2Vec
+
+    return Object2Vec.load(model_dir, device=device)
+
+
+def fmt(value: Any) -> str:
+    """A table cell: ``-`` for nothing, four decimals for a float."""
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="object2vec")
+def main() -> None:
+    """Object2Vec: embeddings of pairs, SageMaker-compatible, trained with PyTorch."""

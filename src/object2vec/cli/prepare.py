@@ -1,0 +1,134 @@
+"""``object2vec prepare``: raw text pairs to Object2Vec JSON Lines, a vocabulary and suggested hyperparameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .base import friendly_errors, main
+
+
+@main.command()
+@click.option(
+    "--train", "train_path", type=click.Path(path_type=Path), help="Raw training pairs; the vocabulary is built from these."
+)
+@click.option(
+    "--validation", type=click.Path(path_type=Path), help="Raw validation pairs (encoded with the training vocabulary)."
+)
+@click.option("--test", type=click.Path(path_type=Path), help="Raw test pairs (encoded with the training vocabulary).")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@click.option("--left", required=True, help="Column of the in0 text: a name, or a 0-based index.")
+@click.option("--right", required=True, help="Column of the in1 text: a name, or a 0-based index.")
+@click.option("--label", help="Column of the label: a name, or a 0-based index. Leave out for unlabelled pairs.")
+@click.option(
+    "--format", "fmt", default="auto", type=click.Choice(["auto", "csv", "tsv", "jsonl"]), help="auto: from the extension."
+)
+@click.option("--no-quoting", is_flag=True, help="Quote characters are text (csv.QUOTE_NONE), as in STS Benchmark files.")
+@click.option(
+    "--header/--no-header", default=None, help="Whether CSV/TSV files start with a header row [default: if a column is named]."
+)
+@click.option(
+    "--label-type",
+    default="auto",
+    type=click.Choice(["auto", "class", "number"]),
+    help="auto: numbers if one label is fractional, else classes.",
+)
+@click.option(
+    "--tokenizer-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A Hugging Face tokenizer.json (needs object2vec[text]).",
+)
+@click.option(
+    "--lowercase/--no-lowercase", default=None, help="Lowercase before splitting [default: yes, no with --tokenizer-file]."
+)
+@click.option("--min-count", default=1, type=click.IntRange(1), help="Keep words seen at least this often in training.")
+@click.option("--max-size", type=click.IntRange(2), help="At most this many ids, the unknown token's included.")
+@click.option("--shared-vocab", is_flag=True, help="One vocabulary for both sides (vocab.json) instead of one per side.")
+@click.option("--unknown-token", default="<unk>", help="The word of id 0, which stands for every out-of-vocabulary token.")
+@click.option(
+    "--vectors",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="GloVe/word2vec text vectors (.gz ok); vocabulary rows go to vectors.txt.gz.",
+)
+@click.option(
+    "--vector-words", default=0, type=click.IntRange(0), help="Also add the first N words of --vectors to the vocabulary."
+)
+@click.option(
+    "--length-percentile",
+    default=99.0,
+    type=click.FloatRange(1, 100),
+    help="Suggested max_seq_len: this percentile of training lengths.",
+)
+@click.option("--max-seq-len", type=click.IntRange(1, 5000), help="Suggest this max_seq_len instead of the percentile.")
+@click.option(
+    "--vocab-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Apply the tokenizer, vocabulary and labels of an earlier output folder.",
+)
+@friendly_errors
+def prepare(
+    train_path: Path | None,
+    validation: Path | None,
+    test: Path | None,
+    output: Path,
+    left: str,
+    right: str,
+    label: str | None,
+    fmt: str,
+    no_quoting: bool,
+    header: bool | None,
+    label_type: str,
+    tokenizer_file: Path | None,
+    lowercase: bool | None,
+    min_count: int,
+    max_size: int | None,
+    shared_vocab: bool,
+    unknown_token: str,
+    vectors: Path | None,
+    vector_words: int,
+    length_percentile: float,
+    max_seq_len: int | None,
+    vocab_from: Path | None,
+) -> None:
+    """Tokenize raw text pairs (CSV, TSV, JSON Lines) into Object2Vec JSON Lines plus vocab.json.
+
+    Prints the OOV rate and truncation counts of each split and the hyperparameters to train with:
+
+    \b
+      object2vec prepare --train train.csv --validation dev.csv --left question1 --right question2 --label is_duplicate -o data/
+      object2vec train --train data/train.jsonl --validation data/validation.jsonl --auxiliary data \\
+          --hyperparameters data/hyperparameters.json -o model/
+    """
+    from ..text.prepare import Table, parse_column
+    from ..text.prepare import prepare as run
+
+    table = Table(parse_column(left), parse_column(right), parse_column(label), fmt, not no_quoting, header)  # type: ignore[arg-type]
+    report = run(
+        output,
+        table,
+        train=train_path,
+        validation=validation,
+        test=test,
+        vocab_from=vocab_from,
+        tokenizer_file=tokenizer_file,
+        lowercase=lowercase,
+        min_count=min_count,
+        max_size=max_size,
+        shared_vocab=shared_vocab,
+        unknown_token=unknown_token,
+        label_type=label_type,
+        vectors=vectors,
+        vector_words=vector_words,
+        length_percentile=length_percentile,
+        max_seq_len=max_seq_len,
+    )
+    for line in report.lines():
+        click.echo(line)
+    splits = {s.name for s in report.splits}
+    if "train" in splits:
+        val = f" --validation {output / 'validation.jsonl'}" if "validation" in splits else ""
+        click.echo(
+            f"train with: object2vec train --train {output / 'train.jsonl'}{val} --auxiliary {output} "
+            f"--hyperparameters {output / 'hyperparameters.json'} -o MODEL_DIR"
+        )

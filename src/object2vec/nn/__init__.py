@@ -1,0 +1,1 @@
+"""The network: token tables, the three encoders, the comparator and the MLP head (PyTorch)."""
