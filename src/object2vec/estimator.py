@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import model_folder
+from . import model_folder, reporting
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
 from .errors import DataError, NotFittedError
@@ -24,7 +24,7 @@ from .hyperparameters import Hyperparameters
 from .nn.model import Object2VecNet
 from .text.auxiliary import AuxiliaryChannel
 from .text.tokenize import TextCodec, read_text_pairs
-from .training import distributed, reporting
+from .training import distributed
 from .training.loop import EVAL_BATCH_SIZE, evaluate, fit, resolve_precision, sequential_batches, side_tensors
 
 Sequences = Sequence[Sequence[int] | str]

@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
+from .. import reporting
 from ..errors import Object2VecError
-from ..training import reporting
 
 EXIT_USER_ERROR = 2
 DEVICE_HELP = "auto (CUDA if available), cpu, cuda, cuda:N."

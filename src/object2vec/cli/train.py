@@ -18,9 +18,9 @@ from typing import Any
 
 import click
 
+from .. import reporting
 from ..errors import Object2VecError
 from ..hyperparameters import Hyperparameters, hyperparameter_table, hyperparameters_markdown
-from ..training import distributed, reporting
 from .base import friendly_errors, main
 
 
@@ -136,6 +136,8 @@ def train(
     **named: str | None,
 ) -> None:
     """Train a model on JSON Lines pairs and write it to --output."""
+    from ..training import distributed  # imports torch: not before a command runs
+
     if nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(_relaunch_under_torchrun(nproc))
 
@@ -181,6 +183,7 @@ def _train(
     dry_run: bool,
 ) -> None:
     from ..estimator import Object2Vec
+    from ..training import distributed
 
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
     Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else

@@ -34,9 +34,9 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from .. import reporting
 from ..data.pairs import open_lines
 from ..hyperparameters import Hyperparameters
-from ..training import reporting
 from .tokenize import AuxiliaryFileError, TextCodec, Vocabulary
 
 # --------------------------------------------------------------------------------------------------

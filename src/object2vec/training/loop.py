@@ -24,12 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import reporting
 from ..data.pairs import PairData, Side
 from ..data.sampling import Batch, epoch_batches
 from ..errors import CheckpointError, HyperparameterError
 from ..hyperparameters import Hyperparameters
 from ..nn.model import Object2VecNet
-from . import distributed, reporting
+from . import distributed
 from .allocator import keep_freed_memory
 from .lazy_optim import LazyOptimizer
 
