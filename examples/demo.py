@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from object2vec import Object2Vec
+from object2vec import Object2Vec, reporting
 from object2vec.data.synthetic import make_pairs, write_jsonl
-from object2vec import reporting
 
 GROUPS = 8
 USERS, ITEMS = 900, 450  # 8 groups + 1 shared band of ids each

@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from object2vec import Object2Vec
+from object2vec import Object2Vec, reporting
 from object2vec.text.auxiliary import VectorFile
 from object2vec.text.prepare import Table, prepare
 from object2vec.text.tokenize import DefaultTokenizer
-from object2vec import reporting
 
 SPLITS = {"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"}
 COLUMNS = Table(left=5, right=6, label=4, format="tsv", quoting=False, header=False)  # genre, file, year, id, score, s1, s2
