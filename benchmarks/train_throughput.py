@@ -85,7 +85,11 @@ from object2vec.data.sampling import Batch, epoch_batches
 from object2vec.data.synthetic import make_pairs
 from object2vec.hyperparameters import Hyperparameters
 from object2vec.nn.model import Object2VecNet
-from object2vec.training.loop import Meter, Optimizers, autocast, batch_inputs, bf16_is_fast, compute_loss, fit, label_tensor
+from object2vec.training.batches import batch_inputs, label_tensor
+from object2vec.training.loop import fit
+from object2vec.training.metrics import Meter, compute_loss
+from object2vec.training.optimizers import Optimizers
+from object2vec.training.precision import autocast, bf16_is_fast
 
 LEARNING_RATE = 0.0004  # object2vec's default, used by the plain baselines too
 MLP_DIM = 512  # object2vec's default MLP: 2 linear layers of 512
@@ -1166,7 +1170,7 @@ def system_header(info: dict[str, Any], args: argparse.Namespace) -> str:
             + f" of those; peak memory from {args.memory_steps} steps in a fresh process per row"
         )
         if not info["bf16_is_fast"]:
-            lines.append("bf16 rows are skipped: object2vec.training.loop.bf16_is_fast(cpu) is False on this CPU")
+            lines.append("bf16 rows are skipped: object2vec.training.precision.bf16_is_fast(cpu) is False on this CPU")
     if busy is not None and busy > 10:
         lines.append(
             f"WARNING: other processes used {percent(busy)} of the CPUs just before the start; timings will be low and noisy"
@@ -1325,7 +1329,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_parity:
             print("\nbf16 accuracy parity: skipped (--skip-parity)")
         elif not bf16_is_fast(CPU):
-            print("\nbf16 accuracy parity: skipped (object2vec.training.loop.bf16_is_fast(cpu) is False)")
+            print("\nbf16 accuracy parity: skipped (object2vec.training.precision.bf16_is_fast(cpu) is False)")
         else:
             parity = run_parity(args)
             if parity:

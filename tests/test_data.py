@@ -308,7 +308,7 @@ def test_an_id_equal_to_a_65536_vocabulary_is_rejected_not_wrapped(tmp_path):
 
 
 def test_uint16_batches_reach_the_model_as_int64():
-    from object2vec.training.loop import side_tensors
+    from object2vec.training.batches import side_tensors
 
     side = Side.from_lists([[65535, 0], [7]])
     assert side.tokens.dtype == np.uint16

@@ -10,7 +10,7 @@ from object2vec.native import kernels
 from object2vec.nn.embedding import RowSparseEmbedding
 from object2vec.nn.model import Object2VecNet
 from object2vec.training.lazy_optim import copy_rows
-from object2vec.training.loop import Optimizers
+from object2vec.training.optimizers import Optimizers
 
 KWARGS = dict(enc0_max_seq_len=3, enc0_vocab_size=50, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4)
 BATCH = (torch.tensor([1, 2, 3, 2]), torch.tensor([3, 1]), torch.tensor([7, 9]), torch.tensor([1, 1]))

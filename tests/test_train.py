@@ -175,3 +175,64 @@ def test_unknown_or_impossible_precision_is_refused(tiny, records):
         Object2Vec(**tiny, precision="fp8", device="cpu").fit(records)
     with pytest.raises(HyperparameterError, match="fp16 needs a CUDA device"):
         Object2Vec(**tiny, precision="fp16", device="cpu").fit(records)
+
+
+def _tiny_net(**overrides) -> Object2VecNet:
+    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4,
+                         **{"epochs": 10, **overrides})  # fmt: skip
+    torch.manual_seed(0)
+    return Object2VecNet(hp)
+
+
+def test_every_callback_sees_every_epoch_record_and_one_can_end_the_run():
+    class Recorder:
+        def __init__(self, stop_at: int | None = None):
+            self.epochs, self.stop_at = [], stop_at
+
+        def on_epoch_end(self, record):
+            self.epochs.append((record["epoch"], sorted(record)))
+            return record["epoch"] == self.stop_at
+
+    watcher, stopper = Recorder(), Recorder(stop_at=3)
+    result = fit(_tiny_net(), _toy(), validation=_toy(), callbacks=[watcher, stopper])
+    assert [e for e, _ in watcher.epochs] == [1, 2, 3] and len(result.history) == 3
+    assert watcher.epochs[0][1] == ["epoch", "seconds", "throughput", "train", "validation"]
+    assert result.stopped_early
+
+
+def test_an_exception_raised_by_a_callback_ends_training_and_reaches_the_caller():
+    class Pruned(Exception):
+        pass
+
+    class Pruner:
+        def on_epoch_end(self, record):
+            if record["epoch"] == 2:
+                raise Pruned
+
+    with pytest.raises(Pruned):
+        fit(_tiny_net(), _toy(), validation=_toy(), callbacks=[Pruner()])
+
+
+def test_early_stopping_state_survives_a_checkpoint():
+    from object2vec.training.early_stopping import EarlyStopping
+
+    stop = EarlyStopping(patience=3, tolerance=0.0)
+    for epoch, loss in enumerate([0.9, 0.5, 0.7], start=1):
+        stop.update(epoch, loss)
+    again = EarlyStopping(patience=3, tolerance=0.0)
+    again.load_state_dict(stop.state_dict())
+    assert (again.best_epoch, again.bad_epochs, again.should_stop) == (2, 1, False)
+    assert not again.update(4, 0.8) and not again.should_stop
+    assert not again.update(5, 0.6) and again.should_stop
+
+
+def test_the_checkpointer_refuses_a_checkpoint_of_another_seed(tmp_path):
+    from object2vec.errors import CheckpointError
+    from object2vec.training.checkpoint import Checkpointer
+
+    net = _tiny_net()
+    Checkpointer(tmp_path, net, seed=1).save(epoch=2, batch=0)
+    assert Checkpointer(tmp_path, net, seed=1).load(torch.device("cpu"))["epoch"] == 2
+    with pytest.raises(CheckpointError, match="other hyperparameters or seed"):
+        Checkpointer(tmp_path, net, seed=2).load(torch.device("cpu"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]

@@ -25,7 +25,10 @@ from .nn.model import Object2VecNet
 from .text.auxiliary import AuxiliaryChannel
 from .text.tokenize import TextCodec, read_text_pairs
 from .training import distributed
-from .training.loop import EVAL_BATCH_SIZE, evaluate, fit, resolve_precision, sequential_batches, side_tensors
+from .training.batches import sequential_batches, side_tensors
+from .training.loop import fit
+from .training.metrics import EVAL_BATCH_SIZE, evaluate
+from .training.precision import resolve_precision
 
 Sequences = Sequence[Sequence[int] | str]
 

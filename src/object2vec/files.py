@@ -9,6 +9,8 @@ a real name, and an existing file is either the old one or the new one. Folders 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import json
 import os
 import shutil
@@ -39,11 +41,16 @@ def _fsync(path: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, mode: int | None = None, unnamed: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without an exception the file
     written there is flushed to disk and renamed to ``path``; otherwise it is removed.
 
-    ``mode`` defaults to what ``open`` would give under the umask (``mkstemp`` makes 0600 files).
+    The temporary file is a hidden ``.NAME.*.tmp`` (``np.save`` appends ``.npy`` to such a name: give
+    it an open file). With ``unnamed=True`` (Linux) it has no name at
+    all until it is complete (``O_TMPFILE``, published with ``linkat``), so even a SIGKILL mid-write
+    leaves nothing behind; the yielded path is then ``/proc/self/fd/N``: write to it as it is (a
+    writer that appends or reads an extension, like ``np.save`` or ``savefig``, must not get it).
+    ``mode`` defaults to what ``open`` would give under the umask.
 
     >>> import tempfile
     >>> target = Path(tempfile.mkdtemp()) / "x.txt"
@@ -54,13 +61,59 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _umask_mode() if mode is None else mode
+    fd = _anonymous_file(path.parent, mode) if unnamed else None
+    if fd is not None:
+        try:
+            yield Path(f"/proc/self/fd/{fd}")
+            os.fsync(fd)
+            _publish(fd, path)
+        finally:
+            os.close(fd)
+        return
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         _fsync(tmp)
-        os.chmod(tmp, _umask_mode() if mode is None else mode)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_AT_FDCWD, _AT_SYMLINK_FOLLOW = -100, 0x400
+
+
+def _anonymous_file(folder: Path, mode: int) -> int | None:
+    """An unnamed file in ``folder`` (Linux ``O_TMPFILE``), or None where that is not available."""
+    if not hasattr(os, "O_TMPFILE") or not Path("/proc/self/fd").is_dir() or _linkat() is None:
+        return None
+    try:
+        return os.open(folder, os.O_TMPFILE | os.O_RDWR, mode)
+    except OSError:  # a file system without O_TMPFILE support
+        return None
+
+
+@functools.cache
+def _linkat() -> Any:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.linkat
+    except (OSError, AttributeError):
+        return None
+
+
+def _publish(fd: int, path: Path) -> None:
+    """Give the unnamed file ``fd`` a hidden name beside ``path``, then rename it over ``path``."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{fd}.tmp"
+    tmp.unlink(missing_ok=True)
+    if _linkat()(_AT_FDCWD, f"/proc/self/fd/{fd}".encode(), _AT_FDCWD, os.fsencode(tmp), _AT_SYMLINK_FOLLOW) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
+    try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -69,7 +122,7 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Pa
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, unnamed=True) as tmp:
         tmp.write_bytes(data)
 
 

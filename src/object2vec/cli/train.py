@@ -8,6 +8,7 @@ and ``-p name=value`` sets any of them; later sources win: file, then ``-p``, th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -142,64 +143,69 @@ def train(
         sys.exit(_relaunch_under_torchrun(nproc))
 
     reporting.configure_cli_logging(verbose=not quiet)
+    run = TrainRun(train_path, validation, test, auxiliary, output, seed, device, precision, cache,
+                   checkpoint_dir, checkpoint_every, resume, dry_run)  # fmt: skip
     if sagemaker:
         from ..serving import container
 
         paths = container.ContainerPaths.resolve(sagemaker_root)
         with container.failure_reported(paths):
             channels = container.channels(paths)
-            train_path, validation, test = channels["train"], channels["validation"], channels["test"]
-            auxiliary = auxiliary or channels["auxiliary"]
-            output = paths.model
-            checkpoint_dir = checkpoint_dir or paths.checkpoints  # SageMaker syncs this folder for spot training
-            resume = resume or (checkpoint_dir / "latest.pt").exists()
-            hyperparameters = {**container.read_hyperparameters(paths), **_parse_pairs(params)}
-            _train(hyperparameters, named, train_path, validation, test, auxiliary, output, seed, device, precision,
-                   cache, checkpoint_dir, checkpoint_every, resume, dry_run)  # fmt: skip
+            checkpoints = checkpoint_dir or paths.checkpoints  # SageMaker syncs this folder for spot training
+            run = dataclasses.replace(
+                run, train=channels["train"], validation=channels["validation"], test=channels["test"],
+                auxiliary=auxiliary or channels["auxiliary"], output=paths.model, checkpoint_dir=checkpoints,
+                resume=resume or (checkpoints / "latest.pt").exists(),
+            )  # fmt: skip
+            _train({**container.read_hyperparameters(paths), **_parse_pairs(params)}, named, run)
         return
     if train_path is None:
         raise Object2VecError("--train is required: the training pairs (or --sagemaker to read /opt/ml/input/data/train)")
     hyperparameters: dict[str, Any] = _read_hyperparameters_file(hp_file) if hp_file else {}
     hyperparameters.update(_parse_pairs(params))
-    _train(hyperparameters, named, train_path, validation, test, auxiliary, output, seed, device, precision,
-           cache, checkpoint_dir, checkpoint_every, resume, dry_run)  # fmt: skip
+    _train(hyperparameters, named, run)
 
 
-def _train(
-    hyperparameters: dict[str, Any],
-    named: dict[str, str | None],
-    train_path: Path,
-    validation: Path | None,
-    test: Path | None,
-    auxiliary: Path | None,
-    output: Path | None,
-    seed: int,
-    device: str,
-    precision: str,
-    cache: bool,
-    checkpoint_dir: Path | None,
-    checkpoint_every: int,
-    resume: bool,
-    dry_run: bool,
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class TrainRun:
+    """Where one ``train`` command reads and writes, and how it runs (everything but hyperparameters)."""
+
+    train: Path | None
+    validation: Path | None
+    test: Path | None
+    auxiliary: Path | None
+    output: Path | None
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    cache: bool = True
+    checkpoint_dir: Path | None = None
+    checkpoint_every: int = 0
+    resume: bool = False
+    dry_run: bool = False
+
+
+def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: TrainRun) -> None:
     from ..estimator import Object2Vec
     from ..training import distributed
 
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
     Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
-    if output is None and not dry_run:
+    output, checkpoint_dir = run.output, run.checkpoint_dir
+    if output is None and not run.dry_run:
         raise Object2VecError("--output is required: the folder to write the trained model to (or pass --dry-run)")
-    if checkpoint_dir is None and output is not None and not dry_run:
+    if checkpoint_dir is None and output is not None and not run.dry_run:
         checkpoint_dir = output / "checkpoints"
-    model = Object2Vec(seed=seed, device=device, precision=precision, cache=cache, **hyperparameters)
+    model = Object2Vec(seed=run.seed, device=run.device, precision=run.precision, cache=run.cache, **hyperparameters)
     try:
         model.fit(
-            train_path, validation, test, auxiliary=auxiliary, max_steps=1 if dry_run else None,
-            checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+            run.train, run.validation, run.test, auxiliary=run.auxiliary, max_steps=1 if run.dry_run else None,
+            checkpoint_dir=checkpoint_dir, checkpoint_every=run.checkpoint_every, resume=run.resume,
         )  # fmt: skip
-        if dry_run:
+        if run.dry_run:
             click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")
         elif distributed.context().is_main:
+            assert output is not None
             model.save(output)
             if checkpoint_dir == output / "checkpoints":  # the model is the durable result now
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)

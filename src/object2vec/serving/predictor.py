@@ -27,7 +27,7 @@ from ..data.pairs import Schema
 from ..errors import DataError, Object2VecError
 from ..estimator import Object2Vec
 from ..text.tokenize import read_text_pairs
-from ..training.loop import side_tensors
+from ..training.batches import side_tensors
 
 BATCH_SIZE = 1024
 MAX_SEQ_LEN = 5000  # SageMaker's bound for max_seq_len and infer_max_seqlens

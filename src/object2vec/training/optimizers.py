@@ -1,0 +1,65 @@
+"""The optimizers of a network: one dense optimizer for the parameters autograd updates, and a lazy
+one (:mod:`object2vec.training.lazy_optim`) for ``row_sparse`` token tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..hyperparameters import Hyperparameters
+from ..nn.model import Object2VecNet
+from .lazy_optim import LazyOptimizer
+
+FUSED = ("adam", "adagrad", "sgd")  # optimizers with a fused CPU/CUDA kernel (torch >= 2.4)
+
+
+def _dense_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    cls = {
+        "adam": torch.optim.Adam,
+        "adagrad": torch.optim.Adagrad,
+        "rmsprop": torch.optim.RMSprop,
+        "sgd": torch.optim.SGD,
+        "adadelta": torch.optim.Adadelta,
+    }[name]
+    fast = {"fused": True} if name in FUSED else {"foreach": True}  # one kernel over all tensors, not a loop
+    return cls(params, lr=lr, weight_decay=weight_decay, **fast)
+
+
+class Optimizers:
+    """The dense optimizer, plus a lazy one (:mod:`object2vec.training.lazy_optim`) for ``row_sparse`` token tables."""
+
+    def __init__(self, net: Object2VecNet, hp: Hyperparameters):
+        tables = [e for e in net.embeddings() if e.row_sparse]
+        dense = [p for p in net.parameters() if p.requires_grad]  # row_sparse tables are not autograd parameters
+        self.optimizers: list[Any] = []
+        if dense:
+            self.optimizers.append(_dense_optimizer(hp.optimizer, dense, hp.learning_rate, hp.weight_decay))
+        if tables:
+            self.optimizers.append(LazyOptimizer(tables, hp.optimizer, hp.learning_rate, hp.weight_decay))
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad()
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def step_scaled(self, scaler: torch.amp.GradScaler) -> None:
+        """fp16: unscale, skip the step on inf/nan gradients, adapt the scale."""
+        dense = self.optimizers[0] if self.optimizers and not isinstance(self.optimizers[0], LazyOptimizer) else None
+        if dense is not None:
+            scaler.step(dense)
+        for opt in self.optimizers:
+            if isinstance(opt, LazyOptimizer):
+                opt.step(scale=scaler.get_scale())
+        scaler.update()
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [opt.state_dict() for opt in self.optimizers]
+
+    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
+        for opt, state in zip(self.optimizers, states, strict=True):
+            opt.load_state_dict(state)
