@@ -51,7 +51,11 @@ def available() -> bool:
 
 
 def function(name: str) -> ctypes._CFuncPtr:
-    """The compiled function ``name``, for callers that loop over it (call only when :func:`available`)."""
+    """The compiled function ``name``, for callers that loop over it (call only when :func:`available`).
+    Only functions of :data:`library.SIGNATURES` are handed out: ctypes would call any other without
+    checking its arguments."""
+    if name not in library.SIGNATURES:
+        raise KeyError(f"{name} is not in object2vec.native.library.SIGNATURES")
     return getattr(library.load(), name)
 
 
