@@ -34,6 +34,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A fresh cache folder, and a library loaded anew from it (the process's own is restored after)."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("OBJECT2VEC_CACHE_DIR", str(folder))
+    monkeypatch.delenv("OBJECT2VEC_KERNELS", raising=False)
     library.load.cache_clear()
     yield folder
     library.load.cache_clear()
@@ -46,6 +47,7 @@ def genuine(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("no C compiler here")
     with pytest.MonkeyPatch.context() as m:
         m.setenv("OBJECT2VEC_CACHE_DIR", str(tmp_path_factory.mktemp("genuine")))
+        m.delenv("OBJECT2VEC_KERNELS", raising=False)
         library.load.cache_clear()
         try:
             assert library.load() is not None
