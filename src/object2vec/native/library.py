@@ -269,7 +269,7 @@ def build(library: Path) -> str:
             raise OSError(f"{compiler} failed: {result.stderr.strip()[:500]}")
         with open(built, "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
-        with atomic_path(digest_path(library), mode=0o600) as tmp:
+        with atomic_path(digest_path(library), mode=0o600, unnamed=True) as tmp:
             tmp.write_text(digest + "\n")
     return digest
 
