@@ -18,6 +18,8 @@ EXTRAS = {
     "sklearn": ("viz", "scikit-learn"),
     "matplotlib": ("viz", "matplotlib"),
     "umap": ("viz", "umap-learn"),
+    "onnx": ("onnx", "onnx"),
+    "onnxruntime": ("onnx", "onnxruntime"),
 }
 
 

@@ -8,7 +8,7 @@ message (no traceback) and exit with status 2.
 
 from __future__ import annotations
 
-from . import evaluate, prepare, retrieval, serve, train  # noqa: F401  (each registers its commands)
+from . import evaluate, export, prepare, retrieval, serve, train  # noqa: F401  (each registers its commands)
 from .base import main
 
 __all__ = ["main"]

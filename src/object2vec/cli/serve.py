@@ -83,10 +83,16 @@ def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: 
 @click.option("--max-payload-mb", default=6.0, type=click.FloatRange(min=0, min_open=True), help="Largest request body.")
 @click.option("--sagemaker", is_flag=True, help="Container mode: load /opt/ml/model, listen on 0.0.0.0:8080.")
 @click.option("--sagemaker-root", type=click.Path(path_type=Path), help="Instead of /opt/ml ($OBJECT2VEC_SAGEMAKER_ROOT).")
+@click.option(
+    "--runtime",
+    default="torch",
+    type=click.Choice(["torch", "onnx"]),
+    help="onnx: serve the graphs of 'object2vec export --format onnx' (MODEL_DIR is the export folder; CPU).",
+)
 @_DEVICE
 @friendly_errors
 def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payload_mb: float, sagemaker: bool,
-          sagemaker_root: Path | None, device: str) -> None:  # fmt: skip
+          sagemaker_root: Path | None, runtime: str, device: str) -> None:  # fmt: skip
     """Answer SageMaker inference requests for MODEL_DIR: GET /ping, POST /invocations, GET /execution-parameters."""
     from ..serving import container
     from ..serving.app import ServeSettings, preferred_mode_from_env
@@ -106,6 +112,7 @@ def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payloa
         max_payload_mb=max_payload_mb,
         workers=workers,
         preferred_mode=preferred_mode_from_env(),
+        runtime=runtime,
     )
     run_server(settings, host=host, port=port)
     sys.exit(0)
