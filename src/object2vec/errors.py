@@ -42,8 +42,9 @@ class CheckpointError(Object2VecError, ValueError):
     """A checkpoint cannot be read, or belongs to a different run."""
 
 
-class NotFittedError(Object2VecError, RuntimeError):
-    """A method that needs a trained model was called before ``fit``."""
+class NotFittedError(Object2VecError, ValueError, AttributeError):
+    """A method that needs a trained model was called before ``fit`` (ValueError and AttributeError,
+    as scikit-learn's own ``NotFittedError``)."""
 
 
 class IndexFormatError(Object2VecError, ValueError):

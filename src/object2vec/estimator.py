@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import model_folder, reporting
+from .data.inputs import as_records, as_source, is_labels
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
 from .errors import DataError, NotFittedError
@@ -31,6 +32,7 @@ from .training.metrics import EVAL_BATCH_SIZE, evaluate
 from .training.precision import resolve_precision
 
 Sequences = Sequence[Sequence[int] | str]
+_RUN_OPTIONS = ("seed", "device", "precision", "cache")  # constructor arguments that are not hyperparameters
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -69,9 +71,19 @@ class Object2Vec:
         self.device = device
         self.precision = precision
         self.cache = cache
-        self.hyperparameters = hyperparameters
+        clash = sorted(name for name in hyperparameters if hasattr(type(self), name))
+        if clash:
+            raise TypeError(f"Object2Vec() got {', '.join(map(repr, clash))}: not hyperparameters (they name its methods)")
+        vars(self).update(hyperparameters)  # one attribute per parameter, as scikit-learn expects
 
-    def get_params(self) -> dict[str, Any]:
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters given (not yet resolved or checked: ``fit`` does that)."""
+        return {k: v for k, v in vars(self).items() if k not in _RUN_OPTIONS and not k.startswith("_") and not k.endswith("_")}
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments, as scikit-learn's ``clone``, ``GridSearchCV`` and ``Pipeline`` read them
+        (``deep`` is accepted for the protocol: an Object2Vec holds no nested estimators)."""
         return {
             "seed": self.seed,
             "device": self.device,
@@ -79,6 +91,23 @@ class Object2Vec:
             "cache": self.cache,
             **self.hyperparameters,
         }
+
+    def set_params(self, **params: Any) -> Object2Vec:
+        """Set constructor arguments (any hyperparameter too); checked when ``fit`` runs. Returns ``self``."""
+        for name, value in params.items():
+            if name.startswith("_") or name.endswith("_") or hasattr(type(self), name):
+                raise ValueError(f"{name!r} is not a parameter of Object2Vec (fitted attributes end with '_')")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Object2Vec({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn >= 1.6 asks estimators for their tags: pairs of token ids, not a numeric matrix."""
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False), requires_fit=True)
 
     # ---------------------------------------------------------------------------------------------
     def fit(
@@ -93,8 +122,13 @@ class Object2Vec:
         checkpoint_every: int = 0,
         resume: bool = False,
         on_step: Callable[[Batch], None] | None = None,
+        y: Any = None,
     ) -> Object2Vec:
-        """Train on ``train`` (path, folder, ``.jsonl.gz`` or list of records); returns ``self``.
+        """Train on ``train`` (path, folder, ``.jsonl.gz``, records, a DataFrame, an ``(n, 2)`` id array:
+        :mod:`object2vec.data.inputs`); returns ``self``.
+
+        scikit-learn style ``fit(X, y)`` works too: labels given as ``y=`` (or as a 1-D array in
+        ``validation``'s place, which is how scikit-learn passes them) become the records' labels.
 
         ``validation`` drives early stopping and best-epoch restore; ``test`` is scored once at the
         end. Every split is read and validated before training starts. ``auxiliary`` is SageMaker's
@@ -108,6 +142,9 @@ class Object2Vec:
         Under ``torchrun`` every rank reads only its shard of each split and all ranks end with the
         same weights (``docs/distributed.md``).
         """
+        if y is None and validation is not None and is_labels(validation):  # fit(X, y), scikit-learn's call
+            validation, y = None, validation
+        train, validation, test = as_source(train, y), as_source(validation), as_source(test)
         hp = Hyperparameters.from_dict(self.hyperparameters)
         resolve_precision(self.precision, resolve_device(self.device))  # refuse a bad option before reading data
         with warnings.catch_warnings(record=True) as caught:
@@ -172,17 +209,19 @@ class Object2Vec:
     def _text(self) -> TextCodec | None:
         return getattr(self, "text_", None)
 
-    def evaluate(self, data: Source) -> dict[str, float]:
+    def evaluate(self, data: Source, y: Any = None) -> dict[str, float]:
         """SageMaker's metrics on labelled pairs: accuracy and cross_entropy, or mean_squared_error and rmse.
 
-        Like ``predict``, takes raw strings as ``in0``/``in1`` when the model has a vocabulary.
+        Like ``predict``, takes raw strings as ``in0``/``in1`` when the model has a vocabulary, and
+        every form of pairs ``fit`` takes (``y=``: the labels, scikit-learn style).
         """
         net = self._fitted()
+        data = as_source(data, y)
         return evaluate(net, read_text_pairs(data, Schema.from_hyperparameters(net.hp), self._text), self._device)
 
-    def score(self, data: Source) -> float:
+    def score(self, data: Source, y: Any = None) -> float:
         """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error."""
-        metrics = self.evaluate(data)
+        metrics = self.evaluate(data, y)
         return metrics["accuracy"] if "accuracy" in metrics else -metrics["mean_squared_error"]
 
     @torch.inference_mode()
@@ -194,7 +233,7 @@ class Object2Vec:
         (:mod:`object2vec.text`).
         """
         net = self._fitted()
-        data = read_text_pairs(pairs, Schema.from_hyperparameters(net.hp), self._text, require_label=False)
+        data = read_text_pairs(as_source(pairs), Schema.from_hyperparameters(net.hp), self._text, require_label=False)
         out = []
         for batch in sequential_batches(data, batch_size):
             t0 = side_tensors(data.in0, batch.left, self._device)
@@ -215,7 +254,7 @@ class Object2Vec:
             raise ValueError("embed takes exactly one of in0=... or in1=...")
         side_name = "in0" if in0 is not None else "in1"
         seqs = in0 if in0 is not None else in1
-        records = [{side_name: s} for s in seqs]  # type: ignore[union-attr]
+        records = as_records([{side_name: s} for s in seqs])  # type: ignore[union-attr]
         data = read_text_pairs(records, Schema.from_hyperparameters(net.hp), self._text, require_label=False, sides=(side_name,))
         side: Side = data.in0 if side_name == "in0" else data.in1
         index = 0 if side_name == "in0" else 1
