@@ -19,6 +19,7 @@ EXTRAS = {
     "matplotlib": ("viz", "matplotlib"),
     "umap": ("viz", "umap-learn"),
     "onnx": ("onnx", "onnx"),
+    "huggingface_hub": ("hub", "huggingface_hub"),
     "onnxruntime": ("onnx", "onnxruntime"),
 }
 

@@ -285,5 +285,27 @@ class Object2Vec:
         model.text_ = model_folder.load_text(path, net.hp)
         return model
 
+    # ---------------------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """:meth:`save` plus a ``README.md`` model card, ready for the Hugging Face Hub (:mod:`object2vec.hub`)."""
+        from .hub import save_pretrained
+
+        save_pretrained(self, path)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, device: str = "auto", **download: Any) -> Object2Vec:
+        """Load a model folder, or a Hugging Face Hub repository id (downloaded with ``huggingface_hub``;
+        ``revision=``, ``token=``, ``cache_dir=`` are passed to ``snapshot_download``)."""
+        from .hub import from_pretrained
+
+        return from_pretrained(cls, source, device, **download)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload Object2Vec model", revision: str | None = None) -> str:  # fmt: skip
+        """Upload the model folder and its model card to Hub repository ``repo_id`` (created if needed)."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, commit_message=commit_message, revision=revision)
+
 
 __all__ = ["Object2Vec", "PairData"]
