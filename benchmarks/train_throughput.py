@@ -18,12 +18,12 @@ What it measures (one command):
    * ``bilstm``: bilstm with the sizes of ``hcnn`` (1 layer, 256 units per direction).
 
    object2vec's rows run object2vec's own step, exactly what ``object2vec.training.loop.fit`` does per batch
-   (``batch_inputs``, ``label_tensor``, ``Optimizers.zero_grad``, forward under ``train.autocast``,
+   (``batch_inputs``, ``label_tensor``, ``Optimizers.zero_grad``, forward under ``training.precision.autocast``,
    ``compute_loss(out.float())``, backward, ``Optimizers.step``, ``Meter.add``): dense fp32, row_sparse
-   fp32 and row_sparse bf16 (the last only where ``train.bf16_is_fast`` says the CPU has bf16 units).
+   fp32 and row_sparse bf16 (the last only where ``training.precision.bf16_is_fast`` says the CPU has bf16 units).
    Each configuration runs in two fresh processes: the plain baseline with glibc's allocator defaults
    (as a plain PyTorch user runs it), then object2vec's rows with the allocator thresholds
-   ``train.fit`` sets (``--no-as-run``: all rows in one process, in interleaved blocks, steadier
+   ``training.loop.fit`` sets (``--no-as-run``: all rows in one process, in interleaved blocks, steadier
    under load but without fit's thresholds). Random token ids and 0/1 labels: speed only.
    After warm-up every row must have changed its token tables; a row that did not is flagged in its
    table and left out of the targets (a step that skips the embedding update is not the step claimed).
@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--mallopt",
         action="store_true",
-        help="raise glibc's malloc thresholds in every timing process, as train.fit does (object2vec/allocator.py); "
+        help="raise glibc's malloc thresholds in every timing process, as training.loop.fit does (object2vec/training/allocator.py); "
         "it applies to the plain baseline too, so ratios understate what fit gains over plain PyTorch",
     )
     parser.add_argument(
@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="time the plain baseline in one process with glibc's defaults (as a plain PyTorch user runs it) and the "
-        "object2vec rows in another with the allocator thresholds train.fit sets: each as its users get it, one "
+        "object2vec rows in another with the allocator thresholds training.loop.fit sets: each as its users get it, one "
         "after the other (default). --no-as-run: every row in one process, in interleaved blocks (steadier under "
         "load from other processes, but the object2vec rows then run without fit's thresholds)",
     )
@@ -152,7 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--memory-10m",
         action="store_true",
-        help="only the 10-million-pair memory check: 200 steps of pooled row_sparse via train.fit on data built with numpy, "
+        help="only the 10-million-pair memory check: 200 steps of pooled row_sparse via training.loop.fit on data built with numpy, "
         "parsed from JSON Lines, and reloaded from the cache (three fresh processes; about 2.6 GB of temporary disk)",
     )
     parser.add_argument(
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nJSON Lines loading ({args.pairs:,} pairs, {LOAD.seq_len} tokens a side)\n")
             print(loading_table(loading), flush=True)
         report["loading"] = [asdict(r) for r in loading]
-    print("\nTargets (issue 5)\n")
+    print("\nTargets\n")
     print(targets_table(training, parity, loading, memory_10m))
     if not args.memory_10m:
         print("(the 10-million-pair memory target: run with --memory-10m)")

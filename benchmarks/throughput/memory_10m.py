@@ -48,7 +48,7 @@ def run_memory_10m(
     pairs: int, steps: int, threads: int | None, source: str = "numpy", path: str | None = None, cache: str | None = None
 ) -> Memory10mResult:
     """10M pairs (built with numpy, parsed from ``path``, or reloaded from its cache), then ``steps``
-    steps of pooled row_sparse through ``train.fit``; meant for a fresh process of its own."""
+    steps of pooled row_sparse through ``training.loop.fit``; meant for a fresh process of its own."""
     child_setup(threads)
     config = CONFIGS["pooled"]
     method = "VmHWM (/proc/self/status)" if proc_status_mb("VmHWM") is not None else "ru_maxrss"

@@ -27,7 +27,7 @@ class ParityResult:
     difference_points: float  # 100 * (mean bf16 - mean fp32)
     fp32_seconds: float  # mean over seeds
     bf16_seconds: float
-    precision_reaching_fit: str  # what Object2Vec.fit passed to train.fit with precision="bf16" (see parity_run)
+    precision_reaching_fit: str  # what Object2Vec.fit passed to training.loop.fit with precision="bf16" (see parity_run)
 
 
 def parity_settings(network: str, quick: bool) -> tuple[dict[str, Any], int, int]:

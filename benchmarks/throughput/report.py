@@ -117,7 +117,7 @@ def verdict(ok: bool | None) -> str:
 def targets_table(
     training: list[TrainResult], parity: list[ParityResult], loading: list[LoadResult], memory_10m: list[Memory10mResult]
 ) -> str:
-    """The issue's targets beside the numbers of this run."""
+    """The project's speed, accuracy and memory targets beside the numbers of this run."""
     rows: list[list[str]] = []
 
     def best(configuration: str, storage: str | None = None) -> TrainResult | None:

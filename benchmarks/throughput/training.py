@@ -85,7 +85,7 @@ def time_configuration(
     if which == "object2vec":
         from object2vec.training.allocator import keep_freed_memory
 
-        keep_freed_memory()  # what train.fit does first
+        keep_freed_memory()  # what training.loop.fit does first
     config = CONFIGS[name]
     data = random_pairs(config, (warmup + steps) * config.batch)
     batches = epoch_batches(data, object2vec_hyperparameters(config, "dense"), epoch=1, seed=0)
@@ -157,7 +157,7 @@ def run_training(args: argparse.Namespace) -> tuple[list[TrainResult], list[Memo
         steps = max(args.blocks, round(args.steps * share))
         warmup = max(1, round(args.warmup * share)) if args.warmup else 0
         log(f"timing {name}: {warmup} warm-up and {steps} timed steps a row")
-        if args.as_run:  # two processes: plain PyTorch with glibc's defaults, object2vec as train.fit sets it up
+        if args.as_run:  # two processes: plain PyTorch with glibc's defaults, object2vec as training.loop.fit sets it up
             results = [
                 r
                 for which in ("plain", "object2vec")

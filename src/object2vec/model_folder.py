@@ -47,7 +47,7 @@ def save(
     """Write ``net`` (and its metrics) to ``folder``; returns the folder.
 
     ``assets`` (file name -> bytes) go to ``folder/auxiliary/``: the text files a model needs to read
-    strings (:meth:`object2vec.text.TextCodec.assets`).
+    strings (:meth:`object2vec.text.tokenize.TextCodec.assets`).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

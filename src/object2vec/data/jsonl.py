@@ -1,9 +1,9 @@
 """JSON Lines files (and in-memory records) to type-checked arrays, before any schema check.
 
-What :func:`object2vec.data.read_pairs` reads goes through here: files are cut into blocks of whole
+What :func:`object2vec.data.pairs.read_pairs` reads goes through here: files are cut into blocks of whole
 lines; on a worker thread each block is read by the compiled scanner when it holds only plain
-labelled pairs (:func:`object2vec.kernels.parse_pairs`), else by pyarrow when it provably holds one
-valid record a line (:mod:`object2vec.arrow_lines`), else record by record by :class:`Parser`, which
+labelled pairs (:func:`object2vec.native.kernels.parse_pairs`), else by pyarrow when it provably holds one
+valid record a line (:mod:`object2vec.data.arrow`), else record by record by :class:`Parser`, which
 words every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
 sequence limits or the label kind, so it is what the binary cache keeps (:func:`read_file`).
 """

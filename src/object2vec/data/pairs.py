@@ -7,7 +7,7 @@ for ids below 65,536 (any vocabulary up to that size), else ``int32``; batches a
 about 1 GB this way, against tens of GB as Python dicts. Token id 0 is an ordinary token; sequence
 ends come from the offsets, never from a padding id.
 
-Every record is checked while it is read (:mod:`object2vec.jsonl` reads files into type-checked
+Every record is checked while it is read (:mod:`object2vec.data.jsonl` reads files into type-checked
 arrays; the schema checks here are vectorised over them), and all problems are reported together
 (the first 20 and the total), each as ``file:line: field: what is wrong; what was expected``.
 Nothing is trained on a file that has a problem.
@@ -117,7 +117,7 @@ class Schema:
 
 
 # --------------------------------------------------------------------------------------------------
-# Schema checks, vectorised over the arrays of :mod:`object2vec.jsonl`
+# Schema checks, vectorised over the arrays of :mod:`object2vec.data.jsonl`
 
 
 def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int], str]) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def _side_index(side: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Sources: files (through object2vec.jsonl and its binary cache) and in-memory records
+# Sources: files (through object2vec.data.jsonl and its binary cache) and in-memory records
 
 
 def read_pairs(

@@ -7,7 +7,8 @@
     in1 ─ enc1 ─ v ┘                                         └ one value (mean squared error)
 
 Only the token embedding table can be shared (``tied_token_embedding_weight``); ``enc1_network=enc0``
-copies settings, never weights (spec §6.1, I-813).
+copies settings, never weights, as SageMaker's documentation says and a SageMaker maintainer
+confirmed (aws/sagemaker-python-sdk issue 813: in0 and in1 embeddings of the same input still differ).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Scores and embeddings for SageMaker-style instances: the one engine behind ``serve`` and batch transform.
 
-An *instance* is a JSON object. SageMaker picks the work per instance (spec §4.1), and so do we:
+An *instance* is a JSON object. SageMaker picks the work per instance from the keys it holds, and so do we:
 
 * both ``in0`` and ``in1`` → ``{"scores": [...]}``: softmax probabilities of length ``num_classes``,
   or ``[value]`` for a regression model;

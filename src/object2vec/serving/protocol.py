@@ -1,4 +1,4 @@
-"""SageMaker's inference wire format for Object2Vec (spec §4), independent of any web framework.
+"""SageMaker's inference wire format for Object2Vec, independent of any web framework.
 
 Requests::
 

@@ -1,8 +1,8 @@
 """The auxiliary channel: vocabularies and pretrained token vectors, and the rows that stay frozen.
 
 SageMaker reads ``encX_vocab_file`` (JSON word -> id) and ``encX_pretrained_embedding_file`` (GloVe
-text) from the ``auxiliary`` channel and initialises each vocabulary word's row from its vector
-(spec §1.2, §2). Here:
+text) from the ``auxiliary`` channel and initialises each vocabulary word's row from its vector;
+rows stay frozen by default (``encX_freeze_pretrained_embedding=True``). Here:
 
 * vector files are GloVe text (``word v1 ... vD``) or word2vec text (the same after a ``count dim``
   header line), plain or gzip; they are **streamed**, and only vocabulary words are parsed, so a
@@ -274,7 +274,7 @@ class AuxiliaryChannel:
     def open(cls, hp: Hyperparameters, folder: str | Path | None) -> AuxiliaryChannel:
         """Check every auxiliary file the hyperparameters name, cheaply (vector files: first line only).
 
-        Raises :class:`~object2vec.text.AuxiliaryFileError` naming the hyperparameter, the file and
+        Raises :class:`~object2vec.text.tokenize.AuxiliaryFileError` naming the hyperparameter, the file and
         what to change.
         """
         hp = hp.resolve()

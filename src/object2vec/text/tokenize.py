@@ -410,7 +410,7 @@ def _clip(text: str, limit: int = 40) -> str:
 
 
 def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs: Any) -> Any:
-    """:func:`object2vec.data.read_pairs`, where ``in0``/``in1`` may also be strings (encoded by ``codec``).
+    """:func:`object2vec.data.pairs.read_pairs`, where ``in0``/``in1`` may also be strings (encoded by ``codec``).
 
     Without a codec, or for a :class:`~object2vec.data.PairData`, this is ``read_pairs`` itself. With
     one, records (in memory, or read from JSON Lines files) have their strings encoded first, and

@@ -120,7 +120,7 @@ class LazyOptimizer:
         return [torch.tensor(float(self._count(state)))]
 
     def _update_in_place(self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor) -> bool:
-        """Update the rows where they lie with :mod:`object2vec.kernels`, where it applies (fp32 CPU
+        """Update the rows where they lie with :mod:`object2vec.native.kernels`, where it applies (fp32 CPU
         tables and a C compiler): a third of the memory traffic of gathering, updating and
         scattering them. ``False``: nothing was done, the PyTorch path below runs."""
         tables = [weight, *self._state_tables(state, weight)]
