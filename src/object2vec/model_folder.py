@@ -122,7 +122,7 @@ def load(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple
 def load_text(folder: str | os.PathLike, hp: Hyperparameters) -> TextCodec | None:
     """The text codec saved with a model (``None`` if it was trained without a vocabulary)."""
     hp = hp.resolve()
-    names = (hp.enc0_vocab_file, hp.enc1_vocab_file)
+    names = (hp.encoder(0).vocab_file, hp.encoder(1).vocab_file)
     if not any(names):
         return None
     try:

@@ -22,7 +22,8 @@ those are our decisions (``docs/architecture.md`` gives the reasons):
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -103,15 +104,14 @@ class HCNN(nn.Module):
         self.embedding = embedding
         channels = math.ceil(enc_dim / config.layers)
         widths = [embedding.embedding_dim] + [channels] * config.layers
-        self.convs = nn.ModuleList(
-            nn.Conv1d(widths[i], widths[i + 1], config.cnn_filter_width, padding="same") for i in range(config.layers)
-        )
+        convs = [nn.Conv1d(widths[i], widths[i + 1], config.cnn_filter_width, padding="same") for i in range(config.layers)]
+        self.convs = nn.ModuleList(convs)
         self.project = nn.Linear(channels * config.layers, enc_dim)
-        for conv in self.convs:
+        for conv in convs:
             # He init keeps activations at the embeddings' scale through the ReLU stack; a zero bias keeps
             # the pooled features input-driven at the start (torch's default bias swamps them: slow start)
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # Conv1d(bias=True): never None here
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         rows = self.embedding(tokens)  # (N, D)
@@ -126,7 +126,7 @@ class HCNN(nn.Module):
         padded = None if mask is None else ~mask  # (B, T)
         padding = None if padded is None else padded[:, None, None, :]  # (B, 1, 1, T)
         pooled = []
-        for conv in self.convs:
+        for conv in cast(Iterable[nn.Conv1d], self.convs):
             y = _conv_same(x, conv)
             if kernels.relu_max_applies(y):  # bf16: one compiled pass each way, the same numbers as below
                 x, top = _ReluMax.apply(y, padded)

@@ -13,6 +13,8 @@ confirmed (aws/sagemaker-python-sdk issue 813: in0 and in1 embeddings of the sam
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -73,7 +75,7 @@ class Object2VecNet(nn.Module):
 
     def embeddings(self) -> list[TokenEmbedding]:
         """The distinct token tables (one when tied)."""
-        tables = [enc.embedding for enc in self.encoders]
+        tables = [cast(TokenEmbedding, enc.embedding) for enc in self.encoders]  # build_encoder's table
         return tables[:1] if tables[0] is tables[1] else tables
 
     def encode(self, side: int, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

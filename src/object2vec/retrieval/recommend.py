@@ -150,7 +150,10 @@ def recommend(
 
 
 def ranking_metrics(
-    scores_per_query: Sequence[np.ndarray], positives_per_query: Sequence[Sequence[int]], k: int = 10, ties: str = "pessimistic"
+    scores_per_query: Sequence[np.ndarray],
+    positives_per_query: Sequence[Sequence[int] | np.ndarray],
+    k: int = 10,
+    ties: str = "pessimistic",
 ) -> dict[str, float]:
     """hits@k, NDCG@k and MRR of held-out positives, with explicit tie handling.
 

@@ -130,11 +130,20 @@ class LazyOptimizer:
         if self.name == "adam":
             step = self._count(state)
             kernels.adam_rows(
-                *tables, grad, rows, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay, step=step
+                weight,
+                tables[1],
+                tables[2],
+                grad,
+                rows,
+                lr=self.lr,
+                betas=self.betas,
+                eps=self.eps,
+                weight_decay=self.weight_decay,
+                step=step,
             )
         elif self.name == "adagrad":
             self._count(state)
-            kernels.adagrad_rows(*tables, grad, rows, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
+            kernels.adagrad_rows(weight, tables[1], grad, rows, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
         else:
             kernels.sgd_rows(weight, grad, rows, lr=self.lr, weight_decay=self.weight_decay)
         return True
