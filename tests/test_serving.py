@@ -1,4 +1,4 @@
-"""The HTTP endpoint speaks SageMaker Object2Vec's inference contract (spec §4) and survives bad input."""
+"""The HTTP endpoint speaks SageMaker Object2Vec's inference contract (instances in; scores or embeddings out) and survives bad input."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_execution_parameters_tell_batch_transform_how_to_call(client):
     assert r.json() == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
 
 
-# --- every request/response shape of spec §4 -----------------------------------------------------------
+# --- every request/response shape SageMaker documents -----------------------------------------------------------
 
 
 def test_json_pair_request_gets_softmax_scores_of_length_num_classes(client, classifier_dir):

@@ -50,7 +50,7 @@ class Object2Vec:
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:1``, ...
         precision: training arithmetic: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), or ``auto``
             (bf16 where the hardware has bf16 units). Prediction and evaluation run in fp32.
-        cache: keep a binary copy of parsed training files (``object2vec.data.cache_dir()``), so the
+        cache: keep a binary copy of parsed training files (``object2vec.files.cache_dir()``), so the
             next run on an unchanged file skips JSON parsing.
         **hyperparameters: SageMaker Object2Vec hyperparameters, typed or as strings
             (see ``docs/hyperparameters.md``).
@@ -137,7 +137,7 @@ class Object2Vec:
         prepare``); it is a data location, so it is given here rather than to the constructor.
         A model trained with a vocabulary also reads raw strings in ``predict``/``embed``/``evaluate``.
         ``max_steps`` stops after that many optimizer steps (a smoke test). ``checkpoint_dir``,
-        ``checkpoint_every``, ``resume`` and ``on_step`` are passed to :func:`object2vec.train.fit`.
+        ``checkpoint_every``, ``resume`` and ``on_step`` are passed to :func:`object2vec.training.loop.fit`.
 
         Under ``torchrun`` every rank reads only its shard of each split and all ranks end with the
         same weights (``docs/distributed.md``).
@@ -230,7 +230,7 @@ class Object2Vec:
 
         ``in0``/``in1`` are lists of token ids or, for a model trained with ``enc*_vocab_file``, raw
         strings (``{"in0": "a sentence", "in1": [4, 2]}``), tokenized exactly as in training
-        (:mod:`object2vec.text`).
+        (:mod:`object2vec.text.tokenize`).
         """
         net = self._fitted()
         data = read_text_pairs(as_source(pairs), Schema.from_hyperparameters(net.hp), self._text, require_label=False)
@@ -266,7 +266,7 @@ class Object2Vec:
 
     # ---------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model folder (see :mod:`object2vec.io`)."""
+        """Write the model folder (see :mod:`object2vec.model_folder`)."""
         net = self._fitted()
         text = self._text
         model_folder.save(

@@ -8,7 +8,8 @@ in one :class:`~object2vec.errors.HyperparameterError`.
 
 ``enc1_*`` fields default to ``None`` ("not set"). With ``enc1_network="enc0"`` (the default) the
 second encoder copies enc0's settings, as SageMaker does; unlike SageMaker we *warn* when a value the
-user set explicitly is overridden that way (SageMaker's silent override confused users, spec §8).
+user set explicitly is overridden that way (SageMaker's silent override confused users: an explicit
+``enc1_vocab_size=3`` was ignored and training failed on in1's token id 2, aws/sagemaker-python-sdk issue 834).
 """
 
 from __future__ import annotations
@@ -487,7 +488,7 @@ def hyperparameters_markdown() -> str:
     lines = [
         "# Hyperparameters",
         "",
-        "Generated from `object2vec.config.Hyperparameters` by `object2vec hyperparameters --markdown`;",
+        "Generated from `object2vec.hyperparameters.Hyperparameters` by `object2vec hyperparameters --markdown`;",
         "do not edit by hand. Names, ranges and defaults follow SageMaker Object2Vec. Values may be",
         "typed (Python) or strings (SageMaker `hyperparameters.json`, CLI `-p name=value`).",
         "`_kvstore`, `_num_gpus` and `_num_kv_servers` (MXNet plumbing) are accepted and ignored.",

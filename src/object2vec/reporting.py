@@ -1,7 +1,8 @@
 """Training output: SageMaker-format metric lines, a progress bar, and rank awareness.
 
-The metric lines are exactly the ones SageMaker Object2Vec prints, so metric-definition regexes
-written for SageMaker (spec §3) keep working on our logs::
+The metric lines are exactly the ones SageMaker Object2Vec prints, so metric definitions written
+for SageMaker (``validation:accuracy`` and the rest, each a regex over these lines) keep working on
+our logs::
 
     #quality_metric: host=algo-1, epoch=3, validation accuracy <score>=0.81
     #throughput_metric: host=algo-1, train throughput=12345.6 records/second

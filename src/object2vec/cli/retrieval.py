@@ -1,8 +1,8 @@
 """``object2vec index | recommend | cluster | plot`` and ``evaluate --ranking``: what embeddings are for.
 
-Each command is a thin layer over one module (:mod:`object2vec.neighbors`, :mod:`object2vec.recommend`,
-:mod:`object2vec.clustering`, :mod:`object2vec.maps`); item files are read by
-:mod:`object2vec.items`. faiss, scikit-learn, matplotlib and umap are imported inside the commands,
+Each command is a thin layer over one module (:mod:`object2vec.retrieval.neighbors`, :mod:`object2vec.retrieval.recommend`,
+:mod:`object2vec.retrieval.clustering`, :mod:`object2vec.retrieval.plots`); item files are read by
+:mod:`object2vec.retrieval.items`. faiss, scikit-learn, matplotlib and umap are imported inside the commands,
 so ``object2vec --help`` stays fast and a missing extra is one clear error. Tables are printed for
 people; ``--json`` prints JSON for programs. Warnings (k clipped to the catalogue, ...) print as
 ``note:`` lines on stderr.

@@ -189,6 +189,7 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
     from ..estimator import Object2Vec
     from ..training import distributed
 
+    assert run.train is not None  # the command checks --train; container.channels() the train channel
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
     Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     output, checkpoint_dir = run.output, run.checkpoint_dir

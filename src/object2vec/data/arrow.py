@@ -1,8 +1,8 @@
-"""The second path of :mod:`object2vec.jsonl` (after the compiled scanner): blocks of JSON Lines parsed by pyarrow.
+"""The second path of :mod:`object2vec.data.jsonl` (after the compiled scanner): blocks of JSON Lines parsed by pyarrow.
 
 ``pyarrow.json.read_json`` turns bytes into packed arrays in C++, several times faster than decoding
 records one by one in Python, but it reads more leniently than the contract of
-:func:`object2vec.data.read_pairs`: it takes ``null`` for a missing field, an empty list, several
+:func:`object2vec.data.pairs.read_pairs`: it takes ``null`` for a missing field, an empty list, several
 objects on one line or one object over several lines, and invalid UTF-8 inside an ignored string.
 So a block is taken from pyarrow only when it provably holds exactly what the per-record reader
 would accept, and otherwise ``None`` sends it to that reader, which words every problem with its

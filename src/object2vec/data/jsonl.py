@@ -1,9 +1,9 @@
 """JSON Lines files (and in-memory records) to type-checked arrays, before any schema check.
 
-What :func:`object2vec.data.read_pairs` reads goes through here: files are cut into blocks of whole
+What :func:`object2vec.data.pairs.read_pairs` reads goes through here: files are cut into blocks of whole
 lines; on a worker thread each block is read by the compiled scanner when it holds only plain
-labelled pairs (:func:`object2vec.kernels.parse_pairs`), else by pyarrow when it provably holds one
-valid record a line (:mod:`object2vec.arrow_lines`), else record by record by :class:`Parser`, which
+labelled pairs (:func:`object2vec.native.kernels.parse_pairs`), else by pyarrow when it provably holds one
+valid record a line (:mod:`object2vec.data.arrow`), else record by record by :class:`Parser`, which
 words every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
 sequence limits or the label kind, so it is what the binary cache keeps (:func:`read_file`).
 """
@@ -423,8 +423,8 @@ def _parse_block(block: bytes, sides: tuple[str, ...], require_label: bool) -> t
         return starts, ({side: narrow(t) for side, t in tokens.items()}, lengths, labels)
     starts, parsed = arrow_lines.parse(block, sides, require_label)
     if parsed is not None:
-        tokens, lengths, labels = parsed
-        parsed = ({side: narrow(t) for side, t in tokens.items()}, lengths, labels)
+        tokens, lengths, maybe_labels = parsed
+        parsed = ({side: narrow(t) for side, t in tokens.items()}, lengths, maybe_labels)
     return starts, parsed
 
 
@@ -472,7 +472,8 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
                 where = pos + starts if span is not None else np.arange(lineno + 1, lineno + 1 + len(starts), dtype=np.int64)
                 lineno += len(starts)  # every line read counts, also those another rank parses
                 if parsed is not None:
-                    raw = Raw(*parsed, where)
+                    tokens, lengths, labels = parsed
+                    raw = Raw(tokens, lengths, labels, where)
                 else:
                     lines = block.split(b"\n")
                     if block.endswith(b"\n"):
@@ -527,7 +528,7 @@ def _store_cache(folder: Path, raw: Raw, sides: tuple[str, ...], require_label: 
     """Write atomically (temporary folder + rename); a read-only or full disk just means no cache."""
     arrays = {f"{s}.tokens": raw.tokens[s] for s in sides} | {f"{s}.lengths": raw.lengths[s] for s in sides}
     arrays["where"] = raw.where
-    if require_label:
+    if require_label and raw.labels is not None:  # records read with require_label have labels
         arrays["labels"] = raw.labels
     if any(a.dtype == np.int64 for name, a in arrays.items() if name.endswith(".tokens")):
         return  # ids beyond int32 are errors; such a file is not worth caching

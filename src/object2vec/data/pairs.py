@@ -7,7 +7,7 @@ for ids below 65,536 (any vocabulary up to that size), else ``int32``; batches a
 about 1 GB this way, against tens of GB as Python dicts. Token id 0 is an ordinary token; sequence
 ends come from the offsets, never from a padding id.
 
-Every record is checked while it is read (:mod:`object2vec.jsonl` reads files into type-checked
+Every record is checked while it is read (:mod:`object2vec.data.jsonl` reads files into type-checked
 arrays; the schema checks here are vectorised over them), and all problems are reported together
 (the first 20 and the total), each as ``file:line: field: what is wrong; what was expected``.
 Nothing is trained on a file that has a problem.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import numpy as np
 
@@ -104,8 +104,8 @@ class Schema:
     def from_hyperparameters(cls, hp: Hyperparameters) -> Schema:
         hp = hp.resolve()
         return cls(
-            vocab_size=(hp.enc0_vocab_size, hp.enc1_vocab_size),
-            max_seq_len=(hp.enc0_max_seq_len, hp.enc1_max_seq_len),
+            vocab_size=(hp.encoder(0).vocab_size, hp.encoder(1).vocab_size),
+            max_seq_len=(hp.encoder(0).max_seq_len, hp.encoder(1).max_seq_len),
             regression=hp.is_regression,
             num_classes=hp.num_classes,
         )
@@ -117,7 +117,7 @@ class Schema:
 
 
 # --------------------------------------------------------------------------------------------------
-# Schema checks, vectorised over the arrays of :mod:`object2vec.jsonl`
+# Schema checks, vectorised over the arrays of :mod:`object2vec.data.jsonl`
 
 
 def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int], str]) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def _side_index(side: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Sources: files (through object2vec.jsonl and its binary cache) and in-memory records
+# Sources: files (through object2vec.data.jsonl and its binary cache) and in-memory records
 
 
 def read_pairs(
@@ -243,13 +243,15 @@ def read_pairs(
         return source
     problems = Problems()
     parts: list[tuple[Raw, Callable[[int], str]]] = []
+    locate: Callable[[int], str]  # where record i is, for messages
     if _is_records(source):
         locate = "records[{}]".format
         parser = Parser(sides, require_label, problems, locate, schema.expected_label())
         recs = list(source)[shard[0] :: shard[1]]  # type: ignore[arg-type]
         parts.append((parser.block(recs, np.arange(shard[0], shard[0] + shard[1] * len(recs), shard[1], dtype=np.int64)), locate))
     else:
-        paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)  # type: ignore[arg-type]
+        # records and PairData are handled above: what is left is a path or a list of paths
+        paths = cast(list[PathLike], [source] if isinstance(source, (str, os.PathLike)) else list(source))
         for path in paths:
             for file in list_files(path):
                 locate = LineOf(file) if byte_range(file, shard) else f"{file}:{{}}".format

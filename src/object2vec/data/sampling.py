@@ -37,6 +37,8 @@ def epoch_pairs(data: PairData, hp: Hyperparameters, epoch: int, seed: int) -> B
     n = len(data)
     index = np.int32 if n < 2**31 else np.int64  # 4 bytes a pair: the plan of 10M pairs is 40 MB a side, not 80
     labels = data.labels
+    if labels is None:  # read_pairs(require_label=True) gives training data its labels
+        raise ValueError("training pairs need labels")
     if not (hp.negative_sampling_rate and n > 1):
         # the shuffled pairs are (order[k], order[k]): one array serves as both sides. shuffle(arange)
         # is what permutation(n) does, so the order is the same, in the index type rather than int64

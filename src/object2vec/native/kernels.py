@@ -38,6 +38,8 @@ thread pool competed with them and gained nothing).
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,13 +52,21 @@ def available() -> bool:
     return library.load() is not None
 
 
-def function(name: str) -> ctypes._CFuncPtr:
+def _loaded() -> ctypes.CDLL:
+    """The compiled kernels, for callers that checked :func:`available` (or an ``*_applies`` function)."""
+    kernels = library.load()
+    if kernels is None:
+        raise RuntimeError("object2vec's compiled kernels are unavailable; check kernels.available() first")
+    return kernels
+
+
+def function(name: str) -> Callable[..., Any]:
     """The compiled function ``name``, for callers that loop over it (call only when :func:`available`).
     Only functions of :data:`library.SIGNATURES` are handed out: ctypes would call any other without
     checking its arguments."""
     if name not in library.SIGNATURES:
         raise KeyError(f"{name} is not in object2vec.native.library.SIGNATURES")
-    return getattr(library.load(), name)
+    return getattr(_loaded(), name)
 
 
 def applies(tables: list[torch.Tensor], grad: torch.Tensor, rows: torch.Tensor) -> bool:
@@ -127,7 +137,7 @@ def parse_pairs(block: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], dict[s
     cap = len(block) // 2 + 1  # a line or an id takes at least two bytes
     starts, lengths = np.empty(cap, np.int64), (np.empty(cap, np.int64), np.empty(cap, np.int64))
     ids, labels, counts = (np.empty(cap, np.int32), np.empty(cap, np.int32)), np.empty(cap, np.float64), np.zeros(2, np.int64)
-    pointers = [starts, ids[0], lengths[0], ids[1], lengths[1], labels]
+    pointers: list[np.ndarray] = [starts, ids[0], lengths[0], ids[1], lengths[1], labels]
     lines = kernels.parse_pairs(block, len(block), *(a.ctypes.data for a in pointers), cap, counts.ctypes.data)
     if lines < 0:
         return None
@@ -159,9 +169,7 @@ def relu_max_forward(y: torch.Tensor, padding: torch.Tensor | None) -> tuple[tor
     top, ties = torch.empty(batch, channels), torch.empty(batch, channels)
     pad = None if padding is None else padding.to(torch.uint8).contiguous()
     pad_pointer = None if pad is None else pad.data_ptr()
-    library.load().relu_max_forward(
-        y.data_ptr(), pad_pointer, h.data_ptr(), top.data_ptr(), ties.data_ptr(), batch, steps, channels
-    )
+    _loaded().relu_max_forward(y.data_ptr(), pad_pointer, h.data_ptr(), top.data_ptr(), ties.data_ptr(), batch, steps, channels)
     return h, top, ties
 
 
@@ -175,7 +183,7 @@ def relu_max_backward(
         grad_top = grad_top.float().contiguous()
     if grad_h is not None:
         grad_h = grad_h.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    library.load().relu_max_backward(
+    _loaded().relu_max_backward(
         h.data_ptr(), top.data_ptr(), ties.data_ptr(),
         None if grad_top is None else grad_top.data_ptr(), None if grad_h is None else grad_h.data_ptr(),
         grad_y.data_ptr(), batch, steps, channels,
@@ -189,7 +197,7 @@ def bag_mean_backward(grad_bags: torch.Tensor, local: torch.Tensor, lengths: tor
     grad_bags = grad_bags.float().contiguous()
     local, lengths = local.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
     grad_rows = torch.empty(rows, grad_bags.shape[1])
-    status = library.load().bag_mean_backward(
+    status = _loaded().bag_mean_backward(
         grad_bags.data_ptr(), local.data_ptr(), lengths.data_ptr(), grad_rows.data_ptr(), len(lengths), rows, grad_bags.shape[1]
     )
     if status != 0:

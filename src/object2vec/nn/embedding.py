@@ -113,15 +113,16 @@ class RowSparseEmbedding(TokenEmbedding):
         otherwise (several lookups of a tied table, or per-token leaves) they are not returned.
         Clears the record.
         """
-        pieces = [piece for piece in self.touched if piece[1].grad is not None]
+        # (rows, leaf, its gradient, rows distinct, leaf holds the rows' values) of each lookup that got a gradient
+        pieces = [(rows, leaf, leaf.grad, once, values) for rows, leaf, once, values in self.touched if leaf.grad is not None]
         self.touched.clear()
         if not pieces:
             return None
-        if len(pieces) == 1 and pieces[0][2]:  # one lookup: rows are already distinct
-            rows, leaf, _, holds_values = pieces[0]
-            return rows, leaf.grad, leaf.detach() if holds_values else None
+        if len(pieces) == 1 and pieces[0][3]:  # one lookup: rows are already distinct
+            rows, leaf, grad, _, holds_values = pieces[0]
+            return rows, grad, leaf.detach() if holds_values else None
         ids = pieces[0][0] if len(pieces) == 1 else torch.cat([piece[0] for piece in pieces])
-        grads = pieces[0][1].grad if len(pieces) == 1 else torch.cat([piece[1].grad for piece in pieces])
+        grads = pieces[0][2] if len(pieces) == 1 else torch.cat([piece[2] for piece in pieces])
         rows, inverse = distinct(ids)
         grad = torch.zeros(len(rows), self.embedding_dim, dtype=grads.dtype, device=rows.device)
         return rows, grad.index_add_(0, inverse, grads), None

@@ -7,10 +7,13 @@
     in1 ─ enc1 ─ v ┘                                         └ one value (mean squared error)
 
 Only the token embedding table can be shared (``tied_token_embedding_weight``); ``enc1_network=enc0``
-copies settings, never weights (spec §6.1, I-813).
+copies settings, never weights, as SageMaker's documentation says and a SageMaker maintainer
+confirmed (aws/sagemaker-python-sdk issue 813: in0 and in1 embeddings of the same input still differ).
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 from torch import nn
@@ -72,7 +75,7 @@ class Object2VecNet(nn.Module):
 
     def embeddings(self) -> list[TokenEmbedding]:
         """The distinct token tables (one when tied)."""
-        tables = [enc.embedding for enc in self.encoders]
+        tables = [cast(TokenEmbedding, enc.embedding) for enc in self.encoders]  # build_encoder's table
         return tables[:1] if tables[0] is tables[1] else tables
 
     def encode(self, side: int, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ Two ways to score a candidate ``v`` for a query ``u``:
 
 Candidates default to the vocabulary of ``in1``: every token id ``0..enc1_vocab_size-1`` as a
 one-token item whose id is the token. Items of several tokens (or text) come as an item file
-(JSON Lines with ``id`` and ``in1``, see :mod:`object2vec.items`), a list of records, or a mapping
+(JSON Lines with ``id`` and ``in1``, see :mod:`object2vec.retrieval.items`), a list of records, or a mapping
 ``id -> in1``.
 
 Ranking metrics treat each held-out ``(in0, positive in1)`` pair as one case, ranked against that
@@ -120,7 +120,7 @@ def recommend(
         model: a trained :class:`~object2vec.Object2Vec`.
         in0: a token id (``5``), a list of token ids, or text for a model with a vocabulary.
         candidates: see the module docstring; ``None`` ranks the whole ``in1`` vocabulary.
-            Pass an :class:`~object2vec.items.Items` to reuse its vectors across calls.
+            Pass an :class:`~object2vec.retrieval.items.Items` to reuse its vectors across calls.
         exclude: ids to leave out (items already seen); ids that are not candidates are ignored.
         by: ``score`` (the model's pair score) or ``embedding`` (cosine similarity).
 
@@ -150,7 +150,10 @@ def recommend(
 
 
 def ranking_metrics(
-    scores_per_query: Sequence[np.ndarray], positives_per_query: Sequence[Sequence[int]], k: int = 10, ties: str = "pessimistic"
+    scores_per_query: Sequence[np.ndarray],
+    positives_per_query: Sequence[Sequence[int] | np.ndarray],
+    k: int = 10,
+    ties: str = "pessimistic",
 ) -> dict[str, float]:
     """hits@k, NDCG@k and MRR of held-out positives, with explicit tie handling.
 

@@ -161,7 +161,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _warm_up(predictor: Predictor, preferred_mode: str | None) -> None:
     """Run the preferred path once so the first real request does not pay for lazy initialisation."""
-    pair = {"in0": [0], "in1": [0]}
+    pair: dict[str, Any] = {"in0": [0], "in1": [0]}
     if predictor.model._text is not None:
         pair = {"in0": "", "in1": ""}
     try:

@@ -1,6 +1,6 @@
 """Scores and embeddings for SageMaker-style instances: the one engine behind ``serve`` and batch transform.
 
-An *instance* is a JSON object. SageMaker picks the work per instance (spec §4.1), and so do we:
+An *instance* is a JSON object. SageMaker picks the work per instance from the keys it holds, and so do we:
 
 * both ``in0`` and ``in1`` → ``{"scores": [...]}``: softmax probabilities of length ``num_classes``,
   or ``[value]`` for a regression model;
@@ -72,7 +72,7 @@ def parse_max_seqlens(value: str) -> tuple[int, int]:
         lens = ()
     if len(lens) != 2 or not all(1 <= n <= MAX_SEQ_LEN for n in lens):
         raise ValueError(f"infer_max_seqlens={value!r}; expected two integers in [1, {MAX_SEQ_LEN}], e.g. 20,20")
-    return lens  # type: ignore[return-value]
+    return lens
 
 
 class Predictor:
@@ -131,7 +131,7 @@ class Predictor:
                         locate(i),
                     )
                 )
-        schema = self.schema if max_seqlens is None else dataclasses.replace(self.schema, max_seq_len=tuple(max_seqlens))
+        schema = self.schema if max_seqlens is None else dataclasses.replace(self.schema, max_seq_len=max_seqlens)
         data = {}
         for mode, idx in groups.items():
             if not idx:
@@ -189,6 +189,7 @@ def _problems_of(error: DataError, idx: list[int], locate: Callable[[int], str])
             continue
         i = idx[int(m.group(1))]
         rest = text[m.end() :]
+        field: str | None
         field, sep, message = rest.partition(": ")
         if not sep or field not in ("in0", "in1", "label"):
             field, message = None, rest

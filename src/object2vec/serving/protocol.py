@@ -1,4 +1,4 @@
-"""SageMaker's inference wire format for Object2Vec (spec §4), independent of any web framework.
+"""SageMaker's inference wire format for Object2Vec, independent of any web framework.
 
 Requests::
 
@@ -110,7 +110,7 @@ def decode_instances(body: bytes, media: str) -> tuple[list[Any], Callable[[int]
         instances = doc["instances"]
         if type(instances) is not list:
             raise ProtocolError(400, f"instances is a JSON {type(instances).__name__}; expected a list of objects")
-        locate = "instances[{}]".format
+        locate: Callable[[int], str] = "instances[{}]".format
     else:
         instances, lines = [], []
         for lineno, line in enumerate(body.splitlines(), 1):

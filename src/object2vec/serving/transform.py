@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -142,14 +142,14 @@ def _run(
     while True:
         try:
             batch = [records[k] for k in todo]
-            results = predictor.run(batch, max_seqlens, lambda j, todo=todo: where[todo[j]]) if batch else []
+            results = predictor.run(batch, max_seqlens, _locate_in(where, todo)) if batch else []
             break
         except InstanceError as e:
             found = {todo[p.index]: str(p) for p in e.problems if p.index >= 0}
             if not found:  # the reader could not place a problem: find the bad records one by one
                 for k in todo:
                     try:
-                        predictor.run([records[k]], max_seqlens, lambda _, k=k: where[k])
+                        predictor.run([records[k]], max_seqlens, _locate_in(where, [k]))
                     except InstanceError as one:
                         found[k] = "; ".join(map(str, one.problems))
             for k, message in found.items():
@@ -165,6 +165,11 @@ def _run(
     for k, result in zip(todo, results, strict=True):
         out[k] = next(iter(result.values()))
     return out
+
+
+def _locate_in(where: list[str], records: list[int]) -> Callable[[int], str]:
+    """Where the ``j``-th instance of a call is: ``where`` of record ``records[j]``."""
+    return lambda j: where[records[j]]
 
 
 class _Sink:

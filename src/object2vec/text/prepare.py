@@ -107,8 +107,7 @@ class Table:
         self, path: Path, text: io.TextIOWrapper, delimiter: str, problems: Problems
     ) -> Iterator[tuple[str, str, str, Any]]:
         csv.field_size_limit(2**31 - 1)  # a long document is a valid field
-        quoting = csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE
-        reader = csv.reader(text, delimiter=delimiter, quoting=quoting)
+        reader = csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE)
         named = [c for c in (self.left, self.right, self.label) if isinstance(c, str)]
         header = bool(named) if self.header is None else self.header
         index: dict[str | int, int] = {c: c for c in (self.left, self.right, self.label) if isinstance(c, int)}
@@ -158,7 +157,7 @@ class Table:
             if not isinstance(rec, dict):
                 problems.add(f"{where}: is not a JSON object; expected one object per line")
                 continue
-            texts = []
+            texts: list[Any] = []  # strings once the check below passes
             for key in (self.left, self.right):
                 value = rec.get(key)
                 if not isinstance(value, str):
@@ -406,7 +405,7 @@ def prepare(
         if not label_values and table.label is not None:
             raise PrepareError(f"--train {inputs['train']}: has no records")
         if shared_vocab:
-            counts = (counts[0] + counts[1],) * 2  # type: ignore[assignment]
+            counts = (counts[0] + counts[1],) * 2
         first_words: list[str] = []
         if vector_file is not None and vector_words:
             first_words = [w for w, _ in vector_file.scan(lambda _w, k: k < vector_words)]
@@ -470,12 +469,12 @@ def prepare(
             found = _write_vectors(vector_file, vocabs, out / VECTORS_FILE)
             written.append(VECTORS_FILE)
             report_vectors = (str(vectors), found, vector_file.dim)
-        hp = _hyperparameters(vocabs, vocab_files, lengths, labels, vector_file)  # type: ignore[arg-type]
+        hp = _hyperparameters(vocabs, vocab_files, lengths, labels, vector_file)
         _atomic_write(out / "hyperparameters.json", (json.dumps(hp, indent=2) + "\n").encode())
         written.append("hyperparameters.json")
     else:
         hp = dict(old_hp)
-    return PrepareReport(out, stats, vocab_files, vocabs, labels, hp, lengths, percentile, report_vectors, written)  # type: ignore[arg-type]
+    return PrepareReport(out, stats, vocab_files, vocabs, labels, hp, lengths, percentile, report_vectors, written)
 
 
 def _make_tokenizer(tokenizer_file: str | os.PathLike | None, lowercase: bool | None) -> Tokenizer:

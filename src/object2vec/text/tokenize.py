@@ -91,7 +91,8 @@ def _default_patterns() -> tuple[re.Pattern[str], dict[int, None]]:
     therefore kept together ("naïve", "हिन्दी"), which ``\\w`` alone would not do for marks. Format and
     control characters (zero-width space, soft hyphen, ...) are deleted; whitespace separates.
     """
-    singles, invisible = [], {}
+    singles: list[int] = []
+    invisible: dict[int, None] = {}  # str.translate table: delete
     for cp in range(0x20000):  # planes 0-1; planes 2-3 are ideographs, handled by _IDEOGRAPHS
         ch = chr(cp)
         category = unicodedata.category(ch)
@@ -137,7 +138,7 @@ class HuggingFaceTokenizer:
     (``pip install 'object2vec[text]'``), imported only when such a tokenizer is used.
     """
 
-    def __init__(self, path: str | Path, *, lowercase: bool = False, name: str | None = None):
+    def __init__(self, path: str | os.PathLike, *, lowercase: bool = False, name: str | None = None):
         try:
             from tokenizers import Tokenizer as HFTokenizer
         except ImportError:
@@ -410,7 +411,7 @@ def _clip(text: str, limit: int = 40) -> str:
 
 
 def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs: Any) -> Any:
-    """:func:`object2vec.data.read_pairs`, where ``in0``/``in1`` may also be strings (encoded by ``codec``).
+    """:func:`object2vec.data.pairs.read_pairs`, where ``in0``/``in1`` may also be strings (encoded by ``codec``).
 
     Without a codec, or for a :class:`~object2vec.data.PairData`, this is ``read_pairs`` itself. With
     one, records (in memory, or read from JSON Lines files) have their strings encoded first, and

@@ -3,7 +3,7 @@
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`setup` joins the process group
 (NCCL on GPUs, Gloo on CPUs). Everything else in the package asks :func:`context` where it stands:
 
-* data: each rank reads only its shard (byte ranges of each file, see :mod:`object2vec.data`);
+* data: each rank reads only its shard (byte ranges of each file, see :func:`object2vec.data.jsonl.byte_range`);
 * steps: every rank plans the same number of batches per epoch (the smallest shard's count);
 * dense gradients: averaged by :class:`~torch.nn.parallel.DistributedDataParallel`;
 * row_sparse gradients: the touched rows of every rank are gathered and averaged

@@ -11,6 +11,7 @@ last weights are kept.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +119,7 @@ def fit(
         todo = batches[skip:]
         if max_steps is not None:
             todo = todo[: max(max_steps - runner.steps, 0)]
-        ran = runner.run(epoch, todo, skip + 1, len(batches), lambda i, e=epoch: save(e, i), checkpoint_every)
+        ran = runner.run(epoch, todo, skip + 1, len(batches), functools.partial(save, epoch), checkpoint_every)
         skip = 0
 
         record = _epoch_record(epoch, ran, device)

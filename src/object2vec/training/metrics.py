@@ -22,8 +22,8 @@ class Meter:
     def __init__(self, hp: Hyperparameters):
         self.regression = hp.is_regression
         self.loss_sum = 0.0
-        self.correct = 0
-        self.count = 0
+        self.correct: float = 0  # counts; floats once summed over ranks
+        self.count: float = 0
 
     def add(self, out: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
         n = len(labels)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..hyperparameters import Hyperparameters
+from ..nn.embedding import RowSparseEmbedding
 from ..nn.model import Object2VecNet
 from .lazy_optim import LazyOptimizer
 
@@ -31,7 +32,7 @@ class Optimizers:
     """The dense optimizer, plus a lazy one (:mod:`object2vec.training.lazy_optim`) for ``row_sparse`` token tables."""
 
     def __init__(self, net: Object2VecNet, hp: Hyperparameters):
-        tables = [e for e in net.embeddings() if e.row_sparse]
+        tables = [e for e in net.embeddings() if isinstance(e, RowSparseEmbedding)]
         dense = [p for p in net.parameters() if p.requires_grad]  # row_sparse tables are not autograd parameters
         self.optimizers: list[Any] = []
         if dense:
