@@ -28,7 +28,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -77,13 +77,14 @@ class PaddedEncoder(nn.Module):
         pooling = getattr(encoder, "pooling", "mean")
         if pooling != "mean":
             raise Object2VecError(f"ONNX export supports pooled_embedding's mean pooling only; this model pools by {pooling}")
-        self.weight = nn.Parameter(encoder.embedding.weight.detach().clone(), requires_grad=False)
-        if self.kind is HCNN:
-            self.convs = encoder.convs
-            self.project = encoder.project
-        if self.kind is BiLSTM:
-            self.forward_lstms, self.backward_lstms = _unidirectional(encoder.lstm)
-            self.project = encoder.project
+        table = cast(nn.Embedding, encoder.embedding)
+        self.weight = nn.Parameter(table.weight.detach().clone(), requires_grad=False)
+        self.convs = encoder.convs if isinstance(encoder, HCNN) else nn.ModuleList()
+        lstm = encoder.lstm if isinstance(encoder, BiLSTM) else None
+        self.forward_lstms, self.backward_lstms = (
+            _unidirectional(lstm) if lstm is not None else (nn.ModuleList(), nn.ModuleList())
+        )
+        self.project = encoder.project if isinstance(encoder, HCNN | BiLSTM) else nn.Identity()
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         valid = _valid(tokens, lengths)  # (B, T)
@@ -98,7 +99,7 @@ class PaddedEncoder(nn.Module):
         h = x.transpose(1, 2)  # (B, D, T)
         keep = valid[:, None, :].to(h.dtype)
         pooled = []
-        for conv in self.convs:
+        for conv in cast(list[nn.Conv1d], list(self.convs)):
             width = conv.kernel_size[0]
             y = F.conv1d(F.pad(h, ((width - 1) // 2, width // 2)), conv.weight, conv.bias)  # "same", as in training
             h = F.relu(y) * keep  # beyond the end: zeros, as the flat encoder's padding
@@ -239,7 +240,7 @@ class OnnxPredictor(Predictor):
         from ..data.pairs import Schema
 
         self.model: Any = _Exported(folder, self.hp)
-        self.net = None
+        self.net: Any = None  # no PyTorch network: the sessions above answer
         self.schema = Schema.from_hyperparameters(self.hp)
         self.device = torch.device("cpu")
         self.batch_size = batch_size
