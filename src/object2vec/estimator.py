@@ -20,7 +20,7 @@ from . import model_folder, reporting
 from .data.inputs import as_records, as_source, is_labels
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
-from .errors import DataError, NotFittedError
+from .errors import DataError, NotFittedError, Object2VecError
 from .hyperparameters import Hyperparameters
 from .nn.model import Object2VecNet
 from .text.auxiliary import AuxiliaryChannel
@@ -30,16 +30,40 @@ from .training.batches import sequential_batches, side_tensors
 from .training.loop import fit
 from .training.metrics import EVAL_BATCH_SIZE, evaluate
 from .training.precision import resolve_precision
+from .training.resources import check_memory
 
 Sequences = Sequence[Sequence[int] | str]
 _RUN_OPTIONS = ("seed", "device", "precision", "cache")  # constructor arguments that are not hyperparameters
 
 
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` means CUDA when available, else CPU."""
+    """``auto`` means CUDA when available, else CPU; a device this machine lacks is refused here,
+    with what it has, rather than failing somewhere inside PyTorch."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise Object2VecError(f"device {str(device)!r} is not a device; expected {DEVICES}") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise Object2VecError(f"device {str(device)!r}: this machine has no usable CUDA GPU; use cpu (or auto)")
+        if resolved.index is not None and resolved.index >= count:
+            raise Object2VecError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif resolved.type != "cpu":
+        raise Object2VecError(f"device {str(device)!r} is not supported; expected {DEVICES}")
+    return resolved
+
+
+def check_seed(seed: Any) -> int:
+    """Seeds are ints in [0, 2**63): what numpy's and torch's generators both accept."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise Object2VecError(f"seed must be an int in [0, 2**63); got {seed!r}")
+    return seed
 
 
 class Object2Vec:
@@ -146,6 +170,7 @@ class Object2Vec:
             validation, y = None, validation
         train, validation, test = as_source(train, y), as_source(validation), as_source(test)
         hp = Hyperparameters.from_dict(self.hyperparameters)
+        check_seed(self.seed)
         resolve_precision(self.precision, resolve_device(self.device))  # refuse a bad option before reading data
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -157,6 +182,8 @@ class Object2Vec:
         schema = Schema.from_hyperparameters(hp)
         device = distributed.setup(resolve_device(self.device))
         ctx = distributed.context()
+        # refuse a model that cannot fit before reading any data, and again once the data holds its share
+        distributed.on_main(lambda: check_memory(hp, device, validation=validation is not None))
         splits = {}
         problems: list[str] = []
         count = 0
@@ -171,6 +198,8 @@ class Object2Vec:
         reports = distributed.gather_objects((problems, count))  # every rank stops if any rank found a problem
         if sum(c for _, c in reports):
             raise DataError([p for shown, _ in reports for p in shown], sum(c for _, c in reports))
+        data_bytes = sum(split.nbytes for split in splits.values())
+        distributed.on_main(lambda: check_memory(hp, device, validation=validation is not None, data_bytes=data_bytes))
         torch.manual_seed(self.seed)
         net = Object2VecNet(hp)
         channel.initialise(net, hp)

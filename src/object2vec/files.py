@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import functools
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -146,3 +148,42 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def explain_write_error(path: str | os.PathLike, error: BaseException) -> str:
+    """Why writing ``path`` failed, in words (``no space left on device (12 KB free)``).
+
+    torch reports a full disk as ``RuntimeError: [enforce fail at inline_container.cc...]`` (the
+    ``OSError`` is its ``__context__`` when it wrote to a file object) and safetensors as
+    ``SafetensorError: ... (os error 28)``; both become the operating system's reason.
+    """
+    code, seen = None, error
+    while seen is not None and code is None:
+        if isinstance(seen, OSError) and seen.errno:
+            code = seen.errno
+        elif m := re.search(r"os error (\d+)", str(seen)):
+            code = int(m.group(1))
+        seen = seen.__cause__ or seen.__context__
+    if code is None:
+        return str(error) or type(error).__name__
+    reason = os.strerror(code).lower()
+    if code == errno.ENOSPC:
+        reason += f" ({format_bytes(free_bytes(path))} free)"
+    return reason
+
+
+def free_bytes(path: str | os.PathLike) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GB``, ``12 KB``: sizes in messages (powers of 1024, named as people read them)."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit in ("bytes", "KB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover

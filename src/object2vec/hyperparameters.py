@@ -311,6 +311,8 @@ class Hyperparameters:
             if value is None:
                 if f.metadata["default"] is REQUIRED and not f.metadata.get("inherits"):
                     problems.append(f"{f.name} is required ({f.metadata['constraint'].describe()}); it was not given.")
+                elif not f.metadata.get("inherits"):  # only enc1_* use None, for "not set"
+                    problems.append(_bad(f, value))
                 continue
             try:
                 object.__setattr__(self, f.name, f.metadata["constraint"].parse(value))
@@ -330,6 +332,7 @@ class Hyperparameters:
         known = {f.name for f in fields(cls)}
         problems = []
         kwargs = {}
+        nulls: set[str] = set()
         for key, value in values.items():
             if key in IGNORED_KEYS:
                 continue
@@ -337,11 +340,19 @@ class Hyperparameters:
                 hint = difflib.get_close_matches(key, known, n=1)
                 problems.append(f"{key} is not an Object2Vec hyperparameter" + (f"; did you mean {hint[0]}?" if hint else "."))
                 continue
+            if value is None:  # JSON null: neither a value nor "unset" (leave the name out for that)
+                f = next(f for f in fields(cls) if f.name == key)
+                required = f.metadata["default"] is REQUIRED and not f.metadata.get("inherits")
+                hint = "it is required" if required else "leave it out to use the default"
+                problems.append(f"{key} is null; expected {f.metadata['constraint'].describe()} ({hint}).")
+                nulls.add(key)
+                continue
             kwargs[key] = value
         try:
             hp = cls(**kwargs)
         except HyperparameterError as e:
-            raise HyperparameterError(problems + e.problems) from None
+            rest = [p for p in e.problems if not any(p.startswith(f"{key} is required") for key in nulls)]
+            raise HyperparameterError(problems + rest) from None
         if problems:
             raise HyperparameterError(problems)
         return hp

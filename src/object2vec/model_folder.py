@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
-from .errors import HyperparameterError, ModelFormatError
-from .files import atomic_path, atomic_write_bytes, atomic_write_json
+from .errors import HyperparameterError, ModelFormatError, Object2VecError
+from .files import atomic_path, atomic_write_bytes, atomic_write_json, explain_write_error
 from .hyperparameters import Hyperparameters
 from .nn.model import Object2VecNet
 from .text.tokenize import AuxiliaryFileError, TextCodec
@@ -49,16 +49,11 @@ def save(
     ``assets`` (file name -> bytes) go to ``folder/auxiliary/``: the text files a model needs to read
     strings (:meth:`object2vec.text.tokenize.TextCodec.assets`).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_model(net, str(tmp))  # handles the shared tensor of tied embeddings
-    if metrics is not None:
-        atomic_write_json(folder / METRICS, metrics)
-    for name, data in (assets or {}).items():
-        atomic_write_bytes(folder / ASSETS / name, data)
     from . import __version__
 
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG).unlink(missing_ok=True)  # an earlier model's config must not vouch for half-replaced files
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -66,7 +61,22 @@ def save(
         "hyperparameters": net.hp.to_dict(),
         **(extra or {}),
     }
-    atomic_write_json(folder / CONFIG, config)
+    written: list[Path] = []
+    try:
+        with atomic_path(folder / WEIGHTS) as tmp:
+            save_model(net, str(tmp))  # handles the shared tensor of tied embeddings
+        written.append(folder / WEIGHTS)
+        if metrics is not None:
+            atomic_write_json(folder / METRICS, metrics)
+            written.append(folder / METRICS)
+        for name, data in (assets or {}).items():
+            atomic_write_bytes(folder / ASSETS / name, data)
+            written.append(folder / ASSETS / name)
+        atomic_write_json(folder / CONFIG, config)
+    except Exception as e:  # a full disk: no partial model is left (safetensors reports it as its own error type)
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise Object2VecError(f"cannot write the model to {folder}: {explain_write_error(folder, e)}") from None
     return folder
 
 
@@ -87,10 +97,16 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFormatError(f'{path}: has wrong file format; expected "format": "{FORMAT}"')
     version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version < 1:
+        raise ModelFormatError(
+            f"{path}: format_version {version!r} is not a format version; expected an int in [1, {FORMAT_VERSION}]"
+        )
+    if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"{path}: format_version {version!r} is not supported by this object2vec (reads up to {FORMAT_VERSION}); upgrade object2vec"
         )
+    if not isinstance(config.get("hyperparameters", {}), dict):
+        raise ModelFormatError(f"{path}: hyperparameters is not an object; expected name -> value")
     return config
 
 
@@ -112,11 +128,28 @@ def load(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple
         raise ModelFormatError(f"{weights}: cannot be read ({e})") from None
     if missing or unexpected:
         raise ModelFormatError(f"{weights}: does not match {CONFIG} (missing {sorted(missing)}, unexpected {sorted(unexpected)})")
-    metrics = {}
-    if (folder / METRICS).is_file():
-        metrics = json.loads((folder / METRICS).read_text())
+    bad = [name for name, tensor in net.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise ModelFormatError(
+            f"{weights}: {', '.join(bad)} hold NaN or infinite values; this model cannot score anything (retrain it)"
+        )
+    metrics = read_metrics(folder)
     net.to(device).eval()
     return net, metrics
+
+
+def read_metrics(folder: str | os.PathLike) -> dict[str, Any]:
+    """``metrics.json`` (``{}`` when absent: it is optional)."""
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        return {}
+    try:
+        metrics = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{path}: is not valid JSON ({e}); delete it (it is optional) or restore it") from None
+    if not isinstance(metrics, dict):
+        raise ModelFormatError(f"{path}: holds {type(metrics).__name__}; expected a JSON object (delete it: it is optional)")
+    return metrics
 
 
 def load_text(folder: str | os.PathLike, hp: Hyperparameters) -> TextCodec | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from .. import reporting
+from .. import interrupts, reporting
 from ..errors import Object2VecError
 
 EXIT_USER_ERROR = 2
@@ -25,12 +25,18 @@ DEVICE_HELP = "auto (CUDA if available), cpu, cuda, cuda:N."
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """User errors print one ``error:`` line (no traceback) and exit with status 2."""
+    """User errors print one ``error:`` line (no traceback) and exit with status 2; SIGTERM and
+    SIGINT print one line saying what was interrupted and exit with 128 + the signal's number."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with interrupts.handled():  # SIGTERM/SIGINT unwind through every finally: no temporary file is left
+                return fn(*args, **kwargs)
+        except interrupts.Interrupted as e:
+            if reporting.is_main_process():
+                click.echo(str(e), err=True)
+            sys.exit(e.exit_code)
         except Object2VecError as e:
             if reporting.is_main_process():  # under torchrun every rank fails alike; one message is enough
                 click.echo(f"error: {e}", err=True)

@@ -81,6 +81,7 @@ def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: 
 @click.option("--port", default=8080, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, type=click.IntRange(1), help="Worker processes, each with its own copy of the model.")
 @click.option("--max-payload-mb", default=6.0, type=click.FloatRange(min=0, min_open=True), help="Largest request body.")
+@click.option("--max-instances", default=100_000, type=click.IntRange(min=1), help="Most instances in one request (more: 413).")
 @click.option("--sagemaker", is_flag=True, help="Container mode: load /opt/ml/model, listen on 0.0.0.0:8080.")
 @click.option("--sagemaker-root", type=click.Path(path_type=Path), help="Instead of /opt/ml ($OBJECT2VEC_SAGEMAKER_ROOT).")
 @click.option(
@@ -91,8 +92,8 @@ def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: 
 )
 @_DEVICE
 @friendly_errors
-def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payload_mb: float, sagemaker: bool,
-          sagemaker_root: Path | None, runtime: str, device: str) -> None:  # fmt: skip
+def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payload_mb: float, max_instances: int,
+          sagemaker: bool, sagemaker_root: Path | None, runtime: str, device: str) -> None:  # fmt: skip
     """Answer SageMaker inference requests for MODEL_DIR: GET /ping, POST /invocations, GET /execution-parameters."""
     from ..serving import container
     from ..serving.app import ServeSettings, preferred_mode_from_env
@@ -110,6 +111,7 @@ def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payloa
         model_dir=str(model_dir),
         device=device,
         max_payload_mb=max_payload_mb,
+        max_instances=max_instances,
         workers=workers,
         preferred_mode=preferred_mode_from_env(),
         runtime=runtime,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -41,8 +40,8 @@ def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _read_hyperparameters_file(path: Path) -> dict[str, Any]:
     try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        values = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # UTF-8 (or -16/-32) JSON, as SageMaker writes it
         raise Object2VecError(f"{path}: is not valid JSON ({e}); expected an object of name -> value") from None
     if not isinstance(values, dict):
         raise Object2VecError(f"{path}: holds {type(values).__name__}; expected a JSON object of name -> value")
@@ -103,6 +102,11 @@ def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
     "--checkpoint-every", default=0, type=click.IntRange(min=0), help="Also checkpoint every N steps (0: each epoch only)."
 )
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir, same data order.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier model in --output, or write beside files that are not a model (they are kept).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @click.option(
@@ -130,6 +134,7 @@ def train(
     checkpoint_dir: Path | None,
     checkpoint_every: int,
     resume: bool,
+    overwrite: bool,
     dry_run: bool,
     quiet: bool,
     sagemaker: bool,
@@ -144,7 +149,7 @@ def train(
 
     reporting.configure_cli_logging(verbose=not quiet)
     run = TrainRun(train_path, validation, test, auxiliary, output, seed, device, precision, cache,
-                   checkpoint_dir, checkpoint_every, resume, dry_run)  # fmt: skip
+                   checkpoint_dir, checkpoint_every, resume, dry_run, overwrite)  # fmt: skip
     if sagemaker:
         from ..serving import container
 
@@ -155,7 +160,7 @@ def train(
             run = dataclasses.replace(
                 run, train=channels["train"], validation=channels["validation"], test=channels["test"],
                 auxiliary=auxiliary or channels["auxiliary"], output=paths.model, checkpoint_dir=checkpoints,
-                resume=resume or (checkpoints / "latest.pt").exists(),
+                resume=resume or (checkpoints / "latest.pt").exists(), overwrite=True,  # the platform owns /opt/ml/model
             )  # fmt: skip
             _train({**container.read_hyperparameters(paths), **_parse_pairs(params)}, named, run)
         return
@@ -183,40 +188,76 @@ class TrainRun:
     checkpoint_every: int = 0
     resume: bool = False
     dry_run: bool = False
+    overwrite: bool = False
 
 
 def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: TrainRun) -> None:
-    from ..estimator import Object2Vec
-    from ..training import distributed
+    """Check everything that can be checked before reading data, claim the output folder, train,
+    write the model, remove the checkpoint. Under ``torchrun`` every rank joins the job first, so
+    that any rank's failure (rank 0's claim of the folder included) stops them all with one message."""
+    from ..estimator import Object2Vec, check_seed, resolve_device
+    from ..interrupts import Interrupted
+    from ..output_folder import OutputFolder
+    from ..training import distributed, resources
 
     assert run.train is not None  # the command checks --train; container.channels() the train channel
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
-    Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
+    hp = Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
+    check_seed(run.seed)
+    device = resolve_device(run.device)
     output, checkpoint_dir = run.output, run.checkpoint_dir
     if output is None and not run.dry_run:
         raise Object2VecError("--output is required: the folder to write the trained model to (or pass --dry-run)")
     if checkpoint_dir is None and output is not None and not run.dry_run:
         checkpoint_dir = output / "checkpoints"
     model = Object2Vec(seed=run.seed, device=run.device, precision=run.precision, cache=run.cache, **hyperparameters)
+    distributed.setup(device)
+    claim: OutputFolder | None = None
+    ok = False
     try:
+        distributed.on_main(lambda: resources.check_memory(hp, device, validation=run.validation is not None))
+        if output is not None and not run.dry_run:
+            need = resources.estimate(hp, validation=run.validation is not None)
+            sizes = {"model_bytes": need.weights, "checkpoint_bytes": need.total - need.parts["gradients"]} if need else {}
+            claim = distributed.on_main(
+                lambda: OutputFolder.claim(output, checkpoint_dir, overwrite=run.overwrite, resume=run.resume, **sizes)
+            )
         model.fit(
             run.train, run.validation, run.test, auxiliary=run.auxiliary, max_steps=1 if run.dry_run else None,
             checkpoint_dir=checkpoint_dir, checkpoint_every=run.checkpoint_every, resume=run.resume,
         )  # fmt: skip
         if run.dry_run:
             click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")
-        elif distributed.context().is_main:
-            assert output is not None
-            model.save(output)
-            if checkpoint_dir == output / "checkpoints":  # the model is the durable result now
-                shutil.rmtree(checkpoint_dir, ignore_errors=True)
-            click.echo(f"model written to {output}")
+        else:
+            distributed.on_main(lambda: _write_model(model, output, claim))
+        ok = True
+    except Interrupted as e:
+        e.advice = _resume_advice(checkpoint_dir)
+        raise
     finally:
-        distributed.teardown()
+        if claim is not None:
+            claim.release()
+        distributed.teardown(ok)
+
+
+def _write_model(model: Any, output: Path | None, claim: Any) -> None:
+    assert output is not None and claim is not None
+    model.save(output)
+    claim.finish()  # the model is the durable result now: remove the checkpoint this run wrote
+    click.echo(f"model written to {output}")
+
+
+def _resume_advice(checkpoint_dir: Path | None) -> str:
+    """How to go on after an interruption: from the checkpoint if one was written."""
+    checkpoint = checkpoint_dir / "latest.pt" if checkpoint_dir is not None else None
+    if checkpoint is None or not checkpoint.is_file():
+        return "no checkpoint was written yet: run the same command again to start over"
+    return f"the checkpoint {checkpoint} is kept: run the same command with --resume to continue from it"
 
 
 def _relaunch_under_torchrun(nproc: int) -> int:
-    """``object2vec train --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m object2vec train ...``."""
+    """``object2vec train --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m object2vec train ...``
+    (through :mod:`object2vec.training.launch`, which keeps torchrun's failure report out of the way)."""
     args, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
@@ -228,14 +269,21 @@ def _relaunch_under_torchrun(nproc: int) -> int:
     command = [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "object2vec.training.launch",
         "--standalone",
         f"--nproc-per-node={nproc}",
         "-m",
         "object2vec",
         *args,
     ]
-    return subprocess.run(command, check=False).returncode
+    from ..interrupts import Interrupted
+
+    process = subprocess.Popen(command)
+    while True:
+        try:
+            return process.wait()
+        except Interrupted as e:  # pass it on: torchrun stops the workers, rank 0 says how to resume
+            process.send_signal(e.signum)
 
 
 @main.command()

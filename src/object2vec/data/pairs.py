@@ -23,6 +23,8 @@ from typing import Any, Union, cast
 import numpy as np
 
 from ..errors import DataError, Problems
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # regression labels train in float32
 from ..hyperparameters import Hyperparameters
 from .jsonl import LineOf, Parser, Raw, byte_range, cache_dir, list_files, narrow, open_lines, read_file
 
@@ -112,7 +114,7 @@ class Schema:
 
     def expected_label(self) -> str:
         if self.regression:
-            return "a finite number"
+            return f"a finite number within float32's range (magnitude at most {FLOAT32_MAX:.4g})"
         return f"an integer class in [0, {self.num_classes})"
 
 
@@ -181,12 +183,16 @@ def _check_labels(
     bad = ~finite
     if not schema.regression:
         bad |= (labels != np.floor(labels)) | (labels < 0) | (labels >= schema.num_classes)
+    else:  # training is in float32: a larger label would become inf and turn the weights into NaN
+        bad |= finite & (np.abs(labels) > FLOAT32_MAX)
     for i in np.flatnonzero(bad)[: MAX_SHOWN + 1].tolist():
         value = labels[i]
         shown = repr(int(value)) if finite[i] and value == int(value) else repr(float(value))
         at = locate(int(where[i]))
         if not finite[i]:
             problems.add(f"{at}: label: {shown} is not a finite number; expected {expected}")
+        elif schema.regression:
+            problems.add(f"{at}: label: {float(value):g} does not fit float32; expected {expected} (rescale the labels)")
         else:
             problems.add(f"{at}: label: {shown} is out of range; expected {expected} (raise num_classes or re-label)")
     problems.count += max(int(bad.sum()) - (MAX_SHOWN + 1), 0)

@@ -232,15 +232,24 @@ class NeighborIndex:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise IndexFormatError(f'{folder / META_FILE}: has wrong file format; expected "format": "{FORMAT}"')
         version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if type(version) is not int or version < 1 or version > FORMAT_VERSION:
             raise IndexFormatError(
                 f"{folder / META_FILE}: format_version {version!r} is not supported (reads up to {FORMAT_VERSION}); upgrade object2vec"
             )
-        if meta.get("metric") not in METRICS or meta.get("kind") not in KINDS or not isinstance(meta.get("dim"), int):
+        if meta.get("metric") not in METRICS or meta.get("kind") not in KINDS or type(meta.get("dim")) is not int:
             raise IndexFormatError(f"{folder / META_FILE}: metric, kind or dim is missing or unknown")
+        params = meta.get("params") or {}
+        if not isinstance(params, dict) or any(type(v) is not int or v < 1 for v in params.values()):
+            raise IndexFormatError(
+                f"{folder / META_FILE}: params {params!r} is damaged; expected an object of positive ints; rebuild the index"
+            )
         ids = _read_json(folder / IDS_FILE)
         if not isinstance(ids, list):
             raise IndexFormatError(f"{folder / IDS_FILE}: holds {type(ids).__name__}; expected a JSON list of ids")
+        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, (str, int))][:1]
+        if bad or len(set(ids)) != len(ids):
+            what = f"holds {bad[0]!r}, not a string or an integer" if bad else "repeats an id"
+            raise IndexFormatError(f"{folder / IDS_FILE}: {what}; expected unique string or integer ids; rebuild the index")
         raw = np.frombuffer((folder / INDEX_FILE).read_bytes(), dtype=np.uint8)
         try:
             index = faiss.deserialize_index(raw)
@@ -254,7 +263,6 @@ class NeighborIndex:
                 f"{folder}: {INDEX_FILE} holds {index.ntotal} vectors of {index.d} dimensions, but {IDS_FILE} has "
                 f"{len(ids)} ids and {META_FILE} says dim={meta['dim']}; rebuild the index"
             )
-        params = meta.get("params") or {}
         if meta["kind"] == "hnsw" and "ef_search" in params:
             index.hnsw.efSearch = int(params["ef_search"])
         if meta["kind"] == "ivf" and "nprobe" in params:

@@ -6,9 +6,14 @@ Routes (what SageMaker real-time endpoints and batch transform call):
 * ``POST /invocations`` → scores / embeddings (:mod:`object2vec.serving.protocol`).
 * ``GET /execution-parameters`` → what batch transform should send us.
 
-Bad requests get 400 (malformed body, bad instance: its index and field are named), 406 (Accept),
-413 (body over ``max_payload_mb``) or 415 (Content-Type), always with a JSON body; an unexpected
-failure is a 500 with a JSON body and the server keeps serving. One log line per request.
+Bad requests get 400 (malformed body, bad instance: its index and field are named; the first 20
+problems are listed, with a count of all), 406 (Accept), 413 (body over ``max_payload_mb``, or more
+than ``max_instances`` instances) or 415 (Content-Type), always with a JSON body; an unexpected
+failure is a 500 with a JSON body and the server keeps serving. A client that hangs up before its
+request is read is logged as 499, not a failure. One log line per request.
+
+Decoding, inference and encoding run in a worker thread, never on the event loop: SageMaker's
+health check (``/ping``) is answered within milliseconds while the largest request is computed.
 """
 
 from __future__ import annotations
@@ -22,14 +27,18 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from ..errors import Object2VecError
 from .predictor import InstanceError, Predictor
-from .protocol import JSON, ProtocolError, decode_instances, encode_predictions, parse_accept, parse_content_type
+from .protocol import JSON, ContentType, ProtocolError, decode_instances, encode_predictions, parse_accept, parse_content_type
 
 log = logging.getLogger("object2vec.serve")
 
 DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker real-time endpoints' request limit
+DEFAULT_MAX_INSTANCES = 100_000  # ~5 s of work on one core: a bound on one request's time and memory
+CLIENT_CLOSED = 499  # nginx's status for a client that hung up (logged only: nobody reads the answer)
 PREFERRED_MODES = ("classification", "embedding")
 _SETTINGS_ENV = "OBJECT2VEC_SERVE_SETTINGS"  # how `serve --workers N` hands settings to each worker
 
@@ -45,6 +54,7 @@ class ServeSettings:
     preferred_mode: str | None = None
     batch_size: int = 1024
     runtime: str = "torch"  # or "onnx": the graphs of `object2vec export --format onnx` (an extension)
+    max_instances: int = DEFAULT_MAX_INSTANCES
 
     @property
     def max_payload_bytes(self) -> int:
@@ -91,21 +101,34 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> FastAPI:
             media_type=JSON,
         )
 
+    def answer(body: bytes, content_type: ContentType, accept: str, state: Any) -> bytes:
+        """Everything CPU-bound about one request (run in a worker thread)."""
+        instances, locate = decode_instances(body, content_type.media)
+        state.instances = len(instances)
+        if len(instances) > settings.max_instances:
+            raise ProtocolError(
+                413,
+                f"{len(instances)} instances; the limit is {settings.max_instances} per request (--max-instances): split the request",
+            )
+        try:
+            results = predictor.run(instances, content_type.max_seqlens, locate)
+        except InstanceError as e:
+            raise ProtocolError.from_instances(e) from None
+        return encode_predictions(results, accept)
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         try:
             content_type = parse_content_type(request.headers.get("content-type"))
             accept = parse_accept(request.headers.get("accept"))
             body = await _read_body(request, limit)
-            instances, locate = decode_instances(body, content_type.media)
-            request.state.instances = len(instances)
-            try:
-                results = predictor.run(instances, content_type.max_seqlens, locate)
-            except InstanceError as e:
-                raise ProtocolError.from_instances(e) from None
-            return Response(encode_predictions(results, accept), media_type=accept)
+            out = await run_in_threadpool(answer, body, content_type, accept, request.state)
+            return Response(out, media_type=accept)
         except ProtocolError as e:
             return Response(e.body(), status_code=e.status, media_type=JSON)
+        except ClientDisconnect:
+            log.info("POST /invocations: the client hung up before its request was read")
+            return Response(b"", status_code=CLIENT_CLOSED)
         except Exception as e:  # never let one request take the server down
             log.exception("POST /invocations failed")
             return Response(orjson.dumps({"error": f"internal error: {type(e).__name__}: {e}"}), status_code=500, media_type=JSON)

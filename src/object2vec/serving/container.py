@@ -65,8 +65,8 @@ def read_hyperparameters(paths: ContainerPaths) -> dict[str, Any]:
     if not paths.hyperparameters.exists():
         return {}
     try:
-        values = json.loads(paths.hyperparameters.read_text())
-    except json.JSONDecodeError as e:
+        values = json.loads(paths.hyperparameters.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise Object2VecError(f"{paths.hyperparameters}: is not valid JSON ({e}); expected an object of name -> value") from None
     if not isinstance(values, dict):
         raise Object2VecError(f"{paths.hyperparameters}: holds {type(values).__name__}; expected a JSON object")

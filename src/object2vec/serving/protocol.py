@@ -36,24 +36,31 @@ _ALIASES = {
 _DUMP = orjson.OPT_SERIALIZE_NUMPY
 
 
-class ProtocolError(Exception):
-    """A request we answer with a 4xx status and a JSON body ``{"error": ..., "problems": [...]}``."""
+MAX_LISTED = 20  # problems listed in an error body: a request of 100,000 bad instances gets 20 and a count
 
-    def __init__(self, status: int, message: str, problems: list[dict[str, Any]] | None = None):
+
+class ProtocolError(Exception):
+    """A request we answer with a 4xx status and a JSON body ``{"error": ..., "problems": [...]}``
+    (the first :data:`MAX_LISTED` problems, and ``"problem_count"`` when there are more)."""
+
+    def __init__(self, status: int, message: str, problems: list[dict[str, Any]] | None = None, count: int | None = None):
         super().__init__(message)
         self.status, self.message, self.problems = status, message, problems or []
+        self.count = max(len(self.problems), count or 0)  # all problems, listed or not
 
     def body(self) -> bytes:
         out: dict[str, Any] = {"error": self.message}
         if self.problems:
-            out["problems"] = self.problems
+            out["problems"] = self.problems[:MAX_LISTED]
+        if self.count > MAX_LISTED:
+            out["problem_count"] = self.count
         return orjson.dumps(out)
 
     @classmethod
     def from_instances(cls, error: InstanceError) -> ProtocolError:
         first = error.problems[0]
         more = f" (and {error.count - 1} more)" if error.count > 1 else ""
-        return cls(400, f"{first}{more}", [p.as_dict() for p in error.problems])
+        return cls(400, f"{first}{more}", [p.as_dict() for p in error.problems], count=error.count)
 
 
 @dataclass(frozen=True)

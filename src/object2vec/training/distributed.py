@@ -9,17 +9,34 @@
 * row_sparse gradients: the touched rows of every rank are gathered and averaged
   (:func:`sync_rows`), so the lazy update is identical everywhere;
 * metrics: sums are all-reduced, so early stopping decides identically on every rank;
-* logging and artifacts: rank 0 only.
+* logging and artifacts: rank 0 only, through :func:`on_main`, which tells every rank whether it
+  worked: a rank that fails alone while the others wait in a collective would hang the job.
+
+A failure stops every rank within seconds with one message: work only rank 0 does is agreed on by
+:func:`on_main`, a stop signal by :func:`any_rank`, and a failed run leaves without the final
+barrier (:func:`teardown`). As a last resort a collective that waits longer than
+``$OBJECT2VEC_DISTRIBUTED_TIMEOUT`` seconds (default 1800, PyTorch's) fails instead of waiting forever.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from ..errors import Object2VecError
+
+T = TypeVar("T")
+TIMEOUT_ENV = "OBJECT2VEC_DISTRIBUTED_TIMEOUT"
+
+
+class RankFailed(Object2VecError):
+    """Another rank failed (rank 0 reports why); this rank stops too, silently."""
 
 
 @dataclass(frozen=True)
@@ -50,20 +67,71 @@ def launched_by_torchrun() -> bool:
 
 def setup(device: torch.device) -> torch.device:
     """Join the process group if ``torchrun`` started us; returns this rank's device."""
-    if not launched_by_torchrun() or dist.is_initialized():
+    if not launched_by_torchrun():
         return device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():  # joined already (the command line joins before it checks the output folder)
+        return device
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout())
     return device
 
 
-def teardown() -> None:
+def timeout() -> datetime.timedelta:
+    """How long a collective may wait for the other ranks: ``$OBJECT2VEC_DISTRIBUTED_TIMEOUT`` seconds."""
+    value = os.environ.get(TIMEOUT_ENV, "1800")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not seconds > 0:
+        raise Object2VecError(f"{TIMEOUT_ENV}={value!r}; expected a number of seconds > 0")
+    return datetime.timedelta(seconds=seconds)
+
+
+def teardown(ok: bool = True) -> None:
+    """Leave the process group: after a barrier when the run succeeded (rank 0 may still be
+    writing), at once when it failed (the other ranks may never reach a barrier)."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if ok:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+def on_main(action: Callable[[], T]) -> T | None:
+    """Run ``action`` on rank 0 only (writing a file); every rank learns whether it worked.
+
+    If it raised, rank 0 raises that error and every other rank :class:`RankFailed`, so all stop
+    together instead of the others waiting in their next collective for a rank 0 that has left.
+    Returns ``action()`` on rank 0 and None elsewhere.
+    """
+    ctx = context()
+    error: Exception | None = None
+    result = None
+    if ctx.is_main:
+        try:
+            result = action()
+        except Exception as e:
+            error = e
+    if ctx.is_distributed:
+        message = [f"{type(error).__name__}: {error}" if error is not None else None]
+        dist.broadcast_object_list(message, src=0)
+        if message[0] is not None and not ctx.is_main:
+            raise RankFailed(f"rank 0 failed: {message[0]}")
+    if error is not None:
+        raise error
+    return result
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on any (a stop signal one rank saw first)."""
+    if not context().is_distributed:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

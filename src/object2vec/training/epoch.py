@@ -1,7 +1,18 @@
-"""One epoch of training steps: forward under autocast, loss, backward, optimizer step, metrics."""
+"""One epoch of training steps: forward under autocast, loss, backward, optimizer step, metrics.
+
+Between the loss and the backward pass each step checks two things, agreed by every rank (one tiny
+all-reduce under ``torchrun``), so no rank leaves the others waiting in a collective:
+
+* a loss that is not finite stops training with :class:`NonFiniteLoss`, naming the epoch and the
+  batch, before the step can turn the weights into NaN;
+* a SIGTERM or SIGINT that arrived during the epoch (:mod:`object2vec.interrupts`) abandons the
+  step, checkpoints the position before it and raises :class:`~object2vec.interrupts.Interrupted`.
+"""
 
 from __future__ import annotations
 
+import math
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,14 +21,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import reporting
+from .. import interrupts, reporting
 from ..data.pairs import PairData
 from ..data.sampling import Batch
+from ..errors import Object2VecError
 from ..hyperparameters import Hyperparameters
+from . import distributed
 from .batches import batch_inputs, label_tensor
 from .metrics import Meter, compute_loss
 from .optimizers import Optimizers
 from .precision import autocast
+
+
+class NonFiniteLoss(Object2VecError):
+    """The training loss became NaN or infinite: training stops (the weights are still finite)."""
 
 
 class EpochRunner:
@@ -38,13 +55,21 @@ class EpochRunner:
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
         self.steps = 0  # optimizer steps taken in this run (all epochs)
 
-    def step(self, batch: Batch, meter: Meter) -> None:
+    def step(self, batch: Batch, meter: Meter) -> str | None:
+        """Train on one batch; returns ``"loss"`` (not finite) or ``"signal"`` instead when the
+        step must not be taken (see the module docstring), None when it was."""
         inputs = batch_inputs(self.train, batch, self.device)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
         with autocast(self.precision, self.device):
             out = self.model(*inputs)
         loss = compute_loss(out.float(), labels, self.hp)
+        self.last_loss = float(loss.detach())
+        bad_loss, signalled = not math.isfinite(self.last_loss), interrupts.pending() is not None
+        if distributed.context().is_distributed:
+            bad_loss, signalled = (distributed.any_rank(flag, self.device) for flag in (bad_loss, signalled))
+        if bad_loss or signalled:
+            return "loss" if bad_loss else "signal"
         if self.scaler is None:
             loss.backward()
             self.optimizers.step()
@@ -55,6 +80,7 @@ class EpochRunner:
         self.steps += 1
         if self.on_step is not None:
             self.on_step(batch)
+        return None
 
     def run(
         self,
@@ -80,10 +106,25 @@ class EpochRunner:
             leave=False,
         )
         start = time.perf_counter()
-        for i, batch in enumerate(batches, start=first):
-            self.step(batch, meter)
-            bar.update(len(batch.labels))
-            if checkpoint is not None and every and self.steps % every == 0 and i < epoch_length:
-                checkpoint(i)
+        with interrupts.deferred():
+            for i, batch in enumerate(batches, start=first):
+                stopped = self.step(batch, meter)
+                if stopped == "loss":
+                    bar.close()
+                    shown = f" ({self.last_loss})" if not math.isfinite(self.last_loss) else " (on another rank)"
+                    raise NonFiniteLoss(
+                        f"training stopped: the loss is not a finite number{shown} at epoch {epoch}, batch {i} of "
+                        f"{epoch_length}; lower learning_rate, check the labels' scale, or train in fp32"
+                    )
+                if stopped == "signal":
+                    bar.close()
+                    signum = interrupts.pending() or signal.SIGTERM
+                    if checkpoint is not None:
+                        checkpoint(i - 1)  # the batches before this one are done; this one is not
+                    interrupts.clear()
+                    raise interrupts.Interrupted(signum, f"at epoch {epoch}, batch {i} of {epoch_length}")
+                bar.update(len(batch.labels))
+                if checkpoint is not None and every and self.steps % every == 0 and i < epoch_length:
+                    checkpoint(i)
         bar.close()
         return {"meter": meter, "pairs": pairs, "seconds": time.perf_counter() - start}

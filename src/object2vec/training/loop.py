@@ -27,7 +27,7 @@ from ..nn.model import Object2VecNet
 from . import distributed
 from .allocator import keep_freed_memory
 from .callbacks import Callback
-from .checkpoint import Checkpointer
+from .checkpoint import Checkpointer, fingerprint
 from .early_stopping import BestWeights, EarlyStopping
 from .epoch import EpochRunner
 from .metrics import evaluate, log_metrics, loss_of
@@ -92,7 +92,12 @@ def fit(
     runner = EpochRunner(model, optimizers, train, hp, device, resolve_precision(precision, device), on_step)
     early = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance)
     best = BestWeights()
-    checkpointer = Checkpointer(checkpoint_dir, net, seed)
+    data_id = None
+    if checkpoint_dir is not None:  # what the run trains on, so a resume on other data is refused
+        data_id = {
+            name: distributed.gather_objects(fingerprint(split)) for name, split in [("train", train), ("validation", validation)]
+        }
+    checkpointer = Checkpointer(checkpoint_dir, net, seed, data_id)
     result = TrainResult()
     start_epoch, skip = 1, 0
 
