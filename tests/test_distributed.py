@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,5 +101,42 @@ def test_bad_data_stops_every_rank_with_one_message(tmp_path, data):
         "-p", "enc0_max_seq_len=10", "-p", "enc0_vocab_size=200", "-o", str(tmp_path / "model"),
     ]  # fmt: skip
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert out.stderr.count(f"{bad}:{TRAIN_PAIRS + 1}: in0: token 0 is 999") == 1
+    assert out.stderr.startswith("error: 1 data problem:") and out.stderr.count("\n") == 2, out.stderr  # no torchrun report
+
+
+def test_an_unwritable_checkpoint_folder_stops_both_ranks_before_training_with_one_message(tmp_path, data):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "object2vec", "train", "--nproc", "2", "--device", "cpu", "--train", str(data / "train.jsonl"),
+        "-p", "enc0_max_seq_len=10", "-p", "enc0_vocab_size=200", "-o", str(tmp_path / "model"),
+        "--checkpoint-dir", str(blocker / "checkpoints"),
+    ]  # fmt: skip
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr == f"error: {blocker / 'checkpoints'}: cannot be created (not a directory)\n"
+
+
+def test_a_checkpoint_that_cannot_be_written_mid_run_stops_both_ranks_with_one_message(tmp_path, data):
+    model, env = tmp_path / "model", {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "object2vec", "train", "--nproc", "2", "--device", "cpu", "--train", str(data / "train.jsonl"),
+        "-p", "enc0_max_seq_len=10", "-p", "enc0_vocab_size=200", "-p", "enc0_network=pooled_embedding", "-p", "enc_dim=16",
+        "-p", "mini_batch_size=4", "-p", "epochs=20", "--checkpoint-every", "20", "-o", str(model), "-q",
+    ]  # fmt: skip
+    run = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (model / "checkpoints" / "latest.pt").exists():
+        time.sleep(0.05)
+    shutil.rmtree(model / "checkpoints")
+    (model / "checkpoints").write_text("a file where the checkpoint folder was")  # rank 0's next save fails
+    try:
+        _, err = run.communicate(timeout=120)  # before: rank 0 waited in a barrier, rank 1 in an all-reduce, forever
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)  # the launcher and both ranks
+        raise
+    assert run.returncode == 2
+    assert err == f"error: cannot write the checkpoint {model / 'checkpoints' / 'latest.pt'}: file exists\n"

@@ -23,10 +23,10 @@ from typing import Any, Union, cast
 import numpy as np
 
 from ..errors import DataError, Problems
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # regression labels train in float32
 from ..hyperparameters import Hyperparameters
 from .jsonl import LineOf, Parser, Raw, byte_range, cache_dir, list_files, narrow, open_lines, read_file
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # regression labels train in float32
 
 __all__ = ["PairData", "Schema", "Side", "cache_dir", "list_files", "open_lines", "read_pairs"]
 

@@ -132,7 +132,7 @@ class Predictor:
                     )
                 )
         schema = self.schema if max_seqlens is None else dataclasses.replace(self.schema, max_seq_len=max_seqlens)
-        data = {}
+        data, unlisted = {}, 0
         for mode, idx in groups.items():
             if not idx:
                 continue
@@ -143,9 +143,10 @@ class Predictor:
                 )
             except DataError as e:
                 problems.extend(_problems_of(e, idx, locate))
+                unlisted += e.count - len(e.problems)  # the reader lists 20 and counts the rest
         if problems:
             problems.sort(key=lambda p: p.index)
-            raise InstanceError(problems)
+            raise InstanceError(problems, len(problems) + unlisted)
         results: list[dict[str, np.ndarray]] = [{}] * len(instances)
         for mode, pairs in data.items():
             if mode == "pair":

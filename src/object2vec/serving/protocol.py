@@ -15,6 +15,8 @@ Problems raise :class:`ProtocolError` carrying the HTTP status (400, 406, 413, 4
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +110,7 @@ def decode_instances(body: bytes, media: str) -> tuple[list[Any], Callable[[int]
     """
     if media == JSON:
         try:
-            doc = orjson.loads(body)
+            doc = loads_in_pieces(body)
         except orjson.JSONDecodeError as e:
             raise ProtocolError(400, f'malformed JSON ({e}); expected {{"instances": [...]}}') from None
         if type(doc) is not dict or "instances" not in doc:
@@ -135,7 +137,50 @@ def decode_instances(body: bytes, media: str) -> tuple[list[Any], Callable[[int]
 
 
 def encode_predictions(results: list[dict[str, np.ndarray]], media: str) -> bytes:
-    """SageMaker's response body for ``results`` (one dict per instance) in ``media``."""
+    """SageMaker's response body for ``results`` (one dict per instance) in ``media``, encoded
+    :data:`PIECE_RESULTS` results at a time (one long call would hold the GIL, see :func:`loads_in_pieces`)."""
+    pieces = [results[i : i + PIECE_RESULTS] for i in range(0, len(results), PIECE_RESULTS)]
     if media == JSON:
-        return orjson.dumps({"predictions": results}, option=_DUMP)
+        return b'{"predictions":[' + b",".join(orjson.dumps(p, option=_DUMP)[1:-1] for p in pieces) + b"]}"
     return b"".join(orjson.dumps(r, option=_DUMP | orjson.OPT_APPEND_NEWLINE) for r in results)
+
+
+PIECE_BYTES = 128 * 1024  # about 10 ms of parsing
+PIECE_RESULTS = 4096
+_BETWEEN_INSTANCES = re.compile(rb"\}\s*,\s*\{")
+
+
+def loads_in_pieces(body: bytes) -> Any:
+    """``orjson.loads(body)``, parsed :data:`PIECE_BYTES` at a time when it is a large
+    ``{"instances": [...]}``.
+
+    orjson holds the GIL while it parses: 6 MB of small instances take a second on a busy core, and
+    the event loop (``/ping``) would wait that long for the worker thread. So the instances list is
+    cut between two instances (``}, {``) every :data:`PIECE_BYTES`, each piece is parsed alone
+    (``[`` + piece + ``]``), and the lists are joined. A cut anywhere else (inside a string, or deeper
+    in an instance) leaves the brackets of a piece unbalanced, so its parse fails; then, as for a
+    small or malformed body, the whole body is parsed at once and gives the same result or error.
+    """
+    cuts = []
+    position = PIECE_BYTES
+    while position < len(body) and (m := _BETWEEN_INSTANCES.search(body, position)):
+        cuts.append(m)
+        position = m.end() + PIECE_BYTES
+    if not cuts:
+        return orjson.loads(body)
+    try:
+        head = orjson.loads(body[: cuts[0].start() + 1] + b"]}")  # {..., "instances": [first instances]}
+        if type(head) is not dict or not head or list(head)[-1] != "instances" or type(head["instances"]) is not list:
+            return orjson.loads(body)
+        instances = head["instances"]
+        for before, after in itertools.pairwise(cuts):
+            instances += orjson.loads(b"[" + body[before.end() - 1 : after.start() + 1] + b"]")
+        tail = orjson.loads(b'{"\x00":[' + body[cuts[-1].end() - 1 :])  # the last instances, then the keys after them
+    except orjson.JSONDecodeError:
+        return orjson.loads(body)
+    rest = list(tail.items())
+    if type(tail) is not dict or rest[0][0] != "\x00" or "instances" in tail:  # a repeated key: the parser decides
+        return orjson.loads(body)
+    instances += rest[0][1]
+    head.update(rest[1:])
+    return head

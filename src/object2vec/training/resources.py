@@ -40,7 +40,7 @@ class _ShapesOnly(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in _FACTORIES:
             kwargs["device"] = "meta"
-        elif name.endswith("_") and not name.endswith("__"):
+        elif name.endswith("_") and not name.endswith("__") and name != "requires_grad_":  # in place: values only
             target = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
             if target is not None and target.is_meta:
                 return target
