@@ -27,7 +27,7 @@ def weights(model: Object2Vec) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.model_.state_dict().items()}
 
 
-def test_a_signal_mid_epoch_checkpoints_before_the_step_and_the_resumed_run_ends_bit_identical(tmp_path, train_file):
+def test_a_signal_mid_epoch_finishes_the_step_checkpoints_and_the_resumed_run_ends_bit_identical(tmp_path, train_file):
     straight = weights(Object2Vec(seed=3, device="cpu", **HP).fit(train_file))
     steps = []
 
@@ -38,8 +38,8 @@ def test_a_signal_mid_epoch_checkpoints_before_the_step_and_the_resumed_run_ends
 
     with interrupts.handled(), pytest.raises(interrupts.Interrupted) as stopped:
         Object2Vec(seed=3, device="cpu", **HP).fit(train_file, checkpoint_dir=tmp_path, on_step=stop_at_step_25)
-    assert str(stopped.value) == "interrupted by SIGTERM at epoch 2, batch 7 of 19"  # step 26 was abandoned
-    assert stopped.value.exit_code == 143
+    assert str(stopped.value) == "interrupted by SIGTERM after epoch 2, batch 6 of 19"  # the step finished, no other began
+    assert len(steps) == 25 and stopped.value.exit_code == 143
     state = torch.load(tmp_path / "latest.pt", weights_only=True)
     assert (state["epoch"], state["batch"]) == (2, 6)
     resumed = Object2Vec(seed=3, device="cpu", **HP).fit(train_file, checkpoint_dir=tmp_path, resume=True)
@@ -99,7 +99,7 @@ def test_the_command_line_says_how_to_resume_exits_143_and_the_resumed_run_finis
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 143
-    assert err.count("\n") == 1 and err.startswith("interrupted by SIGTERM at epoch ")
+    assert err.count("\n") == 1 and err.startswith("interrupted by SIGTERM after epoch ")
     assert f"the checkpoint {checkpoint} is kept: run the same command with --resume to continue from it" in err
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["latest.pt"]
     resumed = subprocess.run([*command[:-1], "--resume"], capture_output=True, text=True, timeout=600)

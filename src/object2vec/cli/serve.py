@@ -30,6 +30,7 @@ _MAX_SEQLENS = click.option(
 
 def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt: str, keep: str, on_error: str,
                device: str, max_seqlens: str | None) -> None:  # fmt: skip
+    from ..interrupts import Interrupted
     from ..serving.predictor import Predictor, parse_max_seqlens
     from ..serving.transform import transform
 
@@ -39,7 +40,12 @@ def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt:
         raise Object2VecError(f"--infer-max-seqlens: {e}") from None
     predictor = Predictor.load(model_dir, device=device)
     keys = tuple(k.strip() for k in keep.split(",") if k.strip())
-    report = transform(predictor, source, output, mode=mode, fmt=fmt, keep=keys, on_error=on_error, max_seqlens=lens)
+    try:
+        report = transform(predictor, source, output, mode=mode, fmt=fmt, keep=keys, on_error=on_error, max_seqlens=lens)
+    except Interrupted as e:
+        if output not in (None, "-"):
+            e.advice = f"nothing was written to {output}; run the command again"
+        raise
     click.echo(f"{'predict' if mode == 'scores' else 'embed'}: {report}", err=True)
 
 

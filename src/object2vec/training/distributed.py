@@ -125,13 +125,13 @@ def on_main(action: Callable[[], T]) -> T | None:
     return result
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank if ``flag`` is true on any (a stop signal one rank saw first)."""
+def any_rank(flags: list[bool], device: torch.device) -> list[bool]:
+    """Each flag true on every rank if it is true on any (a stop signal one rank saw first), in one all-reduce."""
     if not context().is_distributed:
-        return flag
-    t = torch.tensor([int(flag)], dtype=torch.int64, device=device)
+        return flags
+    t = torch.tensor([int(f) for f in flags], dtype=torch.int64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return [bool(v) for v in t.tolist()]
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

@@ -1,12 +1,14 @@
 """One epoch of training steps: forward under autocast, loss, backward, optimizer step, metrics.
 
-Between the loss and the backward pass each step checks two things, agreed by every rank (one tiny
-all-reduce under ``torchrun``), so no rank leaves the others waiting in a collective:
+After each step two things are checked, and agreed by every rank (one tiny all-reduce under
+``torchrun``), so that no rank leaves the others waiting in a collective. Both use the loss value
+the metrics read anyway: no extra device synchronisation.
 
-* a loss that is not finite stops training with :class:`NonFiniteLoss`, naming the epoch and the
-  batch, before the step can turn the weights into NaN;
-* a SIGTERM or SIGINT that arrived during the epoch (:mod:`object2vec.interrupts`) abandons the
-  step, checkpoints the position before it and raises :class:`~object2vec.interrupts.Interrupted`.
+* a loss that is not finite stops training with :class:`NonFiniteLoss`, naming the epoch and batch;
+* a SIGTERM or SIGINT that arrived during the epoch (:mod:`object2vec.interrupts`) lets the step
+  finish, checkpoints the position after it and raises :class:`~object2vec.interrupts.Interrupted`
+  (after an epoch's last batch no checkpoint is written: the epoch's metrics are not computed yet,
+  and the previous checkpoint is kept).
 """
 
 from __future__ import annotations
@@ -56,31 +58,29 @@ class EpochRunner:
         self.steps = 0  # optimizer steps taken in this run (all epochs)
 
     def step(self, batch: Batch, meter: Meter) -> str | None:
-        """Train on one batch; returns ``"loss"`` (not finite) or ``"signal"`` instead when the
-        step must not be taken (see the module docstring), None when it was."""
+        """Train on one batch; returns ``"loss"`` (it was not finite) or ``"signal"`` (a stop signal
+        arrived) when training must stop after it (see the module docstring), else None."""
         inputs = batch_inputs(self.train, batch, self.device)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
         with autocast(self.precision, self.device):
             out = self.model(*inputs)
         loss = compute_loss(out.float(), labels, self.hp)
-        self.last_loss = float(loss.detach())
-        bad_loss, signalled = not math.isfinite(self.last_loss), interrupts.pending() is not None
-        if distributed.context().is_distributed:
-            bad_loss, signalled = (distributed.any_rank(flag, self.device) for flag in (bad_loss, signalled))
-        if bad_loss or signalled:
-            return "loss" if bad_loss else "signal"
         if self.scaler is None:
             loss.backward()
             self.optimizers.step()
         else:
             self.scaler.scale(loss).backward()
             self.optimizers.step_scaled(self.scaler)
-        meter.add(out.detach(), labels, loss.detach())
+        self.last_loss = float(loss.detach())  # the metrics' own synchronisation
+        meter.add(out.detach(), labels, self.last_loss)
         self.steps += 1
         if self.on_step is not None:
             self.on_step(batch)
-        return None
+        flags = [not math.isfinite(self.last_loss), interrupts.pending() is not None]
+        if distributed.context().is_distributed:
+            flags = distributed.any_rank(flags, self.device)
+        return "loss" if flags[0] else "signal" if flags[1] else None
 
     def run(
         self,
@@ -119,10 +119,10 @@ class EpochRunner:
                 if stopped == "signal":
                     bar.close()
                     signum = interrupts.pending() or signal.SIGTERM
-                    if checkpoint is not None:
-                        checkpoint(i - 1)  # the batches before this one are done; this one is not
+                    if checkpoint is not None and i < epoch_length:
+                        checkpoint(i)
                     interrupts.clear()
-                    raise interrupts.Interrupted(signum, f"at epoch {epoch}, batch {i} of {epoch_length}")
+                    raise interrupts.Interrupted(signum, f"after epoch {epoch}, batch {i} of {epoch_length}")
                 bar.update(len(batch.labels))
                 if checkpoint is not None and every and self.steps % every == 0 and i < epoch_length:
                     checkpoint(i)

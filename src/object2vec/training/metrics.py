@@ -25,7 +25,7 @@ class Meter:
         self.correct: float = 0  # counts; floats once summed over ranks
         self.count: float = 0
 
-    def add(self, out: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+    def add(self, out: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor | float) -> None:
         n = len(labels)
         self.loss_sum += float(loss) * n
         self.count += n
