@@ -157,7 +157,8 @@ def explain_write_error(path: str | os.PathLike, error: BaseException) -> str:
     ``OSError`` is its ``__context__`` when it wrote to a file object) and safetensors as
     ``SafetensorError: ... (os error 28)``; both become the operating system's reason.
     """
-    code, seen = None, error
+    code: int | None = None
+    seen: BaseException | None = error
     while seen is not None and code is None:
         if isinstance(seen, OSError) and seen.errno:
             code = seen.errno

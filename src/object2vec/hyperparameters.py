@@ -343,8 +343,8 @@ class Hyperparameters:
             if value is None:  # JSON null: neither a value nor "unset" (leave the name out for that)
                 f = next(f for f in fields(cls) if f.name == key)
                 required = f.metadata["default"] is REQUIRED and not f.metadata.get("inherits")
-                hint = "it is required" if required else "leave it out to use the default"
-                problems.append(f"{key} is null; expected {f.metadata['constraint'].describe()} ({hint}).")
+                advice = "it is required" if required else "leave it out to use the default"
+                problems.append(f"{key} is null; expected {f.metadata['constraint'].describe()} ({advice}).")
                 nulls.add(key)
                 continue
             kwargs[key] = value
