@@ -20,7 +20,7 @@ from . import model_folder, reporting
 from .data.inputs import as_records, as_source, is_labels
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
-from .errors import DataError, NotFittedError
+from .errors import DataError, NotFittedError, Problem
 from .hyperparameters import Hyperparameters
 from .nn.model import Object2VecNet
 from .text.auxiliary import AuxiliaryChannel
@@ -158,7 +158,7 @@ class Object2Vec:
         device = distributed.setup(resolve_device(self.device))
         ctx = distributed.context()
         splits = {}
-        problems: list[str] = []
+        problems: list[Problem] = []
         count = 0
         for name, source in (("train", train), ("validation", validation), ("test", test)):
             if source is None:
@@ -166,7 +166,7 @@ class Object2Vec:
             try:
                 splits[name] = read_pairs(source, schema, cache=self.cache, shard=(ctx.rank, ctx.world_size))
             except DataError as e:  # report every split's problems together
-                problems += e.problems
+                problems += e.found
                 count += e.count
         reports = distributed.gather_objects((problems, count))  # every rank stops if any rank found a problem
         if sum(c for _, c in reports):

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from ..errors import DataError, Problems
+from ..errors import DataError, Line, Location, Problem, Problems
 from ..files import atomic_folder, cache_dir
 from ..native import kernels
 from . import arrow as arrow_lines
@@ -56,10 +56,12 @@ def list_files(path: PathLike) -> list[Path]:
             f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
         )
         if not files:
-            raise DataError([f"{p}: the directory holds no data files; expected JSON Lines files (.jsonl or .jsonl.gz)"])
+            raise DataError(
+                [Problem(Line(str(p)), None, "the directory holds no data files", "JSON Lines files (.jsonl or .jsonl.gz)")]
+            )
         return files
     if not p.exists():
-        raise DataError([f"{p}: no such file or directory"])
+        raise DataError([Problem(Line(str(p)), None, "no such file or directory")])
     return [p]
 
 
@@ -88,15 +90,15 @@ def byte_range(file: Path, shard: tuple[int, int]) -> tuple[int, int] | None:
 
 
 class LineOf:
-    """``file:line`` for a byte offset: counts newlines before it (only when a problem is worded)."""
+    """The :class:`Line` of a byte offset: counts newlines before it (only when a problem is found)."""
 
     def __init__(self, file: Path):
         self.file = file
 
-    def __call__(self, offset: int) -> str:
+    def __call__(self, offset: int) -> Line:
         with open(self.file, "rb") as fh:
             line = fh.read(offset).count(b"\n") + 1
-        return f"{self.file}:{line}"
+        return Line(str(self.file), line)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ class Parser:
         sides: tuple[str, ...],
         require_label: bool,
         problems: Problems,
-        locate: Callable[[int], str],
+        locate: Callable[[int], Location],
         expected_label: str,
         from_json: bool = False,
     ):
@@ -179,27 +181,15 @@ class Parser:
         labels: list[float] = []
         kept: list[int] = []
         for i, rec in enumerate(recs):
-            at = self.locate(int(where[i]))
-            if isinstance(rec, ValueError):
-                self.problems.add(f"{at}: malformed JSON ({rec}); expected one JSON object per line")
+            found = self._problems_of(rec)
+            if found:
+                at = self.locate(int(where[i]))  # only now: a line of a byte range is counted from the file
+                for problem in found:
+                    self.problems.add(problem.at(at))
                 continue
-            if type(rec) is not dict:
-                self.problems.add(
-                    f'{at}: record is {jtype(rec)}; expected a JSON object like {{"label": 1, "in0": [4, 2], "in1": [7]}}'
-                )
-                continue
-            ok = all([self._check_sequence(rec.get(side), side, at) for side in self.sides])
-            label = rec.get("label", _MISSING) if self.require_label else 0.0
-            if label is _MISSING:
-                self.problems.add(f"{at}: label: missing; expected {self.expected_label}")
-                ok = False
-            elif type(label) not in (int, float):
-                self.problems.add(f"{at}: label: got {show(label)} ({jtype(label)}); expected {self.expected_label}")
-                ok = False
-            elif abs(label) > 1e300 and math.isfinite(label):
+            label = rec["label"] if self.require_label else 0.0
+            if abs(label) > 1e300 and math.isfinite(label):
                 label = float("inf")
-            if not ok:
-                continue
             for side in self.sides:
                 flat[side].extend(rec[side])
                 lens[side].append(len(rec[side]))
@@ -219,19 +209,34 @@ class Parser:
             where[np.asarray(kept, dtype=np.int64)] if kept else where[:0],
         )
 
-    def _check_sequence(self, seq: Any, side: str, at: str) -> bool:
-        if seq is None:
-            self.problems.add(f"{at}: {side}: missing; expected a non-empty list of integer token ids")
-        elif type(seq) is not list:
-            self.problems.add(f"{at}: {side}: got {show(seq)} ({jtype(seq)}); expected a non-empty list of integer token ids")
-        elif not seq:
-            self.problems.add(f"{at}: {side}: empty list; expected at least one token id")
-        elif set(map(type, seq)) != {int}:
-            k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
-            self.problems.add(f"{at}: {side}: token {k} is {show(bad)} ({jtype(bad)}); expected an integer token id")
-        else:
-            return True
-        return False
+    def _problems_of(self, rec: Any) -> list[Problem]:
+        """What is wrong with one decoded record (unlocated: the caller knows where it is)."""
+        if isinstance(rec, ValueError):
+            return [Problem(None, None, f"malformed JSON ({rec})", "one JSON object per line")]
+        if type(rec) is not dict:
+            example = '{"label": 1, "in0": [4, 2], "in1": [7]}'
+            return [Problem(None, None, f"record is {jtype(rec)}", f"a JSON object like {example}")]
+        found = [problem for side in self.sides if (problem := _sequence_problem(rec.get(side), side))]
+        if self.require_label:
+            label = rec.get("label", _MISSING)
+            if label is _MISSING:
+                found.append(Problem(None, "label", "missing", self.expected_label))
+            elif type(label) not in (int, float):
+                found.append(Problem(None, "label", f"got {show(label)} ({jtype(label)})", self.expected_label))
+        return found
+
+
+def _sequence_problem(seq: Any, side: str) -> Problem | None:
+    if seq is None:
+        return Problem(None, side, "missing", "a non-empty list of integer token ids")
+    if type(seq) is not list:
+        return Problem(None, side, f"got {show(seq)} ({jtype(seq)})", "a non-empty list of integer token ids")
+    if not seq:
+        return Problem(None, side, "empty list", "at least one token id")
+    if set(map(type, seq)) != {int}:
+        k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
+        return Problem(None, side, f"token {k} is {show(bad)} ({jtype(bad)})", "an integer token id")
+    return None
 
 
 def _json_ints(lists: list[list[Any]]) -> bool:
@@ -487,12 +492,12 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
                 acc.add(raw, done)
     except OSError as e:
         parser.problems.add(
-            f"{file}: cannot be read ({e.strerror or e})"
+            Problem(Line(str(file)), None, f"cannot be read ({e.strerror or e})")
             if lineno == 0
-            else f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file"
+            else Problem(Line(str(file), lineno + 1), None, f"cannot be read ({e})", "a complete file")
         )
     except (EOFError, zlib.error) as e:
-        parser.problems.add(f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file")
+        parser.problems.add(Problem(Line(str(file), lineno + 1), None, f"cannot be read ({e})", "a complete file"))
     return acc.finish()
 
 
