@@ -51,7 +51,8 @@ class Object2Vec:
         precision: training arithmetic: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), or ``auto``
             (bf16 where the hardware has bf16 units). Prediction and evaluation run in fp32.
         cache: keep a binary copy of parsed training files (``object2vec.files.cache_dir()``), so the
-            next run on an unchanged file skips JSON parsing.
+            next run on an unchanged file skips JSON parsing (keyed by the file's bytes and checked on
+            every load: :mod:`object2vec.data.cache`).
         **hyperparameters: SageMaker Object2Vec hyperparameters, typed or as strings
             (see ``docs/hyperparameters.md``).
 

@@ -4,8 +4,8 @@ What :func:`object2vec.data.pairs.read_pairs` reads goes through here: files are
 lines; on a worker thread each block is read by the compiled scanner when it holds only plain
 labelled pairs (:func:`object2vec.native.kernels.parse_pairs`), else by pyarrow when it provably holds one
 valid record a line (:mod:`object2vec.data.arrow`), else record by record by :class:`Parser`, which
-words every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
-sequence limits or the label kind, so it is what the binary cache keeps (:func:`read_file`).
+finds every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
+sequence limits or the label kind, so it is what the binary cache keeps (:mod:`object2vec.data.cache`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -31,14 +30,12 @@ import numpy as np
 import orjson
 
 from ..errors import DataError, Line, Location, Problem, Problems
-from ..files import atomic_folder, cache_dir
 from ..native import kernels
 from . import arrow as arrow_lines
 
 PathLike = str | os.PathLike
 _BLOCK_BYTES = 4 << 20  # lines parsed per block: bounded memory, enough blocks to keep every worker busy
 _AHEAD = 2  # blocks parsed at once on worker threads (pyarrow and numpy release the GIL)
-CACHE_VERSION = 2  # 2: tokens stored as uint16 where every id fits
 _MISSING = object()
 _INT32 = np.iinfo(np.int32)
 _UINT16 = np.iinfo(np.uint16)
@@ -499,60 +496,3 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
     except (EOFError, zlib.error) as e:
         parser.problems.add(Problem(Line(str(file), lineno + 1), None, f"cannot be read ({e})", "a complete file"))
     return acc.finish()
-
-
-# --------------------------------------------------------------------------------------------------
-# The binary cache
-
-
-def _cache_key(file: Path, sides: tuple[str, ...], require_label: bool, shard: tuple[int, int]) -> str:
-    stat = file.stat()
-    ident = f"{CACHE_VERSION}|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(sides)}|{require_label}|{shard}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:32]
-
-
-def _cache_names(sides: tuple[str, ...], require_label: bool) -> list[str]:
-    names = [f"{s}.{kind}" for s in sides for kind in ("tokens", "lengths")] + ["where"]
-    return names + (["labels"] if require_label else [])
-
-
-def _load_cached(folder: Path, sides: tuple[str, ...], require_label: bool) -> Raw | None:
-    try:
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _cache_names(sides, require_label)}
-    except (OSError, ValueError):
-        return None
-    return Raw(
-        {s: np.asarray(arrays[f"{s}.tokens"]) for s in sides},
-        {s: np.asarray(arrays[f"{s}.lengths"]) for s in sides},
-        np.asarray(arrays["labels"]) if require_label else None,
-        arrays["where"],  # stays memory-mapped: only read to word a problem
-    )
-
-
-def _store_cache(folder: Path, raw: Raw, sides: tuple[str, ...], require_label: bool) -> None:
-    """Write atomically (temporary folder + rename); a read-only or full disk just means no cache."""
-    arrays = {f"{s}.tokens": raw.tokens[s] for s in sides} | {f"{s}.lengths": raw.lengths[s] for s in sides}
-    arrays["where"] = raw.where
-    if require_label and raw.labels is not None:  # records read with require_label have labels
-        arrays["labels"] = raw.labels
-    if any(a.dtype == np.int64 for name, a in arrays.items() if name.endswith(".tokens")):
-        return  # ids beyond int32 are errors; such a file is not worth caching
-    try:
-        with atomic_folder(folder) as tmp:
-            for name, array in arrays.items():
-                np.save(tmp / f"{name}.npy", array)
-    except OSError:
-        pass
-
-
-def read_file(file: Path, parser: Parser, cache: bool, shard: tuple[int, int]) -> Raw:
-    folder = cache_dir() / _cache_key(file, parser.sides, parser.require_label, shard) if cache else None
-    if folder is not None and folder.is_dir():
-        raw = _load_cached(folder, parser.sides, parser.require_label)
-        if raw is not None:
-            return raw
-    count_before = parser.problems.count
-    raw = parse_file(file, parser, shard)
-    if folder is not None and parser.problems.count == count_before and len(raw.where):
-        _store_cache(folder, raw, parser.sides, parser.require_label)
-    return raw

@@ -25,8 +25,10 @@ from typing import Any, Union, cast
 import numpy as np
 
 from ..errors import DataError, Line, Location, Problem, Problems
+from ..files import cache_dir
 from ..hyperparameters import Hyperparameters
-from .jsonl import LineOf, Parser, Raw, byte_range, cache_dir, list_files, narrow, open_lines, read_file
+from .cache import read_file
+from .jsonl import LineOf, Parser, Raw, byte_range, list_files, narrow, open_lines
 
 __all__ = ["PairData", "Schema", "Side", "cache_dir", "list_files", "open_lines", "read_pairs"]
 
@@ -218,9 +220,10 @@ def read_pairs(
         schema: vocabulary sizes, sequence limits and label kind to check against.
         require_label: training and evaluation need labels; prediction does not.
         sides: which of in0/in1 each record must carry.
-        cache: keep a binary copy of each parsed file under :func:`cache_dir`, keyed by path, size
-            and modification time, so the next read skips JSON parsing (a changed file is parsed
-            again). Schema checks run on every read, so one cache serves every model.
+        cache: keep a binary copy of each parsed file under :func:`cache_dir`, keyed by a hash of
+            the file's bytes, so the next read skips JSON parsing (a changed file is parsed again;
+            a damaged or altered copy is detected, and replaced: :mod:`object2vec.data.cache`).
+            Schema checks run on every read, so one cache serves every model.
         shard: ``(rank, world_size)``: read only this rank's share: a byte range of each file
             (every ``world_size``-th line of a gzip file, every ``world_size``-th record in memory).
 
