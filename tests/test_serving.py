@@ -215,6 +215,13 @@ def test_bad_token_ids_are_400_naming_instance_and_field(client, instance, field
     assert body["error"].startswith(f"instances[2]: {field}: ")
 
 
+def test_a_client_is_told_what_is_wrong_but_not_to_retrain_the_model(client):
+    body = error_of(post(client, {"instances": [PAIR, {"in0": [1, 200], "in1": [3]}]}), 400)
+    expected = "token 1 is 200, not less than enc0_vocab_size=200; expected a token id in [0, 200)"
+    assert body["problems"] == [{"instance": 1, "field": "in0", "message": expected}]
+    assert body["error"] == f"instances[1]: in0: {expected}"
+
+
 def test_every_bad_instance_is_listed(client):
     body = error_of(post(client, {"instances": [{"in0": [999]}, PAIR, {"in1": [-5]}, {"x": 1}]}), 400)
     assert [p["instance"] for p in body["problems"]] == [0, 2, 3]

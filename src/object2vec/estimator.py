@@ -20,7 +20,7 @@ from . import model_folder, reporting
 from .data.inputs import as_records, as_source, is_labels
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
-from .errors import DataError, NotFittedError
+from .errors import DataError, NotFittedError, Problem
 from .hyperparameters import Hyperparameters
 from .nn.model import Object2VecNet
 from .text.auxiliary import AuxiliaryChannel
@@ -51,7 +51,8 @@ class Object2Vec:
         precision: training arithmetic: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), or ``auto``
             (bf16 where the hardware has bf16 units). Prediction and evaluation run in fp32.
         cache: keep a binary copy of parsed training files (``object2vec.files.cache_dir()``), so the
-            next run on an unchanged file skips JSON parsing.
+            next run on an unchanged file skips JSON parsing (keyed by the file's bytes and checked on
+            every load: :mod:`object2vec.data.cache`).
         **hyperparameters: SageMaker Object2Vec hyperparameters, typed or as strings
             (see ``docs/hyperparameters.md``).
 
@@ -158,7 +159,7 @@ class Object2Vec:
         device = distributed.setup(resolve_device(self.device))
         ctx = distributed.context()
         splits = {}
-        problems: list[str] = []
+        problems: list[Problem] = []
         count = 0
         for name, source in (("train", train), ("validation", validation), ("test", test)):
             if source is None:
@@ -166,7 +167,7 @@ class Object2Vec:
             try:
                 splits[name] = read_pairs(source, schema, cache=self.cache, shard=(ctx.rank, ctx.world_size))
             except DataError as e:  # report every split's problems together
-                problems += e.problems
+                problems += e.found
                 count += e.count
         reports = distributed.gather_objects((problems, count))  # every rank stops if any rank found a problem
         if sum(c for _, c in reports):

@@ -18,10 +18,11 @@ from typing import Any
 import click
 import numpy as np
 
-from ..errors import DataError, Object2VecError
+from ..errors import DataError, Line, Object2VecError, Problem
 from .base import DEVICE_HELP, fmt, friendly_errors, load_model, main, notes
 
 SIDE = click.Choice(["in0", "in1"])
+_NAMES_LINE = '{"id": ..., "name": ...}'  # a line of a --names file
 
 
 def _sequence(text: str) -> list[int] | str:
@@ -412,7 +413,7 @@ def _read_names(path: Path, items: Any) -> list[str | None]:
     try:
         text = path.read_text()
     except UnicodeDecodeError as e:
-        raise DataError([f"{path}: is not UTF-8 text ({e})"]) from None
+        raise DataError([Problem(Line(str(path)), None, f"is not UTF-8 text ({e})")]) from None
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -420,12 +421,12 @@ def _read_names(path: Path, items: Any) -> list[str | None]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError([f'{path}:{lineno}: not valid JSON ({e}); expected {{"id": ..., "name": ...}}']) from None
+                raise DataError([Problem(Line(str(path), lineno), None, f"not valid JSON ({e})", _NAMES_LINE)]) from None
             key, name = rec.get("id"), rec.get("name")
         elif "\t" in line:
             key, name = line.split("\t", 1)
         else:
-            raise DataError([f'{path}:{lineno}: expected {{"id": ..., "name": ...}} or id<TAB>name; got {line[:40]!r}'])
+            raise DataError([Problem(Line(str(path), lineno), None, f"got {line[:40]!r}", f"{_NAMES_LINE} or id<TAB>name")])
         row = lookup(positions, key)
         if row is not None and name is not None:
             names[row] = str(name)

@@ -4,8 +4,8 @@ What :func:`object2vec.data.pairs.read_pairs` reads goes through here: files are
 lines; on a worker thread each block is read by the compiled scanner when it holds only plain
 labelled pairs (:func:`object2vec.native.kernels.parse_pairs`), else by pyarrow when it provably holds one
 valid record a line (:mod:`object2vec.data.arrow`), else record by record by :class:`Parser`, which
-words every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
-sequence limits or the label kind, so it is what the binary cache keeps (:func:`read_file`).
+finds every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
+sequence limits or the label kind, so it is what the binary cache keeps (:mod:`object2vec.data.cache`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -30,15 +29,13 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from ..errors import DataError, Problems
-from ..files import atomic_folder, cache_dir
+from ..errors import DataError, Line, Location, Problem, Problems
 from ..native import kernels
 from . import arrow as arrow_lines
 
 PathLike = str | os.PathLike
 _BLOCK_BYTES = 4 << 20  # lines parsed per block: bounded memory, enough blocks to keep every worker busy
 _AHEAD = 2  # blocks parsed at once on worker threads (pyarrow and numpy release the GIL)
-CACHE_VERSION = 2  # 2: tokens stored as uint16 where every id fits
 _MISSING = object()
 _INT32 = np.iinfo(np.int32)
 _UINT16 = np.iinfo(np.uint16)
@@ -56,10 +53,12 @@ def list_files(path: PathLike) -> list[Path]:
             f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
         )
         if not files:
-            raise DataError([f"{p}: the directory holds no data files; expected JSON Lines files (.jsonl or .jsonl.gz)"])
+            raise DataError(
+                [Problem(Line(str(p)), None, "the directory holds no data files", "JSON Lines files (.jsonl or .jsonl.gz)")]
+            )
         return files
     if not p.exists():
-        raise DataError([f"{p}: no such file or directory"])
+        raise DataError([Problem(Line(str(p)), None, "no such file or directory")])
     return [p]
 
 
@@ -88,15 +87,15 @@ def byte_range(file: Path, shard: tuple[int, int]) -> tuple[int, int] | None:
 
 
 class LineOf:
-    """``file:line`` for a byte offset: counts newlines before it (only when a problem is worded)."""
+    """The :class:`Line` of a byte offset: counts newlines before it (only when a problem is found)."""
 
     def __init__(self, file: Path):
         self.file = file
 
-    def __call__(self, offset: int) -> str:
+    def __call__(self, offset: int) -> Line:
         with open(self.file, "rb") as fh:
             line = fh.read(offset).count(b"\n") + 1
-        return f"{self.file}:{line}"
+        return Line(str(self.file), line)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,7 +132,7 @@ class Parser:
         sides: tuple[str, ...],
         require_label: bool,
         problems: Problems,
-        locate: Callable[[int], str],
+        locate: Callable[[int], Location],
         expected_label: str,
         from_json: bool = False,
     ):
@@ -179,27 +178,15 @@ class Parser:
         labels: list[float] = []
         kept: list[int] = []
         for i, rec in enumerate(recs):
-            at = self.locate(int(where[i]))
-            if isinstance(rec, ValueError):
-                self.problems.add(f"{at}: malformed JSON ({rec}); expected one JSON object per line")
+            found = self._problems_of(rec)
+            if found:
+                at = self.locate(int(where[i]))  # only now: a line of a byte range is counted from the file
+                for problem in found:
+                    self.problems.add(problem.at(at))
                 continue
-            if type(rec) is not dict:
-                self.problems.add(
-                    f'{at}: record is {jtype(rec)}; expected a JSON object like {{"label": 1, "in0": [4, 2], "in1": [7]}}'
-                )
-                continue
-            ok = all([self._check_sequence(rec.get(side), side, at) for side in self.sides])
-            label = rec.get("label", _MISSING) if self.require_label else 0.0
-            if label is _MISSING:
-                self.problems.add(f"{at}: label: missing; expected {self.expected_label}")
-                ok = False
-            elif type(label) not in (int, float):
-                self.problems.add(f"{at}: label: got {show(label)} ({jtype(label)}); expected {self.expected_label}")
-                ok = False
-            elif abs(label) > 1e300 and math.isfinite(label):
+            label = rec["label"] if self.require_label else 0.0
+            if abs(label) > 1e300 and math.isfinite(label):
                 label = float("inf")
-            if not ok:
-                continue
             for side in self.sides:
                 flat[side].extend(rec[side])
                 lens[side].append(len(rec[side]))
@@ -219,19 +206,34 @@ class Parser:
             where[np.asarray(kept, dtype=np.int64)] if kept else where[:0],
         )
 
-    def _check_sequence(self, seq: Any, side: str, at: str) -> bool:
-        if seq is None:
-            self.problems.add(f"{at}: {side}: missing; expected a non-empty list of integer token ids")
-        elif type(seq) is not list:
-            self.problems.add(f"{at}: {side}: got {show(seq)} ({jtype(seq)}); expected a non-empty list of integer token ids")
-        elif not seq:
-            self.problems.add(f"{at}: {side}: empty list; expected at least one token id")
-        elif set(map(type, seq)) != {int}:
-            k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
-            self.problems.add(f"{at}: {side}: token {k} is {show(bad)} ({jtype(bad)}); expected an integer token id")
-        else:
-            return True
-        return False
+    def _problems_of(self, rec: Any) -> list[Problem]:
+        """What is wrong with one decoded record (unlocated: the caller knows where it is)."""
+        if isinstance(rec, ValueError):
+            return [Problem(None, None, f"malformed JSON ({rec})", "one JSON object per line")]
+        if type(rec) is not dict:
+            example = '{"label": 1, "in0": [4, 2], "in1": [7]}'
+            return [Problem(None, None, f"record is {jtype(rec)}", f"a JSON object like {example}")]
+        found = [problem for side in self.sides if (problem := _sequence_problem(rec.get(side), side))]
+        if self.require_label:
+            label = rec.get("label", _MISSING)
+            if label is _MISSING:
+                found.append(Problem(None, "label", "missing", self.expected_label))
+            elif type(label) not in (int, float):
+                found.append(Problem(None, "label", f"got {show(label)} ({jtype(label)})", self.expected_label))
+        return found
+
+
+def _sequence_problem(seq: Any, side: str) -> Problem | None:
+    if seq is None:
+        return Problem(None, side, "missing", "a non-empty list of integer token ids")
+    if type(seq) is not list:
+        return Problem(None, side, f"got {show(seq)} ({jtype(seq)})", "a non-empty list of integer token ids")
+    if not seq:
+        return Problem(None, side, "empty list", "at least one token id")
+    if set(map(type, seq)) != {int}:
+        k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
+        return Problem(None, side, f"token {k} is {show(bad)} ({jtype(bad)})", "an integer token id")
+    return None
 
 
 def _json_ints(lists: list[list[Any]]) -> bool:
@@ -487,67 +489,10 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
                 acc.add(raw, done)
     except OSError as e:
         parser.problems.add(
-            f"{file}: cannot be read ({e.strerror or e})"
+            Problem(Line(str(file)), None, f"cannot be read ({e.strerror or e})")
             if lineno == 0
-            else f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file"
+            else Problem(Line(str(file), lineno + 1), None, f"cannot be read ({e})", "a complete file")
         )
     except (EOFError, zlib.error) as e:
-        parser.problems.add(f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file")
+        parser.problems.add(Problem(Line(str(file), lineno + 1), None, f"cannot be read ({e})", "a complete file"))
     return acc.finish()
-
-
-# --------------------------------------------------------------------------------------------------
-# The binary cache
-
-
-def _cache_key(file: Path, sides: tuple[str, ...], require_label: bool, shard: tuple[int, int]) -> str:
-    stat = file.stat()
-    ident = f"{CACHE_VERSION}|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(sides)}|{require_label}|{shard}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:32]
-
-
-def _cache_names(sides: tuple[str, ...], require_label: bool) -> list[str]:
-    names = [f"{s}.{kind}" for s in sides for kind in ("tokens", "lengths")] + ["where"]
-    return names + (["labels"] if require_label else [])
-
-
-def _load_cached(folder: Path, sides: tuple[str, ...], require_label: bool) -> Raw | None:
-    try:
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _cache_names(sides, require_label)}
-    except (OSError, ValueError):
-        return None
-    return Raw(
-        {s: np.asarray(arrays[f"{s}.tokens"]) for s in sides},
-        {s: np.asarray(arrays[f"{s}.lengths"]) for s in sides},
-        np.asarray(arrays["labels"]) if require_label else None,
-        arrays["where"],  # stays memory-mapped: only read to word a problem
-    )
-
-
-def _store_cache(folder: Path, raw: Raw, sides: tuple[str, ...], require_label: bool) -> None:
-    """Write atomically (temporary folder + rename); a read-only or full disk just means no cache."""
-    arrays = {f"{s}.tokens": raw.tokens[s] for s in sides} | {f"{s}.lengths": raw.lengths[s] for s in sides}
-    arrays["where"] = raw.where
-    if require_label and raw.labels is not None:  # records read with require_label have labels
-        arrays["labels"] = raw.labels
-    if any(a.dtype == np.int64 for name, a in arrays.items() if name.endswith(".tokens")):
-        return  # ids beyond int32 are errors; such a file is not worth caching
-    try:
-        with atomic_folder(folder) as tmp:
-            for name, array in arrays.items():
-                np.save(tmp / f"{name}.npy", array)
-    except OSError:
-        pass
-
-
-def read_file(file: Path, parser: Parser, cache: bool, shard: tuple[int, int]) -> Raw:
-    folder = cache_dir() / _cache_key(file, parser.sides, parser.require_label, shard) if cache else None
-    if folder is not None and folder.is_dir():
-        raw = _load_cached(folder, parser.sides, parser.require_label)
-        if raw is not None:
-            return raw
-    count_before = parser.problems.count
-    raw = parse_file(file, parser, shard)
-    if folder is not None and parser.problems.count == count_before and len(raw.where):
-        _store_cache(folder, raw, parser.sides, parser.require_label)
-    return raw

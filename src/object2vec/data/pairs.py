@@ -9,12 +9,14 @@ ends come from the offsets, never from a padding id.
 
 Every record is checked while it is read (:mod:`object2vec.data.jsonl` reads files into type-checked
 arrays; the schema checks here are vectorised over them), and all problems are reported together
-(the first 20 and the total), each as ``file:line: field: what is wrong; what was expected``.
+(the first 20 in file order, and the total), each a :class:`~object2vec.errors.Problem` read as
+``file:line: field: what is wrong; what was expected`` (``records[i]`` for records given in Python).
 Nothing is trained on a file that has a problem.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +24,11 @@ from typing import Any, Union, cast
 
 import numpy as np
 
-from ..errors import DataError, Problems
+from ..errors import DataError, Line, Location, Problem, Problems
+from ..files import cache_dir
 from ..hyperparameters import Hyperparameters
-from .jsonl import LineOf, Parser, Raw, byte_range, cache_dir, list_files, narrow, open_lines, read_file
+from .cache import read_file
+from .jsonl import LineOf, Parser, Raw, byte_range, list_files, narrow, open_lines
 
 __all__ = ["PairData", "Schema", "Side", "cache_dir", "list_files", "open_lines", "read_pairs"]
 
@@ -120,7 +124,7 @@ class Schema:
 # Schema checks, vectorised over the arrays of :mod:`object2vec.data.jsonl`
 
 
-def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int], str]) -> dict[str, Any]:
+def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int], Location]) -> dict[str, Any]:
     """Schema checks and truncation, vectorised; returns the final arrays (valid only without problems)."""
     out: dict[str, Any] = {}
     bad_records: set[int] = set()
@@ -147,7 +151,7 @@ def _report_tokens(
     side: str,
     where: np.ndarray,
     problems: Problems,
-    locate: Callable[[int], str],
+    locate: Callable[[int], Location],
     bad: set[int],
 ) -> None:
     ends = np.cumsum(lens)
@@ -160,21 +164,17 @@ def _report_tokens(
         reported.add(rec)
         bad.add(rec)
         k, value = int(pos - (ends[rec] - lens[rec])), int(flat[pos])
-        at = locate(int(where[rec]))
+        at, expected, advice = locate(int(where[rec])), f"a token id in [0, {vocab})", f"raise {name} or re-index"
         if value == -(2**63):
-            problems.add(
-                f"{at}: {side}: token {k} does not fit in 64 bits; expected a token id in [0, {vocab}) (raise {name} or re-index)"
-            )
-        elif value < 0:
-            problems.add(f"{at}: {side}: token {k} is {value}; expected a token id in [0, {vocab}) (ids are never negative)")
+            problems.add(Problem(at, side, f"token {k} does not fit in 64 bits", expected, advice))
+        elif value < 0:  # not advice to whoever trains: a negative id is wrong for every model
+            problems.add(Problem(at, side, f"token {k} is {value}", f"{expected} (ids are never negative)"))
         else:
-            problems.add(
-                f"{at}: {side}: token {k} is {value}, not less than {name}={vocab}; expected a token id in [0, {vocab}) (raise {name} or re-index)"
-            )
+            problems.add(Problem(at, side, f"token {k} is {value}, not less than {name}={vocab}", expected, advice))
 
 
 def _check_labels(
-    labels: np.ndarray, schema: Schema, where: np.ndarray, problems: Problems, locate: Callable[[int], str]
+    labels: np.ndarray, schema: Schema, where: np.ndarray, problems: Problems, locate: Callable[[int], Location]
 ) -> np.ndarray:
     expected = schema.expected_label()
     finite = np.isfinite(labels)
@@ -186,9 +186,9 @@ def _check_labels(
         shown = repr(int(value)) if finite[i] and value == int(value) else repr(float(value))
         at = locate(int(where[i]))
         if not finite[i]:
-            problems.add(f"{at}: label: {shown} is not a finite number; expected {expected}")
+            problems.add(Problem(at, "label", f"{shown} is not a finite number", expected))
         else:
-            problems.add(f"{at}: label: {shown} is out of range; expected {expected} (raise num_classes or re-label)")
+            problems.add(Problem(at, "label", f"{shown} is out of range", expected, "raise num_classes or re-label"))
     problems.count += max(int(bad.sum()) - (MAX_SHOWN + 1), 0)
     if bad.any():
         labels = np.where(bad, 0.0, labels)  # the read fails anyway; avoid casting NaN to int
@@ -220,9 +220,10 @@ def read_pairs(
         schema: vocabulary sizes, sequence limits and label kind to check against.
         require_label: training and evaluation need labels; prediction does not.
         sides: which of in0/in1 each record must carry.
-        cache: keep a binary copy of each parsed file under :func:`cache_dir`, keyed by path, size
-            and modification time, so the next read skips JSON parsing (a changed file is parsed
-            again). Schema checks run on every read, so one cache serves every model.
+        cache: keep a binary copy of each parsed file under :func:`cache_dir`, keyed by a hash of
+            the file's bytes, so the next read skips JSON parsing (a changed file is parsed again;
+            a damaged or altered copy is detected, and replaced: :mod:`object2vec.data.cache`).
+            Schema checks run on every read, so one cache serves every model.
         shard: ``(rank, world_size)``: read only this rank's share: a byte range of each file
             (every ``world_size``-th line of a gzip file, every ``world_size``-th record in memory).
 
@@ -232,7 +233,9 @@ def read_pairs(
         The pairs as packed arrays, sequences truncated to ``max_seq_len``.
 
     Raises:
-        DataError: listing the first 20 problems (``file:line: field: ...``) and their count.
+        DataError: listing the first 20 problems in file order (``file:line: field: ...``) and their
+            count; ``DataError.found`` holds them as :class:`~object2vec.errors.Problem` values whose
+            location is a ``Line`` or, for records, the record's index.
 
     >>> schema = Schema((10, 10), (5, 5), regression=False, num_classes=2)
     >>> data = read_pairs([{"label": 1, "in0": [0, 3], "in1": [9]}], schema)
@@ -242,10 +245,10 @@ def read_pairs(
     if isinstance(source, PairData):
         return source
     problems = Problems()
-    parts: list[tuple[Raw, Callable[[int], str]]] = []
-    locate: Callable[[int], str]  # where record i is, for messages
+    parts: list[tuple[Raw, Callable[[int], Location]]] = []
+    locate: Callable[[int], Location]  # where record i is, for messages
     if _is_records(source):
-        locate = "records[{}]".format
+        locate = int  # problems name records[i] (or what the caller calls them)
         parser = Parser(sides, require_label, problems, locate, schema.expected_label())
         recs = list(source)[shard[0] :: shard[1]]  # type: ignore[arg-type]
         parts.append((parser.block(recs, np.arange(shard[0], shard[0] + shard[1] * len(recs), shard[1], dtype=np.int64)), locate))
@@ -254,7 +257,8 @@ def read_pairs(
         paths = cast(list[PathLike], [source] if isinstance(source, (str, os.PathLike)) else list(source))
         for path in paths:
             for file in list_files(path):
-                locate = LineOf(file) if byte_range(file, shard) else f"{file}:{{}}".format
+                problems.expect(file)
+                locate = LineOf(file) if byte_range(file, shard) else functools.partial(Line, str(file))
                 parser = Parser(sides, require_label, problems, locate, schema.expected_label(), from_json=True)
                 parts.append((read_file(file, parser, cache, shard), locate))
     checked = [_check(raw, schema, problems, locate) for raw, locate in parts]
@@ -263,7 +267,7 @@ def read_pairs(
         raise DataError(problems.shown, problems.count)
     data = _assemble(checked, sides, require_label, schema)
     if len(data) == 0:
-        raise DataError([f"{_describe(source)}: no records; expected at least one JSON object per line"])
+        raise DataError([Problem(_describe(source), None, "no records", "at least one JSON object per line")])
     return data
 
 

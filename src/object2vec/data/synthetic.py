@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..files import atomic_write_bytes
+
 
 def make_pairs(
     n: int,
@@ -80,11 +82,10 @@ def _sequences(
 def write_jsonl(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write records as JSON Lines (gzip when the name ends in ``.gz``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = b"".join(orjson.dumps(r) + b"\n" for r in records)
     if path.suffix == ".gz":
         import gzip
 
         data = gzip.compress(data)
-    path.write_bytes(data)
+    atomic_write_bytes(path, data)
     return path

@@ -14,7 +14,6 @@ Every instance is validated before any is run, and every problem names its insta
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,40 +23,38 @@ import torch
 
 from ..data.jsonl import jtype
 from ..data.pairs import Schema
-from ..errors import DataError, Object2VecError
+from ..errors import DataError, Object2VecError, Problem, relocate
 from ..estimator import Object2Vec
 from ..text.tokenize import read_text_pairs
 from ..training.batches import side_tensors
 
 BATCH_SIZE = 1024
 MAX_SEQ_LEN = 5000  # SageMaker's bound for max_seq_len and infer_max_seqlens
-_RECORD = re.compile(r"^records\[(\d+)\]: ")
-_TRAINING_ADVICE = re.compile(r" \(raise enc\d_vocab_size or re-index\)")  # a client cannot change the model
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one instance: where it is, which field, what was expected."""
-
-    index: int
-    field: str | None
-    message: str
-    where: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.field}: {self.message}" if self.field else f"{self.where}: {self.message}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"instance": self.index, "field": self.field, "message": self.message}
 
 
 class InstanceError(Object2VecError, ValueError):
-    """Some instances are invalid; ``problems`` lists them all (none of the request was run)."""
+    """Some instances are invalid (none of the request was run).
 
-    def __init__(self, problems: list[Problem], count: int | None = None, shown: int = 20):
-        self.problems = problems
+    ``found`` holds every :class:`~object2vec.errors.Problem`, located by instance index (a problem
+    the reader could not place belongs to the whole ``request``); ``problems`` holds their lines, each
+    instance named by ``name`` (``instances[i]``, ``line N``, ``file:line``) and without training
+    advice (a client cannot change the model).
+    """
+
+    def __init__(
+        self,
+        problems: list[Problem],
+        name: Callable[[int], str] = "instances[{}]".format,
+        count: int | None = None,
+        shown: int = 20,
+    ):
+        self.found = problems
+        self.problems = [
+            p.render(name, advice=False) if isinstance(p.location, int) else f"request: {p.render(advice=False)}"
+            for p in problems
+        ]
         self.count = count if count is not None else len(problems)
-        listed = "\n".join(f"  {p}" for p in problems[:shown])
+        listed = "\n".join(f"  {p}" for p in self.problems[:shown])
         more = "" if self.count <= shown else f"\n  ... and {self.count - shown} more"
         noun = "instance problem" if self.count == 1 else "instance problems"
         super().__init__(f"{self.count} {noun}:\n{listed}{more}")
@@ -114,7 +111,7 @@ class Predictor:
         problems: list[Problem] = []
         for i, inst in enumerate(instances):
             if type(inst) is not dict:
-                problems.append(Problem(i, None, f"is {jtype(inst)}; expected an object with in0 and/or in1", locate(i)))
+                problems.append(Problem(i, None, f"is {jtype(inst)}", "an object with in0 and/or in1"))
                 continue
             has0, has1 = "in0" in inst, "in1" in inst
             if has0 and has1:
@@ -124,12 +121,7 @@ class Predictor:
             else:
                 keys = ", ".join(sorted(map(str, inst))) or "none"
                 problems.append(
-                    Problem(
-                        i,
-                        None,
-                        f"has neither in0 nor in1 (keys: {keys}); expected both (pair scores) or one of them (embeddings)",
-                        locate(i),
-                    )
+                    Problem(i, None, f"has neither in0 nor in1 (keys: {keys})", "both (pair scores) or one of them (embeddings)")
                 )
         schema = self.schema if max_seqlens is None else dataclasses.replace(self.schema, max_seq_len=max_seqlens)
         data = {}
@@ -141,11 +133,11 @@ class Predictor:
                 data[mode] = read_text_pairs(
                     [instances[i] for i in idx], schema, self.model._text, require_label=False, sides=sides
                 )
-            except DataError as e:
-                problems.extend(_problems_of(e, idx, locate))
+            except DataError as e:  # the reader's record j is instance idx[j]; it cannot place the rest
+                problems += relocate(e.found, idx)
         if problems:
-            problems.sort(key=lambda p: p.index)
-            raise InstanceError(problems)
+            problems.sort(key=lambda p: p.location if isinstance(p.location, int) else -1)
+            raise InstanceError(problems, locate)
         results: list[dict[str, np.ndarray]] = [{}] * len(instances)
         for mode, pairs in data.items():
             if mode == "pair":
@@ -177,21 +169,3 @@ class Predictor:
             idx = np.arange(start, min(start + self.batch_size, len(packed)))
             out.append(self.net.encode(index, *side_tensors(packed, idx, self.device)).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.hp.enc_dim), np.float32)
-
-
-def _problems_of(error: DataError, idx: list[int], locate: Callable[[int], str]) -> list[Problem]:
-    """Re-address ``records[j]: field: message`` from the data reader to the caller's instance numbers."""
-    out = []
-    for text in error.problems:
-        m = _RECORD.match(text)
-        if not m:
-            out.append(Problem(-1, None, text, "request"))
-            continue
-        i = idx[int(m.group(1))]
-        rest = text[m.end() :]
-        field: str | None
-        field, sep, message = rest.partition(": ")
-        if not sep or field not in ("in0", "in1", "label"):
-            field, message = None, rest
-        out.append(Problem(i, field, _TRAINING_ADVICE.sub("", message), locate(i)))
-    return out

@@ -145,13 +145,13 @@ def _run(
             results = predictor.run(batch, max_seqlens, _locate_in(where, todo)) if batch else []
             break
         except InstanceError as e:
-            found = {todo[p.index]: str(p) for p in e.problems if p.index >= 0}
+            found = {todo[p.location]: line for p, line in zip(e.found, e.problems, strict=True) if isinstance(p.location, int)}
             if not found:  # the reader could not place a problem: find the bad records one by one
                 for k in todo:
                     try:
                         predictor.run([records[k]], max_seqlens, _locate_in(where, [k]))
                     except InstanceError as one:
-                        found[k] = "; ".join(map(str, one.problems))
+                        found[k] = "; ".join(one.problems)
             for k, message in found.items():
                 problems[k] = f"{problems[k]}; {message}" if k in problems else message
             todo = [k for k in todo if k not in found]

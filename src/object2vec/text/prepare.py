@@ -19,6 +19,7 @@ renamed only when all splits were read without a problem.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -35,11 +36,12 @@ import numpy as np
 import orjson
 
 from ..data.pairs import open_lines
-from ..errors import Object2VecError, Problems
+from ..errors import Line, Problem, Problems
+from ..files import atomic_path, atomic_write_bytes, atomic_write_json
 from .auxiliary import VectorFile
+from .prepare_options import MAX_SEQ_LEN, PrepareError, PrepareOptions
 from .tokenize import (
     SETTINGS_FILE,
-    UNKNOWN_TOKEN,
     AuxiliaryFileError,
     DefaultTokenizer,
     HuggingFaceTokenizer,
@@ -49,15 +51,11 @@ from .tokenize import (
     tokenizer_from_settings,
 )
 
-SPLITS = ("train", "validation", "test")
+__all__ = ["PrepareError", "PrepareOptions", "PrepareReport", "Table", "prepare"]
+
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 MAX_CLASSES = 30  # SageMaker's num_classes limit
-MAX_SEQ_LEN = 5000  # SageMaker's encX_max_seq_len limit
 VECTORS_FILE = "vectors.txt.gz"
-
-
-class PrepareError(Object2VecError, ValueError):
-    """The options of ``prepare`` do not fit together or do not fit the input."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,7 +82,7 @@ class Table:
             raise PrepareError(f"{path}: cannot tell the format from the name; pass --format csv, tsv or jsonl")
         return kind
 
-    def rows(self, path: Path, problems: Problems) -> Iterator[tuple[str, str, str, Any]]:
+    def rows(self, path: Path, problems: Problems) -> Iterator[tuple[Line, str, str, Any]]:
         """``(where, left, right, label)`` per record; ``label`` is None without a label column."""
         kind = self.file_format(path)
         try:
@@ -99,13 +97,13 @@ class Table:
                 else:
                     yield from self._csv_rows(path, text, "\t" if kind == "tsv" else ",", problems)
             except UnicodeDecodeError as e:
-                problems.add(f"{path}: is not UTF-8 text ({e}); expected UTF-8")
+                problems.add(Problem(Line(str(path)), None, f"is not UTF-8 text ({e})", "UTF-8"))
             except (OSError, EOFError, gzip.BadGzipFile) as e:
-                problems.add(f"{path}: cannot be read ({e}); expected a complete file")
+                problems.add(Problem(Line(str(path)), None, f"cannot be read ({e})", "a complete file"))
 
     def _csv_rows(
         self, path: Path, text: io.TextIOWrapper, delimiter: str, problems: Problems
-    ) -> Iterator[tuple[str, str, str, Any]]:
+    ) -> Iterator[tuple[Line, str, str, Any]]:
         csv.field_size_limit(2**31 - 1)  # a long document is a valid field
         reader = csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE)
         named = [c for c in (self.left, self.right, self.label) if isinstance(c, str)]
@@ -115,7 +113,7 @@ class Table:
             if header:
                 names = next(reader, None)
                 if names is None:
-                    problems.add(f"{path}: is empty; expected a header row")
+                    problems.add(Problem(Line(str(path)), None, "is empty", "a header row"))
                     return
                 missing = [c for c in named if c not in names]
                 if missing:
@@ -127,45 +125,47 @@ class Table:
                 )
             need = max(index.values()) + 1
             for row in reader:
-                where = f"{path}:{reader.line_num}"
+                where = Line(str(path), reader.line_num)
                 if not row or row == [""]:
                     continue
                 if len(row) < need:
-                    problems.add(f"{where}: has {len(row)} fields; expected at least {need} (check --delimiter and --no-quoting)")
+                    problems.add(
+                        Problem(where, None, f"has {len(row)} fields", f"at least {need}", "check --delimiter and --no-quoting")
+                    )
                     continue
                 label = row[index[self.label]].strip() if self.label is not None else None
                 if label == "":
-                    problems.add(f"{where}: the label column {self.label!r} is empty; expected a label")
+                    problems.add(Problem(where, None, f"the label column {self.label!r} is empty", "a label"))
                     continue
                 yield where, row[index[self.left]], row[index[self.right]], label
         except csv.Error as e:
-            problems.add(f"{path}:{reader.line_num}: {e}")
+            problems.add(Problem(Line(str(path), reader.line_num), None, str(e)))
 
-    def _json_rows(self, path: Path, text: io.TextIOWrapper, problems: Problems) -> Iterator[tuple[str, str, str, Any]]:
+    def _json_rows(self, path: Path, text: io.TextIOWrapper, problems: Problems) -> Iterator[tuple[Line, str, str, Any]]:
         columns = [c for c in (self.left, self.right, self.label) if c is not None]
         if any(isinstance(c, int) for c in columns):
             raise PrepareError(f"{path}: JSON Lines columns are keys; got an index among {columns}")
         for lineno, line in enumerate(text, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
+            where = Line(str(path), lineno)
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                problems.add(f"{where}: malformed JSON ({e}); expected one JSON object per line")
+                problems.add(Problem(where, None, f"malformed JSON ({e})", "one JSON object per line"))
                 continue
             if not isinstance(rec, dict):
-                problems.add(f"{where}: is not a JSON object; expected one object per line")
+                problems.add(Problem(where, None, "is not a JSON object", "one object per line"))
                 continue
             texts: list[Any] = []  # strings once the check below passes
             for key in (self.left, self.right):
                 value = rec.get(key)
                 if not isinstance(value, str):
-                    problems.add(f"{where}: {key}: got {json.dumps(value)}; expected a string")
+                    problems.add(Problem(where, str(key), f"got {json.dumps(value)}", "a string"))
                 texts.append(value)
             label = rec.get(self.label) if self.label is not None else None
             if self.label is not None and (label is None or isinstance(label, (bool, dict, list))):
-                problems.add(f"{where}: {self.label}: got {json.dumps(label)}; expected a number or a string")
+                problems.add(Problem(where, str(self.label), f"got {json.dumps(label)}", "a number or a string"))
                 continue
             if all(isinstance(t, str) for t in texts):
                 yield where, texts[0], texts[1], label
@@ -217,15 +217,17 @@ class Labels:
     def num_classes(self) -> int:
         return max(2, max(self.classes.values(), default=0) + 1)
 
-    def encode(self, value: Any, where: str, problems: Problems) -> float | int | None:
+    def encode(self, value: Any, where: Line, problems: Problems) -> float | int | None:
         key = _label_key(value)
         if self.kind == "number":
             number = _as_number(key)
             if number is None or not math.isfinite(number):
-                problems.add(f"{where}: label {key!r} is not a finite number; expected a number (regression)")
+                problems.add(Problem(where, None, f"label {key!r} is not a finite number", "a number (regression)"))
             return number
         if key not in self.classes:
-            problems.add(f"{where}: label {key!r} is not a training class; expected one of {', '.join(list(self.classes)[:10])}")
+            problems.add(
+                Problem(where, None, f"label {key!r} is not a training class", f"one of {', '.join(list(self.classes)[:10])}")
+            )
             return None
         return self.classes[key]
 
@@ -330,154 +332,146 @@ class PrepareReport:
 # The pipeline
 
 
-def prepare(
-    out: str | os.PathLike,
-    table: Table,
-    *,
-    train: str | os.PathLike | None = None,
-    validation: str | os.PathLike | None = None,
-    test: str | os.PathLike | None = None,
-    vocab_from: str | os.PathLike | None = None,
-    tokenizer_file: str | os.PathLike | None = None,
-    lowercase: bool | None = None,
-    min_count: int = 1,
-    max_size: int | None = None,
-    shared_vocab: bool = False,
-    unknown_token: str = UNKNOWN_TOKEN,
-    label_type: str = "auto",
-    vectors: str | os.PathLike | None = None,
-    vector_words: int = 0,
-    length_percentile: float = 99.0,
-    max_seq_len: int | None = None,
-) -> PrepareReport:
+def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None = None, **changes: Any) -> PrepareReport:
     """Tokenize raw pairs, build (or reuse) the vocabulary, and write the output folder (module docstring).
 
     Args:
         out: the output folder (created).
         table: input format and columns.
-        train, validation, test: input files; ``train`` is needed unless ``vocab_from`` is given.
-        vocab_from: an earlier ``prepare`` output folder whose tokenizer, vocabularies and labels to apply.
-        tokenizer_file: a Hugging Face ``tokenizer.json`` instead of the default tokenizer.
-        lowercase: lowercase before splitting (default: yes for the default tokenizer, no for a file).
-        min_count, max_size: keep words seen ``min_count`` times; at most ``max_size`` ids (unknown included).
-        shared_vocab: one vocabulary for both sides (``vocab.json``), else one per side.
-        unknown_token: the word of id 0, which stands for every out-of-vocabulary token.
-        label_type: ``auto``, ``class`` or ``number`` (see :meth:`Labels.infer`).
-        vectors: GloVe/word2vec text vectors: the vocabulary words' rows are written to ``vectors.txt.gz``.
-        vector_words: also add the first ``vector_words`` words of ``vectors`` to the vocabulary
-            (GloVe lists words by frequency), so words unseen in training keep a meaning.
-        length_percentile, max_seq_len: the suggested ``max_seq_len`` (a fixed value wins).
+        options: inputs, vocabulary, labels, vectors and lengths (:class:`PrepareOptions`; its
+            defaults when left out); ``train`` is needed unless ``vocab_from`` is given.
+        **changes: fields of ``options`` to change, for short calls:
+            ``prepare(out, table, train="train.csv", shared_vocab=True)``.
+
+    Returns:
+        What was read, built and written (:meth:`PrepareReport.lines` is what the command prints).
+
+    Raises:
+        PrepareError: options that do not fit together or do not fit the input.
+        DataError: every problem of every split, each with its ``file:line``; nothing is written.
     """
+    opts = (options or PrepareOptions()).changed(**changes)
     out = Path(out)
-    inputs = {name: Path(p) for name, p in (("train", train), ("validation", validation), ("test", test)) if p is not None}
-    if not inputs:
-        raise PrepareError("nothing to prepare: give --train, --validation or --test")
-    if vocab_from is None and "train" not in inputs:
-        raise PrepareError(
-            "the vocabulary is built from the training split: give --train, or --vocab-from an earlier output folder"
-        )
-    if vector_words and vectors is None:
-        raise PrepareError("--vector-words adds words of the --vectors file; give --vectors too")
+    inputs = opts.inputs()
     for name, path in inputs.items():
         if not path.is_file():
             raise PrepareError(f"--{name} {path}: no such file")
 
-    if vocab_from is not None:
-        tokenizer, vocabs, vocab_files, labels, old_hp = _load_previous(Path(vocab_from))
+    if opts.vocab_from is not None:
+        tokenizer, vocabs, vocab_files, labels, old_hp = _load_previous(opts.vocab_from)
         if table.label is not None and labels is None:
-            raise PrepareError(f"{vocab_from}: was prepared without labels, but --label was given")
+            raise PrepareError(f"{opts.vocab_from}: was prepared without labels, but --label was given")
     else:
-        tokenizer = _make_tokenizer(tokenizer_file, lowercase)
-        vocab_files = ("vocab.json", "vocab.json") if shared_vocab else ("enc0_vocab.json", "enc1_vocab.json")
+        tokenizer = _make_tokenizer(opts.tokenizer_file, opts.lowercase)
+        vocab_files = ("vocab.json", "vocab.json") if opts.shared_vocab else ("enc0_vocab.json", "enc1_vocab.json")
         old_hp = {}
 
     problems = Problems()
-    vector_file = VectorFile(vectors) if vectors is not None else None
-    if vocab_from is None:
-        counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
-        label_values: list[Any] = []
-        for _where, left, right, label in table.rows(inputs["train"], problems):
-            counts[0].update(tokenizer(left))
-            counts[1].update(tokenizer(right))
-            if label is not None:
-                label_values.append(label)
-        problems.raise_if_any()
-        if not label_values and table.label is not None:
-            raise PrepareError(f"--train {inputs['train']}: has no records")
-        if shared_vocab:
-            counts = (counts[0] + counts[1],) * 2
-        first_words: list[str] = []
-        if vector_file is not None and vector_words:
-            first_words = [w for w, _ in vector_file.scan(lambda _w, k: k < vector_words)]
-        built = [
-            Vocabulary.build(c, min_count=min_count, max_size=max_size, unknown_token=unknown_token, extra=first_words)
-            for c in (counts[0],) + (() if shared_vocab else (counts[1],))
-        ]
-        vocabs = (built[0], built[-1])
-        labels = Labels.infer(label_values, label_type) if table.label is not None else None
+    vector_file = VectorFile(opts.vectors) if opts.vectors is not None else None
+    if opts.vocab_from is None:
+        vocabs, labels = _build_vocabularies(inputs["train"], table, tokenizer, vector_file, opts, problems)
 
     out.mkdir(parents=True, exist_ok=True)
-    stats: list[SplitStats] = []
-    temps: list[tuple[Path, Path]] = []
-    try:
+    with contextlib.ExitStack() as written_if_all_valid:  # every split is renamed into place, or none
+        stats = []
         for name, path in inputs.items():
-            target = out / f"{name}.jsonl"
-            tmp = target.with_name(f".{target.name}.tmp")
-            temps.append((tmp, target))
+            problems.expect(path)
+            tmp = written_if_all_valid.enter_context(atomic_path(out / f"{name}.jsonl"))
             stats.append(_write_split(name, path, tmp, table, tokenizer, vocabs, labels, problems))
         problems.raise_if_any()
-        for tmp, target in temps:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-    written = [target.name for _, target in temps]
+    written = [f"{name}.jsonl" for name in inputs]
 
-    train_stats = next((s for s in stats if s.name == "train"), None)
-    if max_seq_len is not None:
-        lengths = (max_seq_len, max_seq_len)
-        percentile = None
-    elif train_stats is not None and vocab_from is None:
-        lengths = tuple(_percentile_length(s.lengths, length_percentile) for s in train_stats.sides)  # type: ignore[assignment]
-        if shared_vocab:
-            lengths = (max(lengths),) * 2
-        percentile = length_percentile
-    else:
-        lengths = (int(old_hp.get("enc0_max_seq_len", 1)), int(old_hp.get("enc1_max_seq_len", old_hp.get("enc0_max_seq_len", 1))))
-        percentile = None
-
+    lengths, percentile = _suggested_lengths(stats, opts, old_hp)
     report_vectors = None
-    if vocab_from is None:
-        for name in dict.fromkeys(vocab_files):
-            _atomic_write(out / name, vocabs[vocab_files.index(name)].to_json())
-            written.append(name)
-        settings = {
-            "format": "object2vec-tokenization",
-            "format_version": 1,
-            "tokenizer": tokenizer.settings(),
-            "unknown_token": unknown_token,
-        }
-        _atomic_write(out / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
-        written.append(SETTINGS_FILE)
-        if isinstance(tokenizer, HuggingFaceTokenizer):
-            _atomic_write(out / tokenizer.name, tokenizer.raw)
-            written.append(tokenizer.name)
-        if labels is not None and labels.kind == "class":
-            _atomic_write(out / "labels.json", (json.dumps(labels.classes, indent=2, ensure_ascii=False) + "\n").encode())
-            written.append("labels.json")
+    if opts.vocab_from is None:
+        written += _write_text_files(out, tokenizer, vocabs, vocab_files, labels, opts.unknown_token)
         if vector_file is not None:
             found = _write_vectors(vector_file, vocabs, out / VECTORS_FILE)
             written.append(VECTORS_FILE)
-            report_vectors = (str(vectors), found, vector_file.dim)
+            report_vectors = (str(opts.vectors), found, vector_file.dim)
         hp = _hyperparameters(vocabs, vocab_files, lengths, labels, vector_file)
-        _atomic_write(out / "hyperparameters.json", (json.dumps(hp, indent=2) + "\n").encode())
+        atomic_write_json(out / "hyperparameters.json", hp)
         written.append("hyperparameters.json")
     else:
         hp = dict(old_hp)
     return PrepareReport(out, stats, vocab_files, vocabs, labels, hp, lengths, percentile, report_vectors, written)
 
 
-def _make_tokenizer(tokenizer_file: str | os.PathLike | None, lowercase: bool | None) -> Tokenizer:
+def _build_vocabularies(
+    train: Path, table: Table, tokenizer: Tokenizer, vector_file: VectorFile | None, opts: PrepareOptions, problems: Problems
+) -> tuple[tuple[Vocabulary, Vocabulary], Labels | None]:
+    """The vocabularies (one per side, or one shared) and the labels of the training split."""
+    counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+    label_values: list[Any] = []
+    problems.expect(train)
+    for _where, left, right, label in table.rows(train, problems):
+        counts[0].update(tokenizer(left))
+        counts[1].update(tokenizer(right))
+        if label is not None:
+            label_values.append(label)
+    problems.raise_if_any()
+    if not label_values and table.label is not None:
+        raise PrepareError(f"--train {train}: has no records")
+    if opts.shared_vocab:
+        counts = (counts[0] + counts[1],) * 2
+    first_words: list[str] = []
+    if vector_file is not None and opts.vector_words:
+        first_words = [w for w, _ in vector_file.scan(lambda _w, k: k < opts.vector_words)]
+    built = [
+        Vocabulary.build(c, min_count=opts.min_count, max_size=opts.max_size, unknown_token=opts.unknown_token, extra=first_words)
+        for c in (counts[0],) + (() if opts.shared_vocab else (counts[1],))
+    ]
+    labels = Labels.infer(label_values, opts.label_type) if table.label is not None else None
+    return (built[0], built[-1]), labels
+
+
+def _suggested_lengths(
+    stats: list[SplitStats], opts: PrepareOptions, old_hp: dict[str, str]
+) -> tuple[tuple[int, int], float | None]:
+    """The ``encX_max_seq_len`` to suggest, and the percentile it came from (``None``: not from one)."""
+    train_stats = next((s for s in stats if s.name == "train"), None)
+    if opts.max_seq_len is not None:
+        return (opts.max_seq_len, opts.max_seq_len), None
+    if train_stats is not None and opts.vocab_from is None:
+        first, second = (_percentile_length(s.lengths, opts.length_percentile) for s in train_stats.sides)
+        if opts.shared_vocab:
+            first = second = max(first, second)
+        return (first, second), opts.length_percentile
+    enc0 = int(old_hp.get("enc0_max_seq_len", 1))
+    return (enc0, int(old_hp.get("enc1_max_seq_len", enc0))), None
+
+
+def _write_text_files(
+    out: Path,
+    tokenizer: Tokenizer,
+    vocabs: tuple[Vocabulary, Vocabulary],
+    vocab_files: tuple[str, str],
+    labels: Labels | None,
+    unknown_token: str,
+) -> list[str]:
+    """The vocabularies, ``tokenization.json``, the tokenizer file and ``labels.json``; returns their names."""
+    written = []
+    for name in dict.fromkeys(vocab_files):
+        atomic_write_bytes(out / name, vocabs[vocab_files.index(name)].to_json())
+        written.append(name)
+    settings = {
+        "format": "object2vec-tokenization",
+        "format_version": 1,
+        "tokenizer": tokenizer.settings(),
+        "unknown_token": unknown_token,
+    }
+    atomic_write_json(out / SETTINGS_FILE, settings)
+    written.append(SETTINGS_FILE)
+    if isinstance(tokenizer, HuggingFaceTokenizer):
+        atomic_write_bytes(out / tokenizer.name, tokenizer.raw)
+        written.append(tokenizer.name)
+    if labels is not None and labels.kind == "class":
+        atomic_write_bytes(out / "labels.json", (json.dumps(labels.classes, indent=2, ensure_ascii=False) + "\n").encode())
+        written.append("labels.json")
+    return written
+
+
+def _make_tokenizer(tokenizer_file: Path | None, lowercase: bool | None) -> Tokenizer:
     if tokenizer_file is None:
         return DefaultTokenizer(lowercase=True if lowercase is None else lowercase)
     return HuggingFaceTokenizer(tokenizer_file, lowercase=bool(lowercase), name="tokenizer.json")
@@ -524,6 +518,7 @@ def _write_split(
     labels: Labels | None,
     problems: Problems,
 ) -> SplitStats:
+    """Encode one split into ``tmp`` (only while no problem was found: the files are dropped then)."""
     stats = SplitStats(name, path)
     with open(tmp, "wb") as fh:
         for where, left, right, label in table.rows(path, problems):
@@ -536,7 +531,7 @@ def _write_split(
                 ids, oov = vocabs[k].encode(tokens)
                 if not ids:
                     problems.add(
-                        f"{where}: in{k}: no token is in the vocabulary and it has no unknown token; expected a known word"
+                        Problem(where, f"in{k}", "no token is in the vocabulary and it has no unknown token", "a known word")
                     )
                 side.tokens += len(tokens)
                 side.oov += oov
@@ -559,17 +554,12 @@ def _percentile_length(lengths: list[int], percentile: float) -> int:
 def _write_vectors(vector_file: VectorFile, vocabs: tuple[Vocabulary, Vocabulary], target: Path) -> int:
     """The rows of every vocabulary word found in ``vector_file``, as GloVe text (gzip); returns the count."""
     words = set(vocabs[0].ids) | set(vocabs[1].ids)
-    tmp = target.with_name(f".{target.name}.tmp")
     found = 0
-    try:
-        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
-            for word, vector in vector_file.scan(lambda w, _k: w in words):
-                words.discard(word)  # keep the first vector of a repeated word, as training does
-                fh.write(word + " " + " ".join(f"{x:.6g}" for x in vector.tolist()) + "\n")
-                found += 1
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(target) as tmp, gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
+        for word, vector in vector_file.scan(lambda w, _k: w in words):
+            words.discard(word)  # keep the first vector of a repeated word, as training does
+            fh.write(word + " " + " ".join(f"{x:.6g}" for x in vector.tolist()) + "\n")
+            found += 1
     return found
 
 
@@ -599,9 +589,3 @@ def _hyperparameters(
             hp["output_layer"] = "softmax"
             hp["num_classes"] = str(labels.num_classes)
     return hp
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    from ..files import atomic_write_bytes
-
-    atomic_write_bytes(path, data)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import DataError, Object2VecError
+from ..errors import DataError, Line, Location, Object2VecError, Problem, Problems, relocate
 
 UNKNOWN_TOKEN = "<unk>"
 SETTINGS_FILE = "tokenization.json"
@@ -415,9 +415,9 @@ def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs:
 
     Without a codec, or for a :class:`~object2vec.data.PairData`, this is ``read_pairs`` itself. With
     one, records (in memory, or read from JSON Lines files) have their strings encoded first, and
-    every problem is still reported with its ``file:line`` or ``records[i]``. Files are first read
-    the fast way (packed arrays, no Python records) and only re-read record by record when they
-    turn out to hold strings.
+    every problem is still reported with its ``file:line`` or ``records[i]``, in input order. Files
+    are first read the fast way (packed arrays, no Python records) and only re-read record by
+    record when they turn out to hold strings.
     """
     from ..data.pairs import PairData, read_pairs
 
@@ -427,12 +427,12 @@ def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs:
         try:
             return read_pairs(source, schema, **kwargs)
         except DataError as e:
-            if not any("(a string)" in p for p in e.problems):
+            if not any("(a string)" in p.value for p in e.found):
                 raise
     sides = kwargs.get("sides", ("in0", "in1"))
     records: list[Any] = []
-    where: list[str] = []
-    problems: list[str] = []
+    where: list[Location] = []  # where records[j] is in the caller's input
+    problems = Problems()
     for place, rec in _located_records(source, problems):
         if isinstance(rec, dict) and any(isinstance(rec.get(s), str) for s in sides):
             rec = dict(rec)
@@ -442,50 +442,52 @@ def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs:
                     try:
                         rec[s] = codec.encode(rec[s], 0 if s == "in0" else 1)
                     except TextError as e:
-                        problems.append(f"{place}: {s}: {e}")
+                        problems.add(Problem(place, s, str(e)))
                         failed = True
             if failed:
                 continue
         records.append(rec)
         where.append(place)
-    count = len(problems)
     try:
         data = read_pairs(records, schema, **kwargs)
     except DataError as e:
-        if records or not problems:  # with no record left, "no records" is already explained by the problems
-            problems += [re.sub(r"^records\[(\d+)\]", lambda m: where[int(m.group(1))], p) for p in e.problems]
-            count += e.count
-        raise DataError(problems, count) from None
-    if problems:
-        raise DataError(problems, count)
+        if records or not problems.count:  # with no record left, "no records" is already explained by the problems
+            for problem in relocate(e.found, where):
+                problems.add(problem)
+            problems.count += e.count - len(e.found)
+        problems.raise_if_any()
+        raise
+    problems.raise_if_any()
     return data
 
 
-def _located_records(source: Any, problems: list[str]) -> Iterator[tuple[str, Any]]:
-    """``(place, record)`` pairs from a list of records, a path, or a list of paths."""
+def _located_records(source: Any, problems: Problems) -> Iterator[tuple[Location, Any]]:
+    """``(place, record)`` pairs from a list of records (place: its index), a path, or a list of paths."""
     import orjson
 
     from ..data.pairs import list_files, open_lines
 
     if isinstance(source, (list, tuple)) and (not source or isinstance(source[0], Mapping)):
-        yield from ((f"records[{i}]", rec) for i, rec in enumerate(source))
+        yield from enumerate(source)
         return
     paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     for path in paths:
         for file in list_files(path):
+            problems.expect(file)
             try:
                 fh = open_lines(file)
             except OSError as e:
-                problems.append(f"{file}: cannot be read ({e.strerror})")
+                problems.add(Problem(Line(str(file)), None, f"cannot be read ({e.strerror})"))
                 continue
             with fh:
                 for lineno, raw in enumerate(fh, 1):
                     if not raw.strip():
                         continue
+                    at = Line(str(file), lineno)
                     try:
-                        yield f"{file}:{lineno}", orjson.loads(raw)
+                        yield at, orjson.loads(raw)
                     except orjson.JSONDecodeError as e:
                         try:  # the stdlib parser reads NaN/Infinity, which read_pairs then names precisely
-                            yield f"{file}:{lineno}", json.loads(raw)
+                            yield at, json.loads(raw)
                         except (json.JSONDecodeError, UnicodeDecodeError):
-                            problems.append(f"{file}:{lineno}: malformed JSON ({e}); expected one JSON object per line")
+                            problems.add(Problem(at, None, f"malformed JSON ({e})", "one JSON object per line"))
