@@ -22,7 +22,7 @@ from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
 from .errors import DataError, NotFittedError, Problem
 from .hyperparameters import Hyperparameters
-from .nn.model import Object2VecNet
+from .nn.model import Object2VecNet, pair_scores
 from .text.auxiliary import AuxiliaryChannel
 from .text.tokenize import TextCodec, read_text_pairs
 from .training import distributed
@@ -229,6 +229,9 @@ class Object2Vec:
     def predict(self, pairs: Source, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
         """Scores of pairs: softmax probabilities ``(n, num_classes)``, or ``(n, 1)`` for regression.
 
+        A model trained with ``objective=cosine`` or ``contrastive`` (no output layer) scores a pair by
+        the cosine of its two encodings, ``(n, 1)`` in ``[-1, 1]``.
+
         ``in0``/``in1`` are lists of token ids or, for a model trained with ``enc*_vocab_file``, raw
         strings (``{"in0": "a sentence", "in1": [4, 2]}``), tokenized exactly as in training
         (:mod:`object2vec.text.tokenize`).
@@ -239,16 +242,22 @@ class Object2Vec:
         for batch in sequential_batches(data, batch_size):
             t0 = side_tensors(data.in0, batch.left, self._device)
             t1 = side_tensors(data.in1, batch.right, self._device)
-            y = net(*t0, *t1)
-            out.append((y[:, None] if net.hp.is_regression else torch.softmax(y, dim=1)).float().cpu().numpy())
+            out.append(pair_scores(net(*t0, *t1), net.hp).float().cpu().numpy())
         return np.concatenate(out)
 
     @torch.inference_mode()
-    def embed(self, in0: Sequences | None = None, in1: Sequences | None = None, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+    def embed(
+        self,
+        in0: Sequences | None = None,
+        in1: Sequences | None = None,
+        batch_size: int = EVAL_BATCH_SIZE,
+        normalize: bool = False,
+    ) -> np.ndarray:
         """Encoder vectors ``(n, enc_dim)`` (float32) for token sequences of one side.
 
         Pass exactly one of ``in0`` (through enc0) or ``in1`` (through enc1). Items are lists of token
-        ids or, for a model trained with a vocabulary, raw strings.
+        ids or, for a model trained with a vocabulary, raw strings. ``normalize`` scales each vector
+        to length 1 (a zero vector stays zero), so inner products are cosines.
         """
         net = self._fitted()
         if (in0 is None) == (in1 is None):
@@ -262,7 +271,8 @@ class Object2Vec:
         out = []
         for start in range(0, len(side), batch_size):
             idx = np.arange(start, min(start + batch_size, len(side)))
-            out.append(net.encode(index, *side_tensors(side, idx, self._device)).float().cpu().numpy())
+            vectors = net.encode(index, *side_tensors(side, idx, self._device)).float()
+            out.append((torch.nn.functional.normalize(vectors, dim=1) if normalize else vectors).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, net.hp.enc_dim), np.float32)
 
     # ---------------------------------------------------------------------------------------------

@@ -78,6 +78,9 @@ def index_group() -> None:
 @click.option(
     "--projector", type=click.Path(file_okay=False, path_type=Path), help="Also write TensorBoard projector TSVs to this folder."
 )
+@click.option(
+    "--normalize", is_flag=True, help="Scale the vectors to length 1 before indexing and export (ip and l2 then rank as cosine)."
+)
 @click.option("--seed", default=0, type=int, help="Seed for the IVF k-means and the recall sample.")
 @click.option("--device", default="auto", help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
@@ -96,21 +99,30 @@ def index_build(
     recall_sample: int,
     npy: Path | None,
     projector: Path | None,
+    normalize: bool,
     seed: int,
     device: str,
     as_json: bool,
 ) -> None:
     """Embed a catalogue of items with one side's encoder and write a neighbour index.
 
-    For hnsw/ivf, also builds the exact index in memory and reports recall@10 of the approximate one
-    on a sample of the items as queries.
+    The metric is cosine unless --metric says otherwise: what the cosine and contrastive objectives
+    train, and for other models the usual choice. For hnsw/ivf, also builds the exact index in
+    memory and reports recall@10 of the approximate one on a sample of the items as queries.
     """
     from ..retrieval.neighbors import NeighborIndex, recall_at_k
 
     model = load_model(model_dir, device)
     items = _items(model, ids_file, side)
     vectors = items.vectors(model)
-    info = {"model": str(model_dir.resolve()), "side": items.side, "items": str(ids_file.resolve()) if ids_file else None}
+    if normalize:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    info = {
+        "model": str(model_dir.resolve()),
+        "side": items.side,
+        "items": str(ids_file.resolve()) if ids_file else None,
+        "normalized": normalize,
+    }
     with notes():
         index = NeighborIndex.build(
             vectors, items.ids, metric, kind, hnsw_m=hnsw_m, ef_search=ef_search, nlist=nlist, nprobe=nprobe, seed=seed, info=info
@@ -121,6 +133,7 @@ def index_build(
             "dim": index.dim,
             "metric": metric,
             "kind": kind,
+            "normalized": normalize,
             **index.meta["params"],
         }
         if kind != "exact":
@@ -199,6 +212,8 @@ def index_query(
             else:
                 items = _items(model, input_file, side)
                 queries, vectors = list(items.ids), items.vectors(model)
+            if index.meta.get("info", {}).get("normalized"):  # queries as the indexed vectors were
+                vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             found, scores = index.search(vectors, k)
             results += [(q, ids, row[: len(ids)]) for q, ids, row in zip(queries, found, scores, strict=True)]
     score_name = "distance" if index.metric == "l2" else "score"
@@ -247,7 +262,7 @@ def _index_model(index: Any, model_dir: Path | None, index_dir: Path) -> Path:
     "--by",
     default="score",
     type=click.Choice(["score", "embedding"]),
-    help="The model's pair score, or cosine of the two embeddings.",
+    help="The model's pair score (the cosine for a cosine or contrastive model), or cosine of the two embeddings.",
 )
 @click.option("--positive-class", type=click.IntRange(0), help="Classification: the class whose log-odds ranks [the last class].")
 @click.option("--device", default="auto", help=DEVICE_HELP)
@@ -278,7 +293,8 @@ def recommend(
     if as_json:
         click.echo(json.dumps([{"id": i, "score": s} for i, s in ranked]))
         return
-    what = "log-odds" if by == "score" and not model.hyperparameters_.is_regression else "score" if by == "score" else "cosine"
+    hp = model.hyperparameters_
+    what = "cosine" if by == "embedding" or not hp.has_head else "score" if hp.is_regression else "log-odds"
     click.echo(f"{'rank':>4}  {'id':<24} {what}")
     for rank, (i, s) in enumerate(ranked, 1):
         click.echo(f"{rank:>4}  {i!s:<24} {s:.4f}")

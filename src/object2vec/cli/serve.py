@@ -29,7 +29,7 @@ _MAX_SEQLENS = click.option(
 
 
 def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt: str, keep: str, on_error: str,
-               device: str, max_seqlens: str | None) -> None:  # fmt: skip
+               device: str, max_seqlens: str | None, normalize: bool = False) -> None:  # fmt: skip
     from ..serving.predictor import Predictor, parse_max_seqlens
     from ..serving.transform import transform
 
@@ -37,7 +37,7 @@ def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt:
         lens = parse_max_seqlens(max_seqlens) if max_seqlens else None
     except ValueError as e:
         raise Object2VecError(f"--infer-max-seqlens: {e}") from None
-    predictor = Predictor.load(model_dir, device=device)
+    predictor = Predictor.load(model_dir, device=device, normalize=normalize)
     keys = tuple(k.strip() for k in keep.split(",") if k.strip())
     report = transform(predictor, source, output, mode=mode, fmt=fmt, keep=keys, on_error=on_error, max_seqlens=lens)
     click.echo(f"{'predict' if mode == 'scores' else 'embed'}: {report}", err=True)
@@ -64,15 +64,16 @@ def predict(model_dir: Path, input_path: str, output: str | None, keep: str, on_
 @click.option("--side", type=click.Choice(["in0", "in1"]), required=True, help="Which encoder: in0 (enc0) or in1 (enc1).")
 @click.option("-o", "--output", help="Output file (default: stdout for jsonl), written atomically.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), default="jsonl", help="npy: one float32 matrix (needs -o).")
+@click.option("--normalize", is_flag=True, help="Scale each embedding to length 1 (inner products become cosines).")
 @_KEEP
 @_ON_ERROR
 @_MAX_SEQLENS
 @_DEVICE
 @friendly_errors
-def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: str, keep: str, on_error: str,
-          infer_max_seqlens: str | None, device: str) -> None:  # fmt: skip
+def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: str, normalize: bool, keep: str,
+          on_error: str, infer_max_seqlens: str | None, device: str) -> None:  # fmt: skip
     """Embed one side of each line of INPUT: one {"embeddings": [...]} per line, or an .npy matrix."""
-    _transform(model_dir, input_path, output, side, fmt, keep, on_error, device, infer_max_seqlens)
+    _transform(model_dir, input_path, output, side, fmt, keep, on_error, device, infer_max_seqlens, normalize)
 
 
 @main.command()

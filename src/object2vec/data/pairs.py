@@ -20,6 +20,7 @@ import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Union, cast
 
 import numpy as np
@@ -77,6 +78,49 @@ class Side:
     @property
     def nbytes(self) -> int:
         return self.tokens.nbytes + self.offsets.nbytes
+
+    @cached_property
+    def keys(self) -> np.ndarray:
+        """One int64 key per sequence (:func:`sequence_keys`), computed on first use and kept."""
+        return sequence_keys(self.tokens, self.offsets)
+
+
+_KEY_PRIMES = (2_147_483_647, 2_147_483_629)  # two primes below 2**31: each term (token + 1) * a stays below 2**53
+_KEY_CHUNK = 1 << 22  # tokens hashed at once: bounded temporaries on large data
+
+
+def sequence_keys(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """A 62-bit key per sequence: equal sequences get equal keys, and two different ones the same key
+    with probability about 2**-61 (two polynomial hashes modulo primes, position-dependent factors).
+
+    Contrastive objectives compare keys to tell a repeated item in a batch from a true negative, and
+    to find the label-0 pairs of an in0 (:mod:`object2vec.data.contrastive`).
+
+    >>> side = Side.from_lists([[3, 1], [1, 3], [3, 1]])
+    >>> k = sequence_keys(side.tokens, side.offsets)
+    >>> bool(k[0] == k[2]), bool(k[0] == k[1])
+    (True, False)
+    """
+    n = len(offsets) - 1
+    keys = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return keys
+    longest = int(np.diff(offsets).max())
+    rng = np.random.default_rng(0x0B2EC)  # fixed: keys must agree across processes and runs
+    factors = [rng.integers(1, p, size=longest, dtype=np.int64) for p in _KEY_PRIMES]
+    start = 0
+    while start < n:  # whole sequences, about _KEY_CHUNK tokens at a time
+        stop = max(start + 1, int(np.searchsorted(offsets, offsets[start] + _KEY_CHUNK, side="right")) - 1)
+        stop = min(stop, n)
+        lo, hi = int(offsets[start]), int(offsets[stop])
+        lengths = np.diff(offsets[start : stop + 1])
+        position = np.arange(hi - lo) - np.repeat(offsets[start:stop] - lo, lengths)
+        token = tokens[lo:hi].astype(np.int64) + 1
+        bounds = offsets[start:stop] - lo
+        parts = [np.add.reduceat(token * a[position] % p, bounds) % p for a, p in zip(factors, _KEY_PRIMES, strict=True)]
+        keys[start:stop] = parts[0] * _KEY_PRIMES[1] + parts[1]
+        start = stop
+    return keys
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hyperparameters import Hyperparameters
+from .contrastive import contrastive_batches
 from .pairs import PairData
 
 
@@ -65,8 +66,14 @@ def epoch_batches(
     With ``bucket_width > 0`` pairs are grouped by the lengths of both sides (in steps of
     ``bucket_width``) so a batch pads little, and the batch order is shuffled. Under DDP every rank
     plans the same epoch and takes every ``world_size``-th batch, trimmed to an equal count so that
-    all ranks step together.
+    all ranks step together. ``objective=contrastive`` plans its own batches
+    (:mod:`object2vec.data.contrastive`).
     """
+    if hp.objective == "contrastive":
+        planned = [Batch(rows, rows, labels) for rows, labels in contrastive_batches(data, hp, epoch, seed)]
+        if world_size > 1:
+            planned = planned[rank::world_size][: len(planned) // world_size]
+        return planned
     pairs = epoch_pairs(data, hp, epoch, seed)
     size = hp.mini_batch_size
     if hp.bucket_width:

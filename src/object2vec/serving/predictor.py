@@ -3,7 +3,8 @@
 An *instance* is a JSON object. SageMaker picks the work per instance from the keys it holds, and so do we:
 
 * both ``in0`` and ``in1`` → ``{"scores": [...]}``: softmax probabilities of length ``num_classes``,
-  or ``[value]`` for a regression model;
+  or ``[value]`` for a regression model, or ``[cosine]`` for a model trained with
+  ``objective=cosine`` or ``contrastive`` (an extension; such a model has no output layer);
 * only ``in0`` (or only ``in1``) → ``{"embeddings": [...]}``: that side's encoder output, ``enc_dim`` floats.
 
 Other keys (``label``, ``id``, ...) are ignored, so a labelled test file can be sent as is. A request
@@ -25,6 +26,7 @@ from ..data.jsonl import jtype
 from ..data.pairs import Schema
 from ..errors import DataError, Object2VecError, Problem, relocate
 from ..estimator import Object2Vec
+from ..nn.model import pair_scores
 from ..text.tokenize import read_text_pairs
 from ..training.batches import side_tensors
 
@@ -79,8 +81,9 @@ class Predictor:
     (encoders never look across a batch; see ``docs/architecture.md``).
     """
 
-    def __init__(self, model: Object2Vec, batch_size: int = BATCH_SIZE):
+    def __init__(self, model: Object2Vec, batch_size: int = BATCH_SIZE, normalize: bool = False):
         self.model = model
+        self.normalize = normalize  # embeddings scaled to length 1
         self.net = model._fitted().eval()
         self.hp = self.net.hp
         self.schema = Schema.from_hyperparameters(self.hp)
@@ -88,12 +91,13 @@ class Predictor:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", batch_size: int = BATCH_SIZE) -> Predictor:
-        return cls(Object2Vec.load(path, device=device), batch_size)
+    def load(cls, path: str | Path, device: str = "auto", batch_size: int = BATCH_SIZE, normalize: bool = False) -> Predictor:
+        return cls(Object2Vec.load(path, device=device), batch_size, normalize)
 
     @property
     def output_width(self) -> dict[str, int]:
-        return {"scores": 1 if self.hp.is_regression else self.hp.num_classes, "embeddings": self.hp.enc_dim}
+        scores = self.hp.num_classes if self.hp.has_head and not self.hp.is_regression else 1
+        return {"scores": scores, "embeddings": self.hp.enc_dim}
 
     def run(
         self,
@@ -150,22 +154,23 @@ class Predictor:
 
     @torch.inference_mode()
     def scores(self, data: Any) -> np.ndarray:
-        """``(n, num_classes)`` probabilities, or ``(n, 1)`` regression values, for packed pairs."""
+        """``(n, num_classes)`` probabilities, or ``(n, 1)`` regression values or cosines, for packed pairs."""
         out = []
         for start in range(0, len(data), self.batch_size):
             idx = np.arange(start, min(start + self.batch_size, len(data)))
             y = self.net(*side_tensors(data.in0, idx, self.device), *side_tensors(data.in1, idx, self.device))
-            y = y[:, None] if self.hp.is_regression else torch.softmax(y, dim=1)
-            out.append(y.float().cpu().numpy())
+            out.append(pair_scores(y, self.hp).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.output_width["scores"]), np.float32)
 
     @torch.inference_mode()
     def embeddings(self, data: Any, side: str) -> np.ndarray:
-        """``(n, enc_dim)`` float32 encoder outputs of one side (``in0`` → enc0, ``in1`` → enc1)."""
+        """``(n, enc_dim)`` float32 encoder outputs of one side (``in0`` → enc0, ``in1`` → enc1),
+        L2-normalised if the predictor was made with ``normalize``."""
         index = 0 if side == "in0" else 1
         packed = data.in0 if index == 0 else data.in1
         out = []
         for start in range(0, len(packed), self.batch_size):
             idx = np.arange(start, min(start + self.batch_size, len(packed)))
-            out.append(self.net.encode(index, *side_tensors(packed, idx, self.device)).float().cpu().numpy())
+            vectors = self.net.encode(index, *side_tensors(packed, idx, self.device)).float()
+            out.append((torch.nn.functional.normalize(vectors, dim=1) if self.normalize else vectors).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.hp.enc_dim), np.float32)

@@ -16,6 +16,7 @@ from ..data.sampling import Batch
 from ..hyperparameters import Hyperparameters
 from .batches import batch_inputs, label_tensor
 from .metrics import Meter, compute_loss
+from .objectives import EmbeddingObjective
 from .optimizers import Optimizers
 from .precision import autocast
 
@@ -37,24 +38,41 @@ class EpochRunner:
         self.device, self.precision, self.on_step = device, precision, on_step
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
         self.steps = 0  # optimizer steps taken in this run (all epochs)
+        self.objective = EmbeddingObjective(hp, train) if hp.embedding_objective else None
 
     def step(self, batch: Batch, meter: Meter) -> None:
         inputs = batch_inputs(self.train, batch, self.device)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
-        with autocast(self.precision, self.device):
-            out = self.model(*inputs)
-        loss = compute_loss(out.float(), labels, self.hp)
+        if self.objective is not None:  # an extension: SageMaker's objective takes the path below, unchanged
+            loss = self._objective_loss(inputs, labels, batch, meter)
+        else:
+            with autocast(self.precision, self.device):
+                out = self.model(*inputs)
+            loss = compute_loss(out.float(), labels, self.hp)
+            meter.add(out.detach(), labels, loss.detach())
         if self.scaler is None:
             loss.backward()
             self.optimizers.step()
         else:
             self.scaler.scale(loss).backward()
             self.optimizers.step_scaled(self.scaler)
-        meter.add(out.detach(), labels, loss.detach())
         self.steps += 1
         if self.on_step is not None:
             self.on_step(batch)
+
+    def _objective_loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, batch: Batch, meter: Meter) -> torch.Tensor:
+        """The loss of a cosine or contrastive objective, plus the output layer's for ``sagemaker+...``."""
+        assert self.objective is not None
+        with autocast(self.precision, self.device):
+            out, u, v = self.model(*inputs, encodings=True)
+        loss, parts = self.objective(u, v, labels, self.train, batch)
+        meter.add_parts(parts)
+        if self.hp.has_head:
+            head = compute_loss(out.float(), labels, self.hp)
+            meter.add(out.detach(), labels, head.detach())
+            loss = head + self.hp.objective_weight * loss
+        return loss
 
     def run(
         self,
