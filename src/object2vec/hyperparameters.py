@@ -338,7 +338,7 @@ class Hyperparameters:
         extension=True,
     )
     cosine_label_max: float = _hp(
-        Float(-math.inf, math.inf), 1.0, "cosine objectives: the label fitted by cosine 1.", extension=True
+        Float(-math.inf, math.inf), 1.0, "cosine objectives: the label that cosine 1 stands for.", extension=True
     )
     contrastive_temperature: float = _hp(
         Float(0.001, 10.0), 0.05, "contrastive objectives: softmax temperature over cosines (0.05 = scale 20).", extension=True
@@ -357,7 +357,7 @@ class Hyperparameters:
         Bool(),
         False,
         "contrastive objectives: subtract log(frequency of each in1 among training positives) from its in-batch logit, so "
-        "popular items are not over-penalised as negatives (retrieval by cosine then ranks by P(in1 | in0)).",
+        "popular items are not over-penalised as negatives (retrieval by cosine then ranks by P(in1 given in0)).",
         extension=True,
     )
 

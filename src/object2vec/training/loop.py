@@ -126,7 +126,7 @@ def fit(
         log_metrics("train", record["train"], epoch)
         reporting.emit(reporting.throughput_line(record["throughput"]))
         if validation is not None:
-            record["validation"] = evaluate(net, validation, device)
+            record["validation"] = evaluate(net, validation, device, objective=runner.objective)
             log_metrics("validation", record["validation"], epoch)
         reporting.emit(reporting.progress_line(100 * epoch / hp.epochs))
         result.history.append(record)
@@ -154,7 +154,7 @@ def fit(
     if result.best_epoch is None:
         result.best_epoch = len(result.history)
     if test is not None:
-        result.test = evaluate(net, test, device)
+        result.test = evaluate(net, test, device, objective=runner.objective)
         log_metrics("test", result.test)
     net.eval()
     return result

@@ -96,10 +96,17 @@ def compute_loss(out: torch.Tensor, labels: torch.Tensor, hp: Hyperparameters) -
 
 
 @torch.inference_mode()
-def evaluate(net: Object2VecNet, data: PairData, device: torch.device, batch_size: int = EVAL_BATCH_SIZE) -> dict[str, float]:
+def evaluate(
+    net: Object2VecNet,
+    data: PairData,
+    device: torch.device,
+    batch_size: int = EVAL_BATCH_SIZE,
+    objective: EmbeddingObjective | None = None,
+) -> dict[str, float]:
     """Accuracy and cross_entropy (softmax) or mean_squared_error and rmse (regression) on ``data``;
     for an embedding objective, its metrics (contrastive ones over batches of ``mini_batch_size``
-    pairs in a fixed shuffled order, since in-batch negatives depend on the batch)."""
+    pairs in a fixed shuffled order, since in-batch negatives depend on the batch). ``objective`` is
+    the training run's (``fit`` passes it, so validation applies the same logQ correction)."""
     was_training = net.training
     net.eval()
     meter = Meter(net.hp)
@@ -109,7 +116,7 @@ def evaluate(net: Object2VecNet, data: PairData, device: torch.device, batch_siz
             out = net(*batch_inputs(data, batch, device))
             meter.add(out, labels, compute_loss(out, labels, net.hp))
     else:
-        objective = EmbeddingObjective(net.hp)
+        objective = objective or EmbeddingObjective(net.hp)
         for batch in _evaluation_batches(data, net.hp, batch_size):
             labels = label_tensor(batch.labels, net.hp, device)
             out, u, v = net(*batch_inputs(data, batch, device), encodings=True)

@@ -118,8 +118,9 @@ def contrastive_loss(
 class EmbeddingObjective:
     """The cosine or contrastive part of a training step, for one model and one dataset.
 
-    ``train`` supplies the frequencies of the logQ correction; evaluation passes none (the correction
-    undoes a bias of training's sampling, so validation reports the plain in-batch loss).
+    ``train`` supplies the frequencies of the logQ correction; ``fit`` evaluates its validation and
+    test splits with the same object, so early stopping watches the loss training minimises. Without
+    ``train`` (``Object2Vec.evaluate`` on a loaded model) the contrastive loss is the plain one.
     """
 
     def __init__(self, hp: Hyperparameters, train: PairData | None = None):
