@@ -34,7 +34,7 @@ def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             name,
             default=None,
             metavar="VALUE",
-            help=f"{row['doc']} [{row['valid']}; default: {row['default']}]",
+            help=("[extension] " if row["extension"] else "") + f"{row['doc']} [{row['valid']}; default: {row['default']}]",
         )(fn)
     return fn
 
@@ -241,9 +241,13 @@ def _relaunch_under_torchrun(nproc: int) -> int:
 @main.command()
 @click.option("--markdown", is_flag=True, help="Print the Markdown table of docs/hyperparameters.md.")
 def hyperparameters(markdown: bool) -> None:
-    """List every hyperparameter with its valid values and default."""
+    """List every hyperparameter with its valid values and default; extensions (not in SageMaker) last."""
     if markdown:
         click.echo(hyperparameters_markdown(), nl=False)
         return
-    for row in hyperparameter_table():
+    rows = hyperparameter_table()
+    for row in (r for r in rows if not r["extension"]):
+        click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")
+    click.echo("\nextensions (not in SageMaker Object2Vec; off at their defaults):")
+    for row in (r for r in rows if r["extension"]):
         click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")

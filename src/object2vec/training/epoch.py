@@ -39,7 +39,7 @@ class EpochRunner:
         self.steps = 0  # optimizer steps taken in this run (all epochs)
 
     def step(self, batch: Batch, meter: Meter) -> None:
-        inputs = batch_inputs(self.train, batch, self.device)
+        inputs = batch_inputs(self.train, batch, self.device, once=self.hp.negative_sampling_grouped)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
         with autocast(self.precision, self.device):
