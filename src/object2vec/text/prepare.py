@@ -457,7 +457,9 @@ def _build_vocabularies(
     ]
     labels = None
     if table.label is not None:  # label-pairs: labels are in1 tokens, not softmax classes (no limit of 30)
-        labels = Labels.infer(label_values, opts.label_type if pairs else "class", None if opts.task == "label-pairs" else MAX_CLASSES)
+        labels = Labels.infer(
+            label_values, opts.label_type if pairs else "class", None if opts.task == "label-pairs" else MAX_CLASSES
+        )
     return (built[0], built[-1] if pairs else None), labels
 
 
@@ -510,7 +512,9 @@ def _idf_tables(
         if f is None or f.weights != "idf" or vocab is None:
             counters.append(None)
         else:  # the ids as the features make them, without weights
-            counters.append((DocumentFrequencies(vocab.size + f.extra_ids), Features(f.word_ngrams, f.subwords, f.buckets), vocab))
+            counters.append(
+                (DocumentFrequencies(vocab.size + f.extra_ids), Features(f.word_ngrams, f.subwords, f.buckets), vocab)
+            )
     for where, left, right, _label in table.rows(path, problems):
         for k, text in enumerate((left, right)):
             counter = counters[k]
