@@ -96,7 +96,7 @@ def test_features_add_hashed_ids_after_the_vocabulary_and_idf_weights(tmp_path):
         (Table(left="text", right=None), {"task": "classify"}, "needs the label column"),
         (Table(left="text", right=None, label="topic"), {}, "--task pairs reads two texts"),
         (ONE_TEXT, {"task": "classify", "buckets": 10}, "give --word-ngrams 2 or more, or --subwords"),
-        (ONE_TEXT, {"task": "sort"}, "expected one of pairs, classify, label-pairs"),
+        (ONE_TEXT, {"task": "sort"}, "task must be one of pairs, classify, label-pairs"),
     ],
 )
 def test_task_and_feature_options_that_do_not_fit_are_refused(tmp_path, table, kwargs, message):
