@@ -26,7 +26,8 @@ from .nn.model import Object2VecNet, pair_scores
 from .text.auxiliary import AuxiliaryChannel
 from .text.tokenize import TextCodec, read_text_pairs
 from .training import distributed
-from .training.batches import sequential_batches, side_tensors
+from .training.batches import batch_inputs, sequential_batches, side_tensors, side_weights
+from .training.callbacks import Callback
 from .training.loop import fit
 from .training.metrics import EVAL_BATCH_SIZE, evaluate
 from .training.precision import resolve_precision
@@ -124,6 +125,7 @@ class Object2Vec:
         resume: bool = False,
         on_step: Callable[[Batch], None] | None = None,
         y: Any = None,
+        callbacks: Sequence[Callback] = (),
     ) -> Object2Vec:
         """Train on ``train`` (path, folder, ``.jsonl.gz``, records, a DataFrame, an ``(n, 2)`` id array:
         :mod:`object2vec.data.inputs`); returns ``self``.
@@ -138,7 +140,8 @@ class Object2Vec:
         prepare``); it is a data location, so it is given here rather than to the constructor.
         A model trained with a vocabulary also reads raw strings in ``predict``/``embed``/``evaluate``.
         ``max_steps`` stops after that many optimizer steps (a smoke test). ``checkpoint_dir``,
-        ``checkpoint_every``, ``resume`` and ``on_step`` are passed to :func:`object2vec.training.loop.fit`.
+        ``checkpoint_every``, ``resume``, ``on_step`` and ``callbacks`` (told about each epoch, see
+        :mod:`object2vec.training.callbacks`) are passed to :func:`object2vec.training.loop.fit`.
 
         Under ``torchrun`` every rank reads only its shard of each split and all ranks end with the
         same weights (``docs/distributed.md``).
@@ -188,6 +191,7 @@ class Object2Vec:
             checkpoint_every=checkpoint_every,
             resume=resume,
             on_step=on_step,
+            callbacks=callbacks,
         )
         self.model_ = net
         self.hyperparameters_ = hp
@@ -240,9 +244,7 @@ class Object2Vec:
         data = read_text_pairs(as_source(pairs), Schema.from_hyperparameters(net.hp), self._text, require_label=False)
         out = []
         for batch in sequential_batches(data, batch_size):
-            t0 = side_tensors(data.in0, batch.left, self._device)
-            t1 = side_tensors(data.in1, batch.right, self._device)
-            out.append(pair_scores(net(*t0, *t1), net.hp).float().cpu().numpy())
+            out.append(pair_scores(net(*batch_inputs(data, batch, self._device)), net.hp).float().cpu().numpy())
         return np.concatenate(out)
 
     @torch.inference_mode()
@@ -252,26 +254,33 @@ class Object2Vec:
         in1: Sequences | None = None,
         batch_size: int = EVAL_BATCH_SIZE,
         normalize: bool = False,
+        weights: Sequence[Sequence[float]] | None = None,
     ) -> np.ndarray:
         """Encoder vectors ``(n, enc_dim)`` (float32) for token sequences of one side.
 
         Pass exactly one of ``in0`` (through enc0) or ``in1`` (through enc1). Items are lists of token
         ids or, for a model trained with a vocabulary, raw strings. ``normalize`` scales each vector
-        to length 1 (a zero vector stays zero), so inner products are cosines.
+        to length 1 (a zero vector stays zero), so inner products are cosines. ``weights``: each id
+        list's per-token weights, for a side pooled by a weighted mean (``encX_pooling=weighted_mean``;
+        strings get theirs from the model's text features).
         """
         net = self._fitted()
         if (in0 is None) == (in1 is None):
             raise ValueError("embed takes exactly one of in0=... or in1=...")
         side_name = "in0" if in0 is not None else "in1"
         seqs = in0 if in0 is not None else in1
-        records = as_records([{side_name: s} for s in seqs])  # type: ignore[union-attr]
+        listed = [{side_name: s} for s in seqs]  # type: ignore[union-attr]
+        if weights is not None:
+            listed = [{**r, f"{side_name}_weights": w} for r, w in zip(listed, weights, strict=True)]
+        records = as_records(listed)
         data = read_text_pairs(records, Schema.from_hyperparameters(net.hp), self._text, require_label=False, sides=(side_name,))
         side: Side = data.in0 if side_name == "in0" else data.in1
         index = 0 if side_name == "in0" else 1
         out = []
         for start in range(0, len(side), batch_size):
             idx = np.arange(start, min(start + batch_size, len(side)))
-            vectors = net.encode(index, *side_tensors(side, idx, self._device)).float()
+            rows = side_weights(side, idx, self._device)
+            vectors = net.encode(index, *side_tensors(side, idx, self._device), rows).float()
             out.append((torch.nn.functional.normalize(vectors, dim=1) if normalize else vectors).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, net.hp.enc_dim), np.float32)
 

@@ -196,12 +196,12 @@ def _hp(constraint: Constraint, default: Any, doc: str, *, required: bool = Fals
     )
 
 
-def _enc1(constraint: Constraint, default: Any, doc: str) -> Any:
+def _enc1(constraint: Constraint, default: Any, doc: str, *, extension: bool = False) -> Any:
     """An ``enc1_*`` field: unset (None) unless given; resolves to enc0's value or ``default``."""
     return field(
         default=None,
         kw_only=True,
-        metadata={"constraint": constraint, "default": default, "doc": doc, "inherits": True},
+        metadata={"constraint": constraint, "default": default, "doc": doc, "inherits": True, "extension": extension},
     )
 
 
@@ -209,6 +209,8 @@ NETWORKS = ("hcnn", "bilstm", "pooled_embedding")
 # What training minimises (an extension): SageMaker's output-layer loss, an objective on the cosine of
 # the two encodings, or both ("sagemaker+..."), see object2vec.training.objectives
 OBJECTIVES = ("sagemaker", "cosine", "contrastive", "sagemaker+cosine", "sagemaker+contrastive")
+# How pooled_embedding joins its token vectors (an extension; SageMaker's is the mean), see object2vec.nn.encoders
+POOLINGS = ("mean", "sum", "max", "weighted_mean")
 OPTIMIZERS = ("adam", "adagrad", "rmsprop", "sgd", "adadelta")
 ROW_SPARSE_OPTIMIZERS = ("adam", "adagrad", "sgd")
 AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
@@ -222,6 +224,7 @@ ENCODER_KEYS = (
     "freeze_pretrained_embedding",
     "pretrained_embedding_file",
     "vocab_file",
+    "pooling",
 )
 # MXNet plumbing that SageMaker notebooks pass; accepted so their hyperparameters load, then ignored.
 IGNORED_KEYS = frozenset({"_kvstore", "_num_gpus", "_num_kv_servers"})
@@ -240,6 +243,7 @@ class EncoderConfig:
     freeze_pretrained_embedding: bool
     pretrained_embedding_file: str
     vocab_file: str
+    pooling: str = "mean"
 
 
 @dataclass(frozen=True)
@@ -358,6 +362,37 @@ class Hyperparameters:
         False,
         "contrastive objectives: subtract log(frequency of each in1 among training positives) from its in-batch logit, so "
         "popular items are not over-penalised as negatives (retrieval by cosine then ranks by P(in1 given in0)).",
+        extension=True,
+    )
+    # -- extensions: text classification (docs/text_classification.md)
+    enc0_pooling: str = _hp(
+        Choice(POOLINGS),
+        "mean",
+        "pooled_embedding: how token vectors are joined: mean (SageMaker's), sum, max (per dimension), or weighted_mean "
+        "(each token's weight from the record's in0_weights).",
+        extension=True,
+    )
+    enc1_pooling: str | None = _enc1(
+        Choice(POOLINGS), "mean", "As enc0_pooling, for enc1 (weights from in1_weights).", extension=True
+    )
+    mini_batch_tokens: int = _hp(
+        Int(0, 10_000_000),
+        0,
+        "Cut batches by tokens (in0 + in1, after truncation) instead of pairs: each batch holds at most this many, "
+        "mini_batch_size still caps its pairs; 0 = off.",
+        extension=True,
+    )
+    negative_sampling_distinct: bool = _hp(
+        Bool(),
+        False,
+        "Draw a negative again while its in1 equals its positive's (StarSpace's negatives: a label is never its own negative).",
+        extension=True,
+    )
+    negative_sampling_grouped: bool = _hp(
+        Bool(),
+        False,
+        "Train each positive pair and its negatives in one batch, in0 encoded once for all of them (StarSpace's "
+        "training; the label-pair path runs several times faster).",
         extension=True,
     )
 
@@ -493,6 +528,21 @@ class Hyperparameters:
                 f"token_embedding_storage_type=row_sparse supports optimizer {', '.join(ROW_SPARSE_OPTIMIZERS)}; "
                 f"got {self.optimizer}. Use one of those or token_embedding_storage_type=dense."
             )
+        seen = set()
+        for side in (0, 1):
+            network, pooling = getattr(self, f"enc{side}_network"), getattr(self, f"enc{side}_pooling")
+            if pooling != "mean" and network != "pooled_embedding" and (network, pooling) not in seen:
+                seen.add((network, pooling))  # enc1_network=enc0 copied enc0's: one problem, named once
+                problems.append(
+                    f"enc{side}_pooling={pooling} joins pooled_embedding's token vectors; enc{side}_network={network} "
+                    f"has its own pooling. Use enc{side}_network=pooled_embedding or enc{side}_pooling=mean."
+                )
+        for name in ("negative_sampling_distinct", "negative_sampling_grouped"):
+            if getattr(self, name) and not self.negative_sampling_rate:
+                problems.append(
+                    f"{name}=True changes how negatives are drawn, but negative_sampling_rate=0 draws none; "
+                    "set negative_sampling_rate > 0."
+                )
         if self.negative_sampling_rate and self.is_regression:
             problems.append(
                 f"negative_sampling_rate={self.negative_sampling_rate} labels drawn pairs as class 0, so it needs "

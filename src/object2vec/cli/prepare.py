@@ -7,8 +7,18 @@ from typing import Any
 
 import click
 
-from ..text.prepare_options import LABEL_TYPES, MAX_SEQ_LEN, PrepareOptions
+from ..text.prepare_options import LABEL_TYPES, MAX_SEQ_LEN, TASKS, TOKEN_WEIGHTS, PrepareOptions
 from .base import friendly_errors, main
+
+
+def _subwords(value: str | None) -> tuple[int, int] | None:
+    from ..text.features import parse_subwords
+
+    try:
+        return parse_subwords(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
 
 DEFAULTS = PrepareOptions()  # every flag below that sets an option takes its default from here
 
@@ -21,7 +31,7 @@ DEFAULTS = PrepareOptions()  # every flag below that sets an option takes its de
 @click.option("--test", type=click.Path(path_type=Path), help="Raw test pairs (encoded with the training vocabulary).")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
 @click.option("--left", required=True, help="Column of the in0 text: a name, or a 0-based index.")
-@click.option("--right", required=True, help="Column of the in1 text: a name, or a 0-based index.")
+@click.option("--right", help="Column of the in1 text: a name, or a 0-based index (--task pairs).")
 @click.option("--label", help="Column of the label: a name, or a 0-based index. Leave out for unlabelled pairs.")
 @click.option(
     "--format", "fmt", default="auto", type=click.Choice(["auto", "csv", "tsv", "jsonl"]), help="auto: from the extension."
@@ -89,10 +99,43 @@ DEFAULTS = PrepareOptions()  # every flag below that sets an option takes its de
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Apply the tokenizer, vocabulary and labels of an earlier output folder.",
 )
+@click.option(
+    "--task",
+    default=DEFAULTS.task,
+    type=click.Choice(TASKS),
+    help="[extension] pairs: two texts. classify: one text and its class (in1 = [0], softmax). label-pairs: one text "
+    "paired with its label token (StarSpace; negatives drawn in training; labels.jsonl for predict --labels).",
+)
+@click.option(
+    "--word-ngrams",
+    default=DEFAULTS.word_ngrams,
+    type=click.IntRange(1, 10),
+    help="[extension] Add hashed word n-grams up to this length (fastText's -wordNgrams).",
+)
+@click.option(
+    "--subwords",
+    metavar="MIN,MAX",
+    callback=lambda _ctx, _param, value: _subwords(value),
+    help="[extension] Add hashed character n-grams of MIN..MAX characters (fastText's -minn/-maxn).",
+)
+@click.option(
+    "--buckets",
+    default=DEFAULTS.buckets,
+    type=click.IntRange(1),
+    help="[extension] Ids for the hashed n-grams and subwords, after the vocabulary [default: 200000 when either is on].",
+)
+@click.option(
+    "--token-weights",
+    default=DEFAULTS.token_weights,
+    type=click.Choice(TOKEN_WEIGHTS),
+    help="[extension] Per-token weights (in0_weights) for a weighted mean: inline: StarSpace's word:weight; idf: from the "
+    "training texts.",
+)
 @friendly_errors
 def prepare(
-    output: Path, left: str, right: str, label: str | None, fmt: str, no_quoting: bool, header: bool | None, **options: Any
-) -> None:
+    output: Path, left: str, right: str | None, label: str | None, fmt: str, no_quoting: bool, header: bool | None,
+    **options: Any,
+) -> None:  # fmt: skip
     """Tokenize raw text pairs (CSV, TSV, JSON Lines) into Object2Vec JSON Lines plus vocab.json.
 
     Prints the OOV rate and truncation counts of each split and the hyperparameters to train with:

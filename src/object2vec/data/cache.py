@@ -40,8 +40,8 @@ def read_file(file: Path, parser: Parser, cache: bool, shard: tuple[int, int]) -
         digest = content_digest(file)
     except (OSError, ValueError):  # unreadable or unmappable: the parse names the problem, if any
         return jsonl.parse_file(file, parser, shard)
-    folder = cache_dir() / _key(digest, parser.sides, parser.require_label, shard)
-    raw = load(folder, parser.sides, parser.require_label) if folder.is_dir() else None
+    folder = cache_dir() / _key(digest, parser.sides, parser.require_label, shard, parser.weights)
+    raw = load(folder, parser.sides, parser.require_label, parser.weights) if folder.is_dir() else None
     if raw is not None:
         return raw
     count_before = parser.problems.count
@@ -51,8 +51,10 @@ def read_file(file: Path, parser: Parser, cache: bool, shard: tuple[int, int]) -
     return raw
 
 
-def _key(digest: str, sides: tuple[str, ...], require_label: bool, shard: tuple[int, int]) -> str:
+def _key(digest: str, sides: tuple[str, ...], require_label: bool, shard: tuple[int, int], weights: tuple[str, ...] = ()) -> str:
     ident = f"{CACHE_VERSION}|{digest}|{','.join(sides)}|{require_label}|{shard}"
+    if weights:  # per-token weights read too (a weighted-mean model); a key without them stays what it was
+        ident += f"|weights={','.join(weights)}"
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
@@ -63,14 +65,14 @@ def _unchanged(file: Path, digest: str) -> bool:
         return False
 
 
-def _names(sides: tuple[str, ...], require_label: bool) -> list[str]:
-    names = [f"{s}.{kind}" for s in sides for kind in ("tokens", "lengths")] + ["where"]
+def _names(sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()) -> list[str]:
+    names = [f"{s}.{kind}" for s in sides for kind in ("tokens", "lengths")] + ["where"] + [f"{s}.weights" for s in weights]
     return names + (["labels"] if require_label else [])
 
 
-def load(folder: Path, sides: tuple[str, ...], require_label: bool) -> Raw | None:
+def load(folder: Path, sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()) -> Raw | None:
     """The entry's arrays, or ``None`` when it is missing, damaged, altered or inconsistent."""
-    names = _names(sides, require_label)
+    names = _names(sides, require_label, weights)
     try:
         manifest = json.loads((folder / MANIFEST).read_bytes())
         digests = manifest["files"]
@@ -88,6 +90,7 @@ def load(folder: Path, sides: tuple[str, ...], require_label: bool) -> Raw | Non
         {s: np.asarray(arrays[f"{s}.lengths"]) for s in sides},
         np.asarray(arrays["labels"]) if require_label else None,
         arrays["where"],  # stays memory-mapped: only read to locate a problem
+        {s: np.asarray(arrays[f"{s}.weights"]) for s in weights},
     )
     return raw if consistent(raw) else None
 
@@ -109,6 +112,11 @@ def consistent(raw: Raw) -> bool:
             return False
         if int(lengths.sum()) != len(tokens):
             return False
+    for side, weights in raw.weights.items():  # one valid weight per token, as the parser checked them
+        if side not in raw.tokens or weights.dtype != np.float32 or weights.shape != raw.tokens[side].shape:
+            return False
+        if not jsonl.valid_weights(weights, raw.lengths[side]):
+            return False
     return True
 
 
@@ -116,6 +124,7 @@ def store(folder: Path, raw: Raw, sides: tuple[str, ...], require_label: bool) -
     """Write the entry atomically (temporary folder + rename), replacing a damaged one; a read-only
     or full disk just means no cache."""
     arrays = {f"{s}.tokens": raw.tokens[s] for s in sides} | {f"{s}.lengths": raw.lengths[s] for s in sides}
+    arrays |= {f"{s}.weights": w for s, w in raw.weights.items()}
     arrays["where"] = raw.where
     if require_label and raw.labels is not None:  # records read with require_label have labels
         arrays["labels"] = raw.labels

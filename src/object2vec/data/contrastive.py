@@ -61,4 +61,6 @@ def contrastive_batches(data: PairData, hp: Hyperparameters, epoch: int, seed: i
     chunks = [slice(a, b) for a, b in itertools.pairwise(cuts)]
     if hp.bucket_width:
         chunks = [chunks[i] for i in np.random.default_rng([seed, epoch, 1]).permutation(len(chunks))]
-    return [(rows[c], data.labels[rows[c]]) for c in chunks]
+    labels = data.labels
+    assert labels is not None  # training data always has labels (read with require_label)
+    return [(rows[c], labels[rows[c]]) for c in chunks]

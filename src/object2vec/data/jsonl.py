@@ -20,7 +20,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -39,6 +39,7 @@ _AHEAD = 2  # blocks parsed at once on worker threads (pyarrow and numpy release
 _MISSING = object()
 _INT32 = np.iinfo(np.int32)
 _UINT16 = np.iinfo(np.uint16)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # a larger weight would be infinite in training
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,6 +116,7 @@ class Raw:
     lengths: dict[str, np.ndarray]  # side -> int64
     labels: np.ndarray | None  # float64
     where: np.ndarray  # int64 line numbers (files) or record indices
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # side -> flat float32, beside the tokens (if read)
 
 
 class Parser:
@@ -125,6 +127,10 @@ class Parser:
     slow path, which checks record by record and words each problem. ``from_json`` says that the
     records were decoded from JSON text (so they hold only JSON types), which lets the fast path
     check token types by re-serialising instead of calling ``type`` on every token.
+
+    ``weights`` names the sides whose per-token weights are read (``in0_weights`` beside ``in0``: a
+    list of as many finite numbers >= 0 as there are tokens, not all 0), for a model that pools that
+    side by a weighted mean; other records' weights, like every other key, are ignored.
     """
 
     def __init__(
@@ -135,9 +141,10 @@ class Parser:
         locate: Callable[[int], Location],
         expected_label: str,
         from_json: bool = False,
+        weights: tuple[str, ...] = (),
     ):
         self.sides, self.require_label, self.problems, self.locate = sides, require_label, problems, locate
-        self.expected_label, self.from_json = expected_label, from_json
+        self.expected_label, self.from_json, self.weights = expected_label, from_json, weights
 
     def block(self, recs: list[Any], where: np.ndarray) -> Raw:
         return self._fast(recs, where) or self._slow(recs, where)
@@ -170,11 +177,31 @@ class Parser:
                 label_array = np.array(labels, dtype=np.float64)
             except OverflowError:
                 return None
-        return Raw(tokens, lengths, label_array, where)
+        weights = {}
+        for side in self.weights:
+            try:
+                lists = list(map(itemgetter(f"{side}_weights"), recs))
+            except KeyError:
+                return None
+            if set(map(type, lists)) != {list} or not np.array_equal(
+                np.fromiter(map(len, lists), np.int64, len(lists)), lengths[side]
+            ):
+                return None
+            if not set(map(type, chain.from_iterable(lists))) <= {int, float}:
+                return None
+            try:
+                flat = np.fromiter(chain.from_iterable(lists), dtype=np.float64, count=int(lengths[side].sum()))
+            except OverflowError:
+                return None
+            if not valid_weights(flat, lengths[side]):
+                return None
+            weights[side] = flat.astype(np.float32)
+        return Raw(tokens, lengths, label_array, where, weights)
 
     def _slow(self, recs: list[Any], where: np.ndarray) -> Raw:
         flat: dict[str, list[int]] = {s: [] for s in self.sides}
         lens: dict[str, list[int]] = {s: [] for s in self.sides}
+        weights: dict[str, list[float]] = {s: [] for s in self.weights}
         labels: list[float] = []
         kept: list[int] = []
         for i, rec in enumerate(recs):
@@ -190,6 +217,8 @@ class Parser:
             for side in self.sides:
                 flat[side].extend(rec[side])
                 lens[side].append(len(rec[side]))
+            for side in self.weights:
+                weights[side].extend(rec[f"{side}_weights"])
             labels.append(float(label))
             kept.append(i)
         tokens = {}
@@ -204,6 +233,7 @@ class Parser:
             {side: np.asarray(lens[side], dtype=np.int64) for side in self.sides},
             np.asarray(labels, dtype=np.float64) if self.require_label else None,
             where[np.asarray(kept, dtype=np.int64)] if kept else where[:0],
+            {side: np.asarray(weights[side], dtype=np.float32) for side in self.weights},
         )
 
     def _problems_of(self, rec: Any) -> list[Problem]:
@@ -220,6 +250,7 @@ class Parser:
                 found.append(Problem(None, "label", "missing", self.expected_label))
             elif type(label) not in (int, float):
                 found.append(Problem(None, "label", f"got {show(label)} ({jtype(label)})", self.expected_label))
+        found += [problem for side in self.weights if (problem := _weights_problem(rec, side))]
         return found
 
 
@@ -236,6 +267,24 @@ def _sequence_problem(seq: Any, side: str) -> Problem | None:
     return None
 
 
+def _weights_problem(rec: dict[str, Any], side: str) -> Problem | None:
+    """``{side}_weights``: as many finite numbers >= 0 as ``side`` has tokens, not all 0."""
+    key, seq, weights = f"{side}_weights", rec.get(side), rec.get(f"{side}_weights")
+    expected = f"a list of one weight (a finite number >= 0) per {side} token, not all 0"
+    if weights is None:
+        return Problem(None, key, "missing", f"{expected} ({side} is pooled by a weighted mean)")
+    if type(weights) is not list:
+        return Problem(None, key, f"got {show(weights)} ({jtype(weights)})", expected)
+    if type(seq) is list and len(weights) != len(seq):
+        return Problem(None, key, f"has {len(weights)} weights for {len(seq)} tokens", expected)
+    bad = next(((k, w) for k, w in enumerate(weights) if type(w) not in (int, float) or not 0 <= w <= _FLOAT32_MAX), None)
+    if bad is not None:
+        return Problem(None, key, f"weight {bad[0]} is {show(bad[1])}", expected)
+    if not any(weights):
+        return Problem(None, key, "every weight is 0", expected)
+    return None
+
+
 def _json_ints(lists: list[list[Any]]) -> bool:
     """Whether every element of ``lists`` (values decoded from JSON) is an integer.
 
@@ -249,6 +298,15 @@ def _json_ints(lists: list[list[Any]]) -> bool:
     except orjson.JSONEncodeError:
         return False
     return text.count(b"[") == len(lists) + 1 and not any(mark in text for mark in (b".", b"e", b"n", b'"', b"{"))
+
+
+def valid_weights(flat: np.ndarray, lengths: np.ndarray) -> bool:
+    """Whether per-token weights are finite (as float32) and >= 0 and no sequence's weights are all 0."""
+    if not len(flat):
+        return True
+    if not (np.isfinite(flat).all() and flat.min() >= 0 and flat.max() <= _FLOAT32_MAX):
+        return False
+    return bool((np.add.reduceat(flat, np.cumsum(lengths) - lengths) > 0).all())
 
 
 def narrow(flat: np.ndarray) -> np.ndarray:
@@ -298,9 +356,10 @@ class _Growing:
 class _Accumulator:
     """Collects a file's :class:`Raw` blocks into one :class:`Raw` without a second copy."""
 
-    def __init__(self, sides: tuple[str, ...], require_label: bool):
+    def __init__(self, sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()):
         self.tokens = {s: _Growing(np.uint16) for s in sides}
         self.lengths = {s: _Growing(np.int64) for s in sides}
+        self.weights = {s: _Growing(np.float32) for s in weights}
         self.labels = _Growing(np.float64) if require_label else None
         self.where = _Growing(np.int64)
 
@@ -308,6 +367,8 @@ class _Accumulator:
         for side, grow in self.tokens.items():
             grow.append(raw.tokens[side], done)
             self.lengths[side].append(raw.lengths[side], done)
+        for side, grow in self.weights.items():
+            grow.append(raw.weights[side], done)
         if self.labels is not None:
             self.labels.append(raw.labels, done)  # type: ignore[arg-type]
         self.where.append(raw.where, done)
@@ -318,6 +379,7 @@ class _Accumulator:
             {s: g.finish() for s, g in self.lengths.items()},
             self.labels.finish() if self.labels is not None else None,
             self.where.finish(),
+            {s: g.finish() for s, g in self.weights.items()},
         )
 
 
@@ -416,17 +478,29 @@ def _blocks(fh: BinaryIO, span: tuple[int, int] | None) -> Iterator[tuple[bytes,
         pos += len(block)
 
 
-def _parse_block(block: bytes, sides: tuple[str, ...], require_label: bool) -> tuple[np.ndarray, Any]:
+def _parse_block(
+    block: bytes, sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()
+) -> tuple[np.ndarray, Any]:
     """The compiled scanner (:func:`kernels.parse_pairs`) for labelled pairs, else
-    :func:`arrow_lines.parse`; tokens narrowed on the same worker thread (both release the GIL)."""
-    scanned = kernels.parse_pairs(block) if sides == ("in0", "in1") and require_label else None
+    :func:`arrow_lines.parse`; tokens narrowed on the same worker thread (both release the GIL).
+    Per-token weights are read by pyarrow (the scanner refuses a block with any key but label, in0
+    and in1) and checked here; a block that fails goes to the per-record reader, which names the line."""
+    scanned = kernels.parse_pairs(block) if sides == ("in0", "in1") and require_label and not weights else None
     if scanned is not None:
         starts, tokens, lengths, labels = scanned
-        return starts, ({side: narrow(t) for side, t in tokens.items()}, lengths, labels)
-    starts, parsed = arrow_lines.parse(block, sides, require_label)
+        return starts, ({side: narrow(t) for side, t in tokens.items()}, lengths, labels, {})
+    starts, parsed = arrow_lines.parse(block, sides, require_label, weights)
     if parsed is not None:
-        tokens, lengths, maybe_labels = parsed
-        parsed = ({side: narrow(t) for side, t in tokens.items()}, lengths, maybe_labels)
+        tokens, lengths, maybe_labels, read = parsed
+        if all(valid_weights(read[side], lengths[side]) for side in weights):
+            parsed = (
+                {side: narrow(t) for side, t in tokens.items()},
+                lengths,
+                maybe_labels,
+                {s: w.astype(np.float32) for s, w in read.items()},
+            )
+        else:
+            parsed = None
     return starts, parsed
 
 
@@ -440,7 +514,7 @@ def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: Parser, arrow: bool
     with ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="object2vec-read") as pool:
         pending: deque[tuple[bytes, int, Future]] = deque()
         for block, pos in blocks:
-            pending.append((block, pos, pool.submit(_parse_block, block, parser.sides, parser.require_label)))
+            pending.append((block, pos, pool.submit(_parse_block, block, parser.sides, parser.require_label, parser.weights)))
             if len(pending) > _AHEAD:
                 block, pos, parsed = pending.popleft()
                 yield block, pos, parsed.result()
@@ -458,7 +532,7 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
     ``where`` holds line numbers, or byte offsets when reading a byte range (see :class:`LineOf`).
     A damaged file becomes a problem, not an exception.
     """
-    acc = _Accumulator(parser.sides, parser.require_label)
+    acc = _Accumulator(parser.sides, parser.require_label, parser.weights)
     lineno = 0
     span = byte_range(file, shard)
     try:
@@ -474,8 +548,8 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
                 where = pos + starts if span is not None else np.arange(lineno + 1, lineno + 1 + len(starts), dtype=np.int64)
                 lineno += len(starts)  # every line read counts, also those another rank parses
                 if parsed is not None:
-                    tokens, lengths, labels = parsed
-                    raw = Raw(tokens, lengths, labels, where)
+                    tokens, lengths, labels, weights = parsed
+                    raw = Raw(tokens, lengths, labels, where, weights)
                 else:
                     lines = block.split(b"\n")
                     if block.endswith(b"\n"):

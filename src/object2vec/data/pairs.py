@@ -42,10 +42,12 @@ Source = Union[PathLike, Records, "PairData"]
 
 @dataclass(frozen=True)
 class Side:
-    """One side (in0 or in1) of many pairs: ``tokens[offsets[i]:offsets[i+1]]`` is sequence ``i``."""
+    """One side (in0 or in1) of many pairs: ``tokens[offsets[i]:offsets[i+1]]`` is sequence ``i``,
+    and ``weights`` the same slice of its per-token weights (read only for a weighted-mean pooling)."""
 
     tokens: np.ndarray  # (total_tokens,) uint16 or int32 (the narrowest that holds every id)
     offsets: np.ndarray  # (n + 1,) int64, offsets[0] == 0
+    weights: np.ndarray | None = None  # (total_tokens,) float32, or None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -59,25 +61,35 @@ class Side:
 
     def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Flat tokens and lengths of sequences ``idx``, gathered without a Python loop."""
+        positions, lengths = self.positions(idx)
+        return self.tokens[positions], lengths
+
+    def take_weights(self, idx: np.ndarray) -> np.ndarray | None:
+        """Flat per-token weights of sequences ``idx`` (as :meth:`take` gathers their tokens), or None."""
+        return None if self.weights is None else self.weights[self.positions(idx)[0]]
+
+    def positions(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the tokens of sequences ``idx`` lie in ``tokens``, in order, and their lengths."""
         starts = self.offsets[idx]
         lengths = self.offsets[idx + 1] - starts
         ends = np.cumsum(lengths)
         # position j of the output reads tokens[starts[k] + (j - ends[k-1])] for its sequence k
         shift = np.repeat(starts - (ends - lengths), lengths)
-        return self.tokens[shift + np.arange(ends[-1] if len(ends) else 0)], lengths
+        return shift + np.arange(ends[-1] if len(ends) else 0), lengths
 
     @classmethod
-    def from_lists(cls, seqs: Iterable[Sequence[int]]) -> Side:
+    def from_lists(cls, seqs: Iterable[Sequence[int]], weights: Iterable[Sequence[float]] | None = None) -> Side:
         seqs = list(seqs)
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         flat = np.asarray([t for s in seqs for t in s], dtype=np.int64).reshape(-1)
-        return cls(narrow(flat), offsets)
+        flat_weights = None if weights is None else np.asarray([w for s in weights for w in s], dtype=np.float32).reshape(-1)
+        return cls(narrow(flat), offsets, flat_weights)
 
     @property
     def nbytes(self) -> int:
-        return self.tokens.nbytes + self.offsets.nbytes
+        return self.tokens.nbytes + self.offsets.nbytes + (0 if self.weights is None else self.weights.nbytes)
 
     @cached_property
     def keys(self) -> np.ndarray:
@@ -147,6 +159,7 @@ class Schema:
     max_seq_len: tuple[int, int]
     regression: bool
     num_classes: int
+    weighted: tuple[bool, bool] = (False, False)  # whether each side needs per-token weights (``in0_weights``)
 
     @classmethod
     def from_hyperparameters(cls, hp: Hyperparameters) -> Schema:
@@ -156,7 +169,12 @@ class Schema:
             max_seq_len=(hp.encoder(0).max_seq_len, hp.encoder(1).max_seq_len),
             regression=hp.is_regression,
             num_classes=hp.num_classes,
+            weighted=(hp.encoder(0).pooling == "weighted_mean", hp.encoder(1).pooling == "weighted_mean"),
         )
+
+    def weighted_sides(self, sides: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of ``sides`` carry per-token weights."""
+        return tuple(side for side in sides if self.weighted[_side_index(side)])
 
     def expected_label(self) -> str:
         if self.regression:
@@ -176,13 +194,17 @@ def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int],
         index = _side_index(side)
         vocab, limit = schema.vocab_size[index], schema.max_seq_len[index]
         lens = raw.lengths[side]
+        weights = raw.weights.get(side)
         if len(flat) and (flat.min() < 0 or flat.max() >= vocab):
             _report_tokens(flat, lens, vocab, side, raw.where, problems, locate, bad_records)
         if len(lens) and lens.max() > limit:  # truncate: keep the first `limit` tokens of each sequence
             starts = np.repeat(np.cumsum(lens) - lens, lens)
             keep = (np.arange(len(flat)) - starts) < limit
             flat, lens = flat[keep], np.minimum(lens, limit)
-        out[side] = (flat, lens)
+            if weights is not None:
+                weights = weights[keep]
+                _report_weightless(weights, lens, limit, side, raw.where, problems, locate)
+        out[side] = (flat, lens, weights)
     if raw.labels is not None:
         out["labels"] = _check_labels(raw.labels, schema, raw.where, problems, locate)
     return out
@@ -215,6 +237,27 @@ def _report_tokens(
             problems.add(Problem(at, side, f"token {k} is {value}", f"{expected} (ids are never negative)"))
         else:
             problems.add(Problem(at, side, f"token {k} is {value}, not less than {name}={vocab}", expected, advice))
+
+
+def _report_weightless(
+    weights: np.ndarray,
+    lens: np.ndarray,
+    limit: int,
+    side: str,
+    where: np.ndarray,
+    problems: Problems,
+    locate: Callable[[int], Location],
+) -> None:
+    """Sequences whose kept (first ``limit``) tokens all weigh 0: a weighted mean of nothing."""
+    if not len(weights):
+        return
+    for rec in np.flatnonzero(np.add.reduceat(weights, np.cumsum(lens) - lens) <= 0)[: MAX_SHOWN + 1].tolist():
+        problems.add(
+            Problem(
+                locate(int(where[rec])), f"{side}_weights", f"the first {limit} weights (max_seq_len) are all 0",
+                "a positive weight among the tokens kept", f"or a larger enc{_side_index(side)}_max_seq_len",
+            )
+        )  # fmt: skip
 
 
 def _check_labels(
@@ -293,7 +336,7 @@ def read_pairs(
     locate: Callable[[int], Location]  # where record i is, for messages
     if _is_records(source):
         locate = int  # problems name records[i] (or what the caller calls them)
-        parser = Parser(sides, require_label, problems, locate, schema.expected_label())
+        parser = Parser(sides, require_label, problems, locate, schema.expected_label(), weights=schema.weighted_sides(sides))
         recs = list(source)[shard[0] :: shard[1]]  # type: ignore[arg-type]
         parts.append((parser.block(recs, np.arange(shard[0], shard[0] + shard[1] * len(recs), shard[1], dtype=np.int64)), locate))
     else:
@@ -303,7 +346,10 @@ def read_pairs(
             for file in list_files(path):
                 problems.expect(file)
                 locate = LineOf(file) if byte_range(file, shard) else functools.partial(Line, str(file))
-                parser = Parser(sides, require_label, problems, locate, schema.expected_label(), from_json=True)
+                parser = Parser(
+                    sides, require_label, problems, locate, schema.expected_label(), from_json=True,
+                    weights=schema.weighted_sides(sides),
+                )  # fmt: skip
                 parts.append((read_file(file, parser, cache, shard), locate))
     checked = [_check(raw, schema, problems, locate) for raw, locate in parts]
     del parts  # the raw labels and line numbers are not needed any more: free them before assembling
@@ -326,7 +372,9 @@ def _assemble(checked: list[dict[str, Any]], sides: tuple[str, ...], require_lab
         lengths = np.concatenate([c[side][1] for c in checked]) if checked else np.zeros(0, np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        built.append(Side(tokens[0] if len(tokens) == 1 else np.concatenate(tokens), offsets))
+        weights = [c[side][2] for c in checked if c[side][2] is not None]
+        joined = None if not weights else weights[0] if len(weights) == 1 else np.concatenate(weights)
+        built.append(Side(tokens[0] if len(tokens) == 1 else np.concatenate(tokens), offsets, joined))
     labels = None
     if require_label:
         dtype = np.float32 if schema.regression else np.int8

@@ -73,6 +73,10 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
         "int",
         ("const float *", "const int64_t *", "const int64_t *", "float *", "int64_t", "int64_t", "int64_t"),
     ),
+    "bag_weighted_backward": (
+        "int",
+        ("const float *", "const int64_t *", "const int64_t *", "const float *", "float *", "int64_t", "int64_t", "int64_t"),
+    ),
     "lstm_forward_step": (
         "void",
         ("const uint16_t *", "const uint16_t *", "const float *", "const int64_t *", "const float *", "float *",

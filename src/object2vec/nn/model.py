@@ -95,9 +95,12 @@ class Object2VecNet(nn.Module):
         tables = [cast(TokenEmbedding, enc.embedding) for enc in self.encoders]  # build_encoder's table
         return tables[:1] if tables[0] is tables[1] else tables
 
-    def encode(self, side: int, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Encoder ``side``'s vectors for flat ``tokens`` and ``lengths``: ``(B, enc_dim)``."""
-        return self.encoders[side](tokens, lengths)
+    def encode(self, side: int, tokens: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder ``side``'s vectors for flat ``tokens`` and ``lengths`` (and per-token ``weights``
+        for a weighted-mean pooling): ``(B, enc_dim)``."""
+        if weights is None:
+            return self.encoders[side](tokens, lengths)
+        return self.encoders[side](tokens, lengths, weights)
 
     def head(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Comparator, MLP and output layer on encodings ``(B, enc_dim)``: logits ``(B, num_classes)``
@@ -113,13 +116,22 @@ class Object2VecNet(nn.Module):
         lengths0: torch.Tensor,
         tokens1: torch.Tensor,
         lengths1: torch.Tensor,
+        weights0: torch.Tensor | None = None,
+        weights1: torch.Tensor | None = None,
+        index0: torch.Tensor | None = None,
         encodings: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pair scores: logits ``(B, num_classes)`` for softmax, predictions ``(B,)`` for regression, or
         the cosine ``(B,)`` of the two encodings for a model without a head. With ``encodings`` also
-        the encodings ``u`` and ``v`` ``(B, enc_dim)`` (after dropout) that objectives train."""
-        u = self.dropout(self.encode(0, tokens0, lengths0))  # (B, enc_dim)
-        v = self.dropout(self.encode(1, tokens1, lengths1))  # (B, enc_dim)
+        the encodings ``u`` and ``v`` ``(B, enc_dim)`` (after dropout) that objectives train.
+
+        ``weights0``/``weights1``: per-token weights of a weighted-mean pooling. ``index0`` ``(B,)``: the
+        in0 sequences are distinct records and pair ``i`` reads row ``index0[i]`` of their encodings
+        (negative_sampling_grouped: each record is encoded once for all its pairs).
+        """
+        u = self.encode(0, tokens0, lengths0, weights0)
+        u = self.dropout(u if index0 is None else u.index_select(0, index0))  # (B, enc_dim)
+        v = self.dropout(self.encode(1, tokens1, lengths1, weights1))  # (B, enc_dim)
         out = self.head(u, v) if self.output is not None else cosine(u, v)
         return (out, u, v) if encodings else out
 

@@ -42,7 +42,7 @@ from ..files import atomic_path, atomic_write_json
 from ..hyperparameters import Hyperparameters
 from ..model_folder import ASSETS, CONFIG, METRICS, load_text, read_config
 from ..nn.encoders import HCNN, BiLSTM, PooledEmbedding
-from ..nn.model import Object2VecNet, compare
+from ..nn.model import Object2VecNet, compare, cosine
 from .predictor import BATCH_SIZE, Predictor
 
 OPSET = 17
@@ -143,6 +143,8 @@ class PaddedScorer(nn.Module):
         self, tokens0: torch.Tensor, lengths0: torch.Tensor, tokens1: torch.Tensor, lengths1: torch.Tensor
     ) -> torch.Tensor:
         u, v = self.encoders[0](tokens0, lengths0), self.encoders[1](tokens1, lengths1)
+        if self.mlp is None or self.output is None:  # an embedding objective without SageMaker's head: the cosine
+            return cosine(u, v)[:, None]
         out = self.output(self.mlp(compare(u, v, self.hp.comparator_list)))
         return out[:, :1] if self.hp.is_regression else torch.softmax(out, dim=1)
 
@@ -244,12 +246,15 @@ class OnnxPredictor(Predictor):
         self.schema = Schema.from_hyperparameters(self.hp)
         self.device = torch.device("cpu")
         self.batch_size = batch_size
+        self.normalize = False
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = BATCH_SIZE) -> OnnxPredictor:
+    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = BATCH_SIZE, normalize: bool = False) -> OnnxPredictor:
         if device not in ("cpu", "auto"):
             raise Object2VecError(f"--runtime onnx runs on the CPU (onnxruntime's CPU provider); got --device {device}")
-        return cls(path, batch_size)
+        predictor = cls(path, batch_size)
+        predictor.normalize = normalize
+        return predictor
 
     def scores(self, data: Any) -> np.ndarray:
         out = [
@@ -262,7 +267,10 @@ class OnnxPredictor(Predictor):
         packed = data.in0 if side == "in0" else data.in1
         session = self.sessions["encoder0" if side == "in0" else "encoder1"]
         out = [session.run(None, _padded(packed, idx, ""))[0] for idx in self._chunks(len(packed))]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.hp.enc_dim), np.float32)
+        vectors = np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.hp.enc_dim), np.float32)
+        if self.normalize:  # as Predictor: unit length, a zero vector stays zero
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
 
     def _chunks(self, n: int) -> list[np.ndarray]:
         return [np.arange(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]

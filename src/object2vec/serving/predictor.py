@@ -24,11 +24,12 @@ import torch
 
 from ..data.jsonl import jtype
 from ..data.pairs import Schema
+from ..data.sampling import Batch
 from ..errors import DataError, Object2VecError, Problem, relocate
 from ..estimator import Object2Vec
 from ..nn.model import pair_scores
 from ..text.tokenize import read_text_pairs
-from ..training.batches import side_tensors
+from ..training.batches import batch_inputs, side_tensors, side_weights
 
 BATCH_SIZE = 1024
 MAX_SEQ_LEN = 5000  # SageMaker's bound for max_seq_len and infer_max_seqlens
@@ -158,7 +159,7 @@ class Predictor:
         out = []
         for start in range(0, len(data), self.batch_size):
             idx = np.arange(start, min(start + self.batch_size, len(data)))
-            y = self.net(*side_tensors(data.in0, idx, self.device), *side_tensors(data.in1, idx, self.device))
+            y = self.net(*batch_inputs(data, Batch(idx, idx, idx), self.device))
             out.append(pair_scores(y, self.hp).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.output_width["scores"]), np.float32)
 
@@ -171,6 +172,7 @@ class Predictor:
         out = []
         for start in range(0, len(packed), self.batch_size):
             idx = np.arange(start, min(start + self.batch_size, len(packed)))
-            vectors = self.net.encode(index, *side_tensors(packed, idx, self.device)).float()
+            weights = side_weights(packed, idx, self.device)
+            vectors = self.net.encode(index, *side_tensors(packed, idx, self.device), weights).float()
             out.append((torch.nn.functional.normalize(vectors, dim=1) if self.normalize else vectors).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.hp.enc_dim), np.float32)

@@ -10,6 +10,14 @@ column name or 0-based index. The output folder is an auxiliary channel and a da
     out/vectors.txt.gz                              the --vectors rows of vocabulary words (GloVe text)
     out/hyperparameters.json                        the values to train with (SageMaker string form)
 
+Text classification (an extension; ``docs/text_classification.md``): ``task="classify"`` reads one
+text and a label (``{"label": 2, "in0": [...], "in1": [0]}``: in1 is one constant token, softmax over
+the classes); ``task="label-pairs"`` writes StarSpace's document-label pairs (``{"label": 1, "in0":
+[...], "in1": [2]}``, negatives drawn in training) and ``labels.jsonl``, the candidates that
+``object2vec predict --labels`` scores. ``word_ngrams``, ``subwords``, ``buckets`` and
+``token_weights`` add hashed features and per-token weights (``in0_weights``) to the text sides
+(:mod:`object2vec.text.features`); IDF weights cost one more pass over the training split.
+
 The vocabulary is built from the training split only (validation and test words it lacks count as
 out-of-vocabulary, as they would for new data), or taken from an earlier run (``vocab_from``).
 Sequences are written whole; training truncates them at ``encX_max_seq_len``, whose suggested value
@@ -39,14 +47,20 @@ from ..data.pairs import open_lines
 from ..errors import Line, Problem, Problems
 from ..files import atomic_path, atomic_write_bytes, atomic_write_json
 from .auxiliary import VectorFile
+from .features import DEFAULT_BUCKETS, DocumentFrequencies, Features
 from .prepare_options import MAX_SEQ_LEN, PrepareError, PrepareOptions
 from .tokenize import (
     SETTINGS_FILE,
     AuxiliaryFileError,
     DefaultTokenizer,
     HuggingFaceTokenizer,
+    TextCodec,
+    TextError,
     Tokenizer,
     Vocabulary,
+    encode_text,
+    idf_file,
+    read_features,
     read_settings,
     tokenizer_from_settings,
 )
@@ -56,6 +70,7 @@ __all__ = ["PrepareError", "PrepareOptions", "PrepareReport", "Table", "prepare"
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 MAX_CLASSES = 30  # SageMaker's num_classes limit
 VECTORS_FILE = "vectors.txt.gz"
+LABEL_ITEMS_FILE = "labels.jsonl"  # label-pairs: every label as an in1 item, for predict --labels
 
 
 # --------------------------------------------------------------------------------------------------
@@ -67,7 +82,7 @@ class Table:
     """How to read one kind of input file, and which columns hold the left text, right text and label."""
 
     left: str | int
-    right: str | int
+    right: str | int | None  # None: one text per record (the classify and label-pairs tasks)
     label: str | int | None = None
     format: str = "auto"  # auto (from the extension), csv, tsv or jsonl
     quoting: bool = True  # False: csv.QUOTE_NONE (quote characters are text, as in STS Benchmark)
@@ -108,7 +123,7 @@ class Table:
         reader = csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE)
         named = [c for c in (self.left, self.right, self.label) if isinstance(c, str)]
         header = bool(named) if self.header is None else self.header
-        index: dict[str | int, int] = {c: c for c in (self.left, self.right, self.label) if isinstance(c, int)}
+        index: dict[str | int | None, int] = {c: c for c in (self.left, self.right, self.label) if isinstance(c, int)}
         try:
             if header:
                 names = next(reader, None)
@@ -137,7 +152,7 @@ class Table:
                 if label == "":
                     problems.add(Problem(where, None, f"the label column {self.label!r} is empty", "a label"))
                     continue
-                yield where, row[index[self.left]], row[index[self.right]], label
+                yield where, row[index[self.left]], row[index[self.right]] if self.right is not None else "", label
         except csv.Error as e:
             problems.add(Problem(Line(str(path), reader.line_num), None, str(e)))
 
@@ -158,7 +173,7 @@ class Table:
                 problems.add(Problem(where, None, "is not a JSON object", "one object per line"))
                 continue
             texts: list[Any] = []  # strings once the check below passes
-            for key in (self.left, self.right):
+            for key in (self.left, self.right) if self.right is not None else (self.left,):
                 value = rec.get(key)
                 if not isinstance(value, str):
                     problems.add(Problem(where, str(key), f"got {json.dumps(value)}", "a string"))
@@ -168,7 +183,7 @@ class Table:
                 problems.add(Problem(where, str(self.label), f"got {json.dumps(label)}", "a number or a string"))
                 continue
             if all(isinstance(t, str) for t in texts):
-                yield where, texts[0], texts[1], label
+                yield where, texts[0], texts[1] if len(texts) > 1 else "", label
 
 
 def parse_column(value: str | int | None) -> str | int | None:
@@ -190,7 +205,7 @@ class Labels:
     classes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def infer(cls, values: list[Any], kind: str = "auto") -> Labels:
+    def infer(cls, values: list[Any], kind: str = "auto", limit: int | None = MAX_CLASSES) -> Labels:
         """``auto``: numbers if every label is a number and one is not a whole number, else classes.
 
         Classes that are all integers in [0, 30) keep their value as id (so 0/1 data stays 0/1, and
@@ -206,7 +221,7 @@ class Labels:
         distinct = sorted(set(keys), key=lambda k: (_as_number(k) is None, _as_number(k) or 0, k))
         if all(k.isdigit() and int(k) < MAX_CLASSES for k in distinct):
             return cls("class", {k: int(k) for k in distinct})
-        if len(distinct) > MAX_CLASSES:
+        if limit is not None and len(distinct) > limit:
             raise PrepareError(
                 f"the training labels have {len(distinct)} classes; Object2Vec takes at most {MAX_CLASSES} "
                 "(use --label-type number for a numeric target)"
@@ -282,7 +297,7 @@ class PrepareReport:
     out: Path
     splits: list[SplitStats]
     vocab_files: tuple[str, str]
-    vocabs: tuple[Vocabulary, Vocabulary]
+    vocabs: tuple[Vocabulary, Vocabulary | None]
     labels: Labels | None
     hyperparameters: dict[str, str]
     max_seq_len: tuple[int, int]
@@ -303,6 +318,8 @@ class PrepareReport:
         shared = self.vocab_files[0] == self.vocab_files[1]
         for k in (0,) if shared else (0, 1):
             v = self.vocabs[k]
+            if v is None:  # in1 is a constant or a label token (classify, label-pairs)
+                continue
             whose = "in0 and in1" if shared else f"in{k}"
             out.append(
                 f"vocabulary {self.vocab_files[k]}: {len(v):,} words for {whose}; unknown token {v.unknown_token!r} = id {v.unknown_id}"
@@ -353,23 +370,32 @@ def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None
     opts = (options or PrepareOptions()).changed(**changes)
     out = Path(out)
     inputs = opts.inputs()
+    features = _features(opts, table)
     for name, path in inputs.items():
         if not path.is_file():
             raise PrepareError(f"--{name} {path}: no such file")
 
+    idf: tuple[Any, Any] = (None, None)
+    vocabs: tuple[Vocabulary, Vocabulary | None]
     if opts.vocab_from is not None:
-        tokenizer, vocabs, vocab_files, labels, old_hp = _load_previous(opts.vocab_from)
+        tokenizer, vocabs, vocab_files, labels, old_hp, features, idf = _load_previous(opts.vocab_from, opts.task)
         if table.label is not None and labels is None:
             raise PrepareError(f"{opts.vocab_from}: was prepared without labels, but --label was given")
     else:
         tokenizer = _make_tokenizer(opts.tokenizer_file, opts.lowercase)
-        vocab_files = ("vocab.json", "vocab.json") if opts.shared_vocab else ("enc0_vocab.json", "enc1_vocab.json")
+        if opts.task != "pairs":
+            vocab_files = ("vocab.json", "")  # in1 is a constant or a label token: no text, no vocabulary
+        else:
+            vocab_files = ("vocab.json", "vocab.json") if opts.shared_vocab else ("enc0_vocab.json", "enc1_vocab.json")
         old_hp = {}
 
     problems = Problems()
     vector_file = VectorFile(opts.vectors) if opts.vectors is not None else None
     if opts.vocab_from is None:
-        vocabs, labels = _build_vocabularies(inputs["train"], table, tokenizer, vector_file, opts, problems)
+        vocabs, labels = _build_vocabularies(inputs["train"], table, tokenizer, vector_file, opts, features, problems)
+        if any(f is not None and f.weights == "idf" for f in features):
+            idf = _idf_tables(table, inputs["train"], tokenizer, vocabs, features, problems)
+    codec = TextCodec(tokenizer, vocabs, vocab_files, features, idf)
 
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as written_if_all_valid:  # every split is renamed into place, or none
@@ -377,19 +403,19 @@ def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None
         for name, path in inputs.items():
             problems.expect(path)
             tmp = written_if_all_valid.enter_context(atomic_path(out / f"{name}.jsonl"))
-            stats.append(_write_split(name, path, tmp, table, tokenizer, vocabs, labels, problems))
+            stats.append(_write_split(name, path, tmp, table, codec, labels, opts.task, problems))
         problems.raise_if_any()
     written = [f"{name}.jsonl" for name in inputs]
 
     lengths, percentile = _suggested_lengths(stats, opts, old_hp)
     report_vectors = None
     if opts.vocab_from is None:
-        written += _write_text_files(out, tokenizer, vocabs, vocab_files, labels, opts.unknown_token)
+        written += _write_text_files(out, codec, labels, opts.task)
         if vector_file is not None:
             found = _write_vectors(vector_file, vocabs, out / VECTORS_FILE)
             written.append(VECTORS_FILE)
             report_vectors = (str(opts.vectors), found, vector_file.dim)
-        hp = _hyperparameters(vocabs, vocab_files, lengths, labels, vector_file)
+        hp = _hyperparameters(vocabs, vocab_files, lengths, labels, vector_file, opts.task, features)
         atomic_write_json(out / "hyperparameters.json", hp)
         written.append("hyperparameters.json")
     else:
@@ -398,15 +424,23 @@ def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None
 
 
 def _build_vocabularies(
-    train: Path, table: Table, tokenizer: Tokenizer, vector_file: VectorFile | None, opts: PrepareOptions, problems: Problems
-) -> tuple[tuple[Vocabulary, Vocabulary], Labels | None]:
-    """The vocabularies (one per side, or one shared) and the labels of the training split."""
+    train: Path,
+    table: Table,
+    tokenizer: Tokenizer,
+    vector_file: VectorFile | None,
+    opts: PrepareOptions,
+    features: tuple[Features | None, Features | None],
+    problems: Problems,
+) -> tuple[tuple[Vocabulary, Vocabulary | None], Labels | None]:
+    """The vocabularies (one per side, or one shared; none for in1 with one text a record) and the
+    labels of the training split."""
     counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     label_values: list[Any] = []
     problems.expect(train)
-    for _where, left, right, label in table.rows(train, problems):
-        counts[0].update(tokenizer(left))
-        counts[1].update(tokenizer(right))
+    pairs = opts.task == "pairs"
+    for where, left, right, label in table.rows(train, problems):
+        for k, text in enumerate((left, right) if pairs else (left,)):
+            counts[k].update(_split(text, tokenizer, features[k], where, k, problems))
         if label is not None:
             label_values.append(label)
     problems.raise_if_any()
@@ -419,10 +453,81 @@ def _build_vocabularies(
         first_words = [w for w, _ in vector_file.scan(lambda _w, k: k < opts.vector_words)]
     built = [
         Vocabulary.build(c, min_count=opts.min_count, max_size=opts.max_size, unknown_token=opts.unknown_token, extra=first_words)
-        for c in (counts[0],) + (() if opts.shared_vocab else (counts[1],))
+        for c in (counts[0],) + (() if opts.shared_vocab or not pairs else (counts[1],))
     ]
-    labels = Labels.infer(label_values, opts.label_type) if table.label is not None else None
-    return (built[0], built[-1]), labels
+    labels = None
+    if table.label is not None:  # label-pairs: labels are in1 tokens, not softmax classes (no limit of 30)
+        labels = Labels.infer(
+            label_values, opts.label_type if pairs else "class", None if opts.task == "label-pairs" else MAX_CLASSES
+        )
+    return (built[0], built[-1] if pairs else None), labels
+
+
+def _features(opts: PrepareOptions, table: Table) -> tuple[Features | None, Features | None]:
+    """Each side's features: the text sides get them (both for pairs, in0 otherwise); ``None``: none asked."""
+    task = opts.task
+    if task == "pairs" and table.right is None:
+        raise PrepareError("--task pairs reads two texts: give --right (or --task classify / label-pairs for one text)")
+    if task != "pairs":
+        if table.right is not None:
+            raise PrepareError(f"--task {task} reads one text (--left) and its label; --right is not used: leave it out")
+        if table.label is None:
+            raise PrepareError(f"--task {task} needs the label column: give --label")
+    hashed = opts.word_ngrams > 1 or opts.subwords is not None
+    if opts.buckets is not None and not hashed:
+        raise PrepareError("--buckets holds hashed word n-grams and subwords; give --word-ngrams 2 or more, or --subwords")
+    buckets = (DEFAULT_BUCKETS if opts.buckets is None else opts.buckets) if hashed else 0
+    features = Features(opts.word_ngrams, opts.subwords, buckets, opts.token_weights)
+    if not features.active:
+        return None, None
+    if opts.vocab_from is not None:
+        raise PrepareError(
+            "--vocab-from applies the earlier folder's features; leave out --word-ngrams, --subwords, --buckets and --token-weights"
+        )
+    return features, features if task == "pairs" else None
+
+
+def _split(text: str, tokenizer: Tokenizer, features: Features | None, where: Line, side: int, problems: Problems) -> list[str]:
+    """The tokens a text contributes to its vocabulary (inline weights stripped)."""
+    if features is None:
+        return tokenizer(text)
+    try:
+        return features.split(text, tokenizer)[0]
+    except ValueError as e:
+        problems.add(Problem(where, f"in{side}", str(e)))
+        return []
+
+
+def _idf_tables(
+    table: Table,
+    path: Path,
+    tokenizer: Tokenizer,
+    vocabs: tuple[Vocabulary, Vocabulary | None],
+    features: tuple[Features | None, Features | None],
+    problems: Problems,
+) -> tuple[Any, Any]:
+    """Each IDF-weighted side's IDF table over the training texts (one more pass over them)."""
+    counters: list[tuple[DocumentFrequencies, Features, Vocabulary] | None] = []
+    for f, vocab in zip(features, vocabs, strict=True):
+        if f is None or f.weights != "idf" or vocab is None:
+            counters.append(None)
+        else:  # the ids as the features make them, without weights
+            counters.append(
+                (DocumentFrequencies(vocab.size + f.extra_ids), Features(f.word_ngrams, f.subwords, f.buckets), vocab)
+            )
+    for where, left, right, _label in table.rows(path, problems):
+        for k, text in enumerate((left, right)):
+            counter = counters[k]
+            if counter is None:
+                continue
+            frequencies, plain, vocab = counter
+            try:
+                frequencies.add(encode_text(text, tokenizer, vocab, plain).ids)
+            except TextError as e:
+                problems.add(Problem(where, f"in{k}", str(e)))
+    problems.raise_if_any()
+    tables = [None if c is None else c[0].idf() for c in counters]
+    return tables[0], tables[1]
 
 
 def _suggested_lengths(
@@ -431,7 +536,7 @@ def _suggested_lengths(
     """The ``encX_max_seq_len`` to suggest, and the percentile it came from (``None``: not from one)."""
     train_stats = next((s for s in stats if s.name == "train"), None)
     if opts.max_seq_len is not None:
-        return (opts.max_seq_len, opts.max_seq_len), None
+        return (opts.max_seq_len, opts.max_seq_len if opts.task == "pairs" else 1), None
     if train_stats is not None and opts.vocab_from is None:
         first, second = (_percentile_length(s.lengths, opts.length_percentile) for s in train_stats.sides)
         if opts.shared_vocab:
@@ -441,33 +546,32 @@ def _suggested_lengths(
     return (enc0, int(old_hp.get("enc1_max_seq_len", enc0))), None
 
 
-def _write_text_files(
-    out: Path,
-    tokenizer: Tokenizer,
-    vocabs: tuple[Vocabulary, Vocabulary],
-    vocab_files: tuple[str, str],
-    labels: Labels | None,
-    unknown_token: str,
-) -> list[str]:
-    """The vocabularies, ``tokenization.json``, the tokenizer file and ``labels.json``; returns their names."""
+def _write_text_files(out: Path, codec: TextCodec, labels: Labels | None, task: str) -> list[str]:
+    """The vocabularies, ``tokenization.json`` (with the features), the IDF tables, the tokenizer file,
+    ``labels.json`` and, for label pairs, ``labels.jsonl``; returns their names."""
     written = []
-    for name in dict.fromkeys(vocab_files):
-        atomic_write_bytes(out / name, vocabs[vocab_files.index(name)].to_json())
-        written.append(name)
-    settings = {
-        "format": "object2vec-tokenization",
-        "format_version": 1,
-        "tokenizer": tokenizer.settings(),
-        "unknown_token": unknown_token,
-    }
-    atomic_write_json(out / SETTINGS_FILE, settings)
+    for name in dict.fromkeys(f for f in codec.vocab_files if f):
+        vocab = codec.vocabs[codec.vocab_files.index(name)]
+        if vocab is not None:
+            atomic_write_bytes(out / name, vocab.to_json())
+            written.append(name)
+    assets = codec.assets()
+    atomic_write_bytes(out / SETTINGS_FILE, assets[SETTINGS_FILE])
     written.append(SETTINGS_FILE)
-    if isinstance(tokenizer, HuggingFaceTokenizer):
-        atomic_write_bytes(out / tokenizer.name, tokenizer.raw)
-        written.append(tokenizer.name)
+    for side, table in enumerate(codec.idf):
+        if table is not None:
+            atomic_write_bytes(out / idf_file(side), assets[idf_file(side)])
+            written.append(idf_file(side))
+    if isinstance(codec.tokenizer, HuggingFaceTokenizer):
+        atomic_write_bytes(out / codec.tokenizer.name, codec.tokenizer.raw)
+        written.append(codec.tokenizer.name)
     if labels is not None and labels.kind == "class":
         atomic_write_bytes(out / "labels.json", (json.dumps(labels.classes, indent=2, ensure_ascii=False) + "\n").encode())
         written.append("labels.json")
+        if task == "label-pairs":
+            items = b"".join(orjson.dumps({"id": name, "in1": [i]}) + b"\n" for name, i in labels.classes.items())
+            atomic_write_bytes(out / LABEL_ITEMS_FILE, items)
+            written.append(LABEL_ITEMS_FILE)
     return written
 
 
@@ -477,10 +581,9 @@ def _make_tokenizer(tokenizer_file: Path | None, lowercase: bool | None) -> Toke
     return HuggingFaceTokenizer(tokenizer_file, lowercase=bool(lowercase), name="tokenizer.json")
 
 
-def _load_previous(
-    folder: Path,
-) -> tuple[Tokenizer, tuple[Vocabulary, Vocabulary], tuple[str, str], Labels | None, dict[str, str]]:
-    """Tokenizer, vocabularies, labels and hyperparameters of an earlier ``prepare`` output folder."""
+def _load_previous(folder: Path, task: str) -> tuple[Any, ...]:
+    """Tokenizer, vocabularies, vocabulary files, labels, hyperparameters, features and IDF tables of an
+    earlier ``prepare`` output folder."""
     hp_path = folder / "hyperparameters.json"
     try:
         hp = json.loads(hp_path.read_text())
@@ -488,15 +591,16 @@ def _load_previous(
         raise PrepareError(
             f"{hp_path}: cannot be read ({e}); --vocab-from expects a folder written by object2vec prepare"
         ) from None
-    files = (hp.get("enc0_vocab_file", ""), hp.get("enc1_vocab_file") or hp.get("enc0_vocab_file", ""))
-    if not all(files):
+    one_text = task != "pairs"
+    files = (hp.get("enc0_vocab_file", ""), "" if one_text else hp.get("enc1_vocab_file") or hp.get("enc0_vocab_file", ""))
+    if not files[0] or not (one_text or files[1]):
         raise PrepareError(f"{hp_path}: names no enc0_vocab_file; --vocab-from expects a folder written by object2vec prepare")
     settings = read_settings(folder)
-    tokenizer = tokenizer_from_settings(settings["tokenizer"], folder, str(folder / SETTINGS_FILE))
-    vocabs = (
-        Vocabulary.load(folder / files[0], settings["unknown_token"]),
-        Vocabulary.load(folder / files[1], settings["unknown_token"]),
-    )
+    where = str(folder / SETTINGS_FILE)
+    tokenizer = tokenizer_from_settings(settings["tokenizer"], folder, where)
+    vocab0 = Vocabulary.load(folder / files[0], settings["unknown_token"])
+    vocabs = (vocab0, None if one_text else Vocabulary.load(folder / files[1], settings["unknown_token"]))
+    features, idf = read_features(settings.get("features"), folder, where, vocabs)
     labels = None
     if hp.get("output_layer") == "mean_squared_error":
         labels = Labels("number")
@@ -505,7 +609,7 @@ def _load_previous(
             labels = Labels("class", json.loads((folder / "labels.json").read_text()))
         except json.JSONDecodeError as e:
             raise AuxiliaryFileError(f"{folder / 'labels.json'}: is not valid JSON ({e})") from None
-    return tokenizer, vocabs, files, labels, hp
+    return tokenizer, vocabs, files, labels, hp, features, idf
 
 
 def _write_split(
@@ -513,35 +617,49 @@ def _write_split(
     path: Path,
     tmp: Path,
     table: Table,
-    tokenizer: Tokenizer,
-    vocabs: tuple[Vocabulary, Vocabulary],
+    codec: TextCodec,
     labels: Labels | None,
+    task: str,
     problems: Problems,
 ) -> SplitStats:
     """Encode one split into ``tmp`` (only while no problem was found: the files are dropped then)."""
     stats = SplitStats(name, path)
+    dump = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE  # float32 weights in their shortest form
     with open(tmp, "wb") as fh:
         for where, left, right, label in table.rows(path, problems):
             record: dict[str, Any] = {}
             if labels is not None:
                 record["label"] = labels.encode(label, where, problems)
-            for k, text in enumerate((left, right)):
+            for k, text in enumerate((left, right) if task == "pairs" else (left,)):
                 side = stats.sides[k]
-                tokens = tokenizer(text)
-                ids, oov = vocabs[k].encode(tokens)
-                if not ids:
+                vocab = codec.vocabs[k]
+                assert vocab is not None  # a text side always has one
+                try:
+                    encoded = encode_text(text, codec.tokenizer, vocab, codec.features[k], codec.idf[k])
+                except TextError as e:
+                    problems.add(Problem(where, f"in{k}", str(e)))
+                    continue
+                if not encoded.ids:
                     problems.add(
                         Problem(where, f"in{k}", "no token is in the vocabulary and it has no unknown token", "a known word")
                     )
-                side.tokens += len(tokens)
-                side.oov += oov
-                side.empty += not tokens
-                side.all_oov += bool(tokens) and oov == len(tokens)
-                side.lengths.append(len(ids))
-                record[f"in{k}"] = ids
+                side.tokens += encoded.tokens
+                side.oov += encoded.oov
+                side.empty += not encoded.tokens
+                side.all_oov += bool(encoded.tokens) and encoded.oov == encoded.tokens
+                side.lengths.append(len(encoded.ids))
+                record[f"in{k}"] = encoded.ids
+                if encoded.weights is not None:
+                    record[f"in{k}_weights"] = np.asarray(encoded.weights, dtype=np.float32)
+            if task != "pairs":  # in1: one constant token (classify), or the label's token (label-pairs)
+                record["in1"] = [0] if task == "classify" else [record.get("label")]
+                if task == "label-pairs":
+                    record["label"] = 1
+                stats.sides[1].tokens += 1
+                stats.sides[1].lengths.append(1)
             stats.pairs += 1
             if not problems.count:
-                fh.write(orjson.dumps(record) + b"\n")
+                fh.write(orjson.dumps(record, option=dump))
     return stats
 
 
@@ -551,9 +669,9 @@ def _percentile_length(lengths: list[int], percentile: float) -> int:
     return int(min(max(math.ceil(np.percentile(lengths, percentile)), 1), MAX_SEQ_LEN))
 
 
-def _write_vectors(vector_file: VectorFile, vocabs: tuple[Vocabulary, Vocabulary], target: Path) -> int:
+def _write_vectors(vector_file: VectorFile, vocabs: tuple[Vocabulary, Vocabulary | None], target: Path) -> int:
     """The rows of every vocabulary word found in ``vector_file``, as GloVe text (gzip); returns the count."""
-    words = set(vocabs[0].ids) | set(vocabs[1].ids)
+    words = set().union(*(v.ids for v in vocabs if v is not None))
     found = 0
     with atomic_path(target) as tmp, gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
         for word, vector in vector_file.scan(lambda w, _k: w in words):
@@ -564,27 +682,45 @@ def _write_vectors(vector_file: VectorFile, vocabs: tuple[Vocabulary, Vocabulary
 
 
 def _hyperparameters(
-    vocabs: tuple[Vocabulary, Vocabulary],
+    vocabs: tuple[Vocabulary, Vocabulary | None],
     files: tuple[str, str],
     lengths: tuple[int, int],
     labels: Labels | None,
     vector_file: VectorFile | None,
+    task: str = "pairs",
+    features: tuple[Features | None, Features | None] = (None, None),
 ) -> dict[str, str]:
     """The values that make the written data trainable, in SageMaker's string form."""
-    hp = {"enc0_vocab_size": str(vocabs[0].size), "enc0_max_seq_len": str(lengths[0]), "enc0_vocab_file": files[0]}
+    sizes = [None if v is None else v.size + (f.extra_ids if f is not None else 0) for v, f in zip(vocabs, features, strict=True)]
+    hp = {"enc0_vocab_size": str(sizes[0]), "enc0_max_seq_len": str(lengths[0]), "enc0_vocab_file": files[0]}
     if vector_file is not None:
         hp["enc0_pretrained_embedding_file"] = VECTORS_FILE
         hp["enc0_token_embedding_dim"] = str(vector_file.dim)  # pooled_embedding needs enc_dim equal to it instead
-    if files[0] != files[1] or lengths[0] != lengths[1]:
+    if task != "pairs":  # in1 is one token: the constant 0 (classify) or the label (label-pairs)
+        in1_size = 2 if task == "classify" else max(2, labels.num_classes if labels is not None else 2)
+        hp.update({"enc0_network": "pooled_embedding", "enc1_network": "pooled_embedding"})
+        hp.update({"enc1_vocab_size": str(in1_size), "enc1_max_seq_len": "1"})
+    elif files[0] != files[1] or lengths[0] != lengths[1]:
         # enc1_network=enc0 would copy enc0's vocabulary and lengths, so enc1 is set explicitly
-        hp.update({"enc0_network": "hcnn", "enc1_network": "hcnn"})
-        hp.update({"enc1_vocab_size": str(vocabs[1].size), "enc1_max_seq_len": str(lengths[1]), "enc1_vocab_file": files[1]})
+        network = "pooled_embedding" if any(features) else "hcnn"  # hashed features and weights are bags of tokens
+        hp.update({"enc0_network": network, "enc1_network": network})
+        hp.update({"enc1_vocab_size": str(sizes[1]), "enc1_max_seq_len": str(lengths[1]), "enc1_vocab_file": files[1]})
         if vector_file is not None:
             hp["enc1_pretrained_embedding_file"] = VECTORS_FILE
             hp["enc1_token_embedding_dim"] = str(vector_file.dim)
+    elif any(features):
+        hp["enc0_network"] = "pooled_embedding"
+    for side, f in enumerate(features):
+        if f is not None and f.weights != "none":
+            hp[f"enc{side}_pooling"] = "weighted_mean"  # an extension: the data carries in0_weights
     if labels is not None:
         if labels.kind == "number":
             hp["output_layer"] = "mean_squared_error"
+        elif task == "label-pairs":  # StarSpace: each document-label pair is a positive, negatives are drawn
+            hp.update({"output_layer": "softmax", "num_classes": "2"})
+            hp["negative_sampling_rate"] = str(min(5, max(1, len(labels.classes) - 1)))
+            hp["negative_sampling_distinct"] = "True"  # extensions: a label is never its own negative, and a
+            hp["negative_sampling_grouped"] = "True"  # document is encoded once for its label and its negatives
         else:
             hp["output_layer"] = "softmax"
             hp["num_classes"] = str(labels.num_classes)

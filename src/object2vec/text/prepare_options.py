@@ -17,6 +17,8 @@ from ..errors import Object2VecError
 from .tokenize import UNKNOWN_TOKEN
 
 LABEL_TYPES = ("auto", "class", "number")
+TASKS = ("pairs", "classify", "label-pairs")  # an extension: one text and its label (docs/text_classification.md)
+TOKEN_WEIGHTS = ("none", "inline", "idf")
 MAX_SEQ_LEN = 5000  # SageMaker's encX_max_seq_len limit
 SPLITS = ("train", "validation", "test")
 PATHS = (*SPLITS, "vocab_from", "tokenizer_file", "vectors")  # fields that name a file or folder
@@ -56,6 +58,12 @@ class PrepareOptions:
     vector_words: int = 0  # also add the first N words of `vectors` to the vocabulary
     length_percentile: float = 99.0  # the suggested max_seq_len: this percentile of training lengths
     max_seq_len: int | None = None  # suggest this max_seq_len instead of the percentile
+    # -- extensions: text classification (object2vec.text.features, docs/text_classification.md)
+    task: str = "pairs"  # pairs (two texts), classify (one text, softmax) or label-pairs (one text paired with its label)
+    word_ngrams: int = 1  # add hashed word n-grams of 2..word_ngrams tokens
+    subwords: tuple[int, int] | None = None  # add hashed character n-grams of (min, max) characters
+    buckets: int | None = None  # ids for the hashed features (None: 200,000 when any is on)
+    token_weights: str = "none"  # per-token weights (in0_weights): none, inline (word:weight) or idf
 
     def __post_init__(self) -> None:
         for name in PATHS:
@@ -108,4 +116,12 @@ _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "vector_words": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "length_percentile": (lambda v: _is_number(v) and 1 <= v <= 100, "a number in [1, 100]"),
     "max_seq_len": (lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_SEQ_LEN), f"an integer in [1, {MAX_SEQ_LEN}] or None"),
+    "task": (lambda v: v in TASKS, f"one of {', '.join(TASKS)}"),
+    "word_ngrams": (lambda v: _is_int(v) and 1 <= v <= 10, "an integer in [1, 10]"),
+    "subwords": (
+        lambda v: v is None or (isinstance(v, tuple) and len(v) == 2 and all(map(_is_int, v)) and 1 <= v[0] <= v[1] <= 20),
+        "(MIN, MAX) with 1 <= MIN <= MAX <= 20, or None",
+    ),
+    "buckets": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 or None"),
+    "token_weights": (lambda v: v in TOKEN_WEIGHTS, f"one of {', '.join(TOKEN_WEIGHTS)}"),
 }

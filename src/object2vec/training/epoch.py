@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -41,11 +41,11 @@ class EpochRunner:
         self.objective = EmbeddingObjective(hp, train) if hp.embedding_objective else None
 
     def step(self, batch: Batch, meter: Meter) -> None:
-        inputs = batch_inputs(self.train, batch, self.device)
+        inputs = batch_inputs(self.train, batch, self.device, once=self.hp.negative_sampling_grouped)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
         if self.objective is not None:  # an extension: SageMaker's objective takes the path below, unchanged
-            loss = self._objective_loss(inputs, labels, batch, meter)
+            loss = self._objective_loss(cast(tuple[torch.Tensor, ...], inputs), labels, batch, meter)
         else:
             with autocast(self.precision, self.device):
                 out = self.model(*inputs)

@@ -126,7 +126,8 @@ def fit(
         log_metrics("train", record["train"], epoch)
         reporting.emit(reporting.throughput_line(record["throughput"]))
         if validation is not None:
-            record["validation"] = evaluate(net, validation, device, objective=runner.objective)
+            extra = {"objective": runner.objective} if runner.objective is not None else {}  # an extension's loss
+            record["validation"] = evaluate(net, validation, device, **extra)
             log_metrics("validation", record["validation"], epoch)
         reporting.emit(reporting.progress_line(100 * epoch / hp.epochs))
         result.history.append(record)

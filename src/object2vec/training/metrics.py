@@ -132,9 +132,11 @@ def _evaluation_batches(data: PairData, hp: Hyperparameters, batch_size: int) ->
         yield from sequential_batches(data, batch_size)
         return
     order = np.random.default_rng(0).permutation(len(data))  # files are often sorted (by user, by query)
+    labels = data.labels
+    assert labels is not None  # validation data always has labels
     for start in range(0, len(order), hp.mini_batch_size):
         idx = order[start : start + hp.mini_batch_size]
-        yield Batch(idx, idx, data.labels[idx])
+        yield Batch(idx, idx, labels[idx])
 
 
 def log_metrics(split: str, metrics: dict[str, float], epoch: int | None = None) -> None:
