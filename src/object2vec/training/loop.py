@@ -126,7 +126,7 @@ def fit(
         log_metrics("train", record["train"], epoch)
         reporting.emit(reporting.throughput_line(record["throughput"]))
         if validation is not None:
-            extra = {"objective": runner.objective} if runner.objective is not None else {}  # an extension's loss
+            extra: dict[str, Any] = {"objective": runner.objective} if runner.objective is not None else {}  # an extension
             record["validation"] = evaluate(net, validation, device, **extra)
             log_metrics("validation", record["validation"], epoch)
         reporting.emit(reporting.progress_line(100 * epoch / hp.epochs))
