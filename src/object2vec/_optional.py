@@ -18,6 +18,7 @@ EXTRAS = {
     "sklearn": ("viz", "scikit-learn"),
     "matplotlib": ("viz", "matplotlib"),
     "umap": ("viz", "umap-learn"),
+    "optuna": ("tune", "optuna"),
 }
 
 

@@ -26,6 +26,7 @@ from .text.auxiliary import AuxiliaryChannel
 from .text.tokenize import TextCodec, read_text_pairs
 from .training import distributed
 from .training.batches import sequential_batches, side_tensors
+from .training.callbacks import Callback
 from .training.loop import fit
 from .training.metrics import EVAL_BATCH_SIZE, evaluate
 from .training.precision import resolve_precision
@@ -93,6 +94,7 @@ class Object2Vec:
         checkpoint_every: int = 0,
         resume: bool = False,
         on_step: Callable[[Batch], None] | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> Object2Vec:
         """Train on ``train`` (path, folder, ``.jsonl.gz`` or list of records); returns ``self``.
 
@@ -103,7 +105,8 @@ class Object2Vec:
         prepare``); it is a data location, so it is given here rather than to the constructor.
         A model trained with a vocabulary also reads raw strings in ``predict``/``embed``/``evaluate``.
         ``max_steps`` stops after that many optimizer steps (a smoke test). ``checkpoint_dir``,
-        ``checkpoint_every``, ``resume`` and ``on_step`` are passed to :func:`object2vec.train.fit`.
+        ``checkpoint_every``, ``resume``, ``on_step`` and ``callbacks`` (told about each epoch, see
+        :mod:`object2vec.training.callbacks`) are passed to :func:`object2vec.training.loop.fit`.
 
         Under ``torchrun`` every rank reads only its shard of each split and all ranks end with the
         same weights (``docs/distributed.md``).
@@ -150,6 +153,7 @@ class Object2Vec:
             checkpoint_every=checkpoint_every,
             resume=resume,
             on_step=on_step,
+            callbacks=callbacks,
         )
         self.model_ = net
         self.hyperparameters_ = hp
