@@ -37,7 +37,19 @@ def ag_news(folder: Path, n: int) -> Path:
     return folder
 
 
-def test_the_example_splits_by_position_and_prints_every_run(tmp_path, capsys):
+@pytest.fixture
+def _logging_restored():
+    """The example configures object2vec's logger as its command line does; later tests get it back as it was."""
+    from object2vec import reporting
+
+    saved = (list(reporting.logger.handlers), reporting.logger.level, reporting.logger.propagate)
+    yield
+    reporting.logger.handlers[:] = saved[0]
+    reporting.logger.setLevel(saved[1])
+    reporting.logger.propagate = saved[2]
+
+
+def test_the_example_splits_by_position_and_prints_every_run(tmp_path, capsys, _logging_restored):
     spec = importlib.util.spec_from_file_location("text_classification_example", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("text_classification_example", example)
