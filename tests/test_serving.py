@@ -258,11 +258,11 @@ def test_unexpected_failure_is_a_json_500_and_the_server_keeps_serving(classifie
 
 
 def test_one_log_line_per_request(client, caplog):
-    with caplog.at_level("INFO", logger="object2vec.serve"):
+    with caplog.at_level("INFO", logger="object2vec.serving.app"):
         post(client, {"instances": [PAIR, PAIR]})
         post(client, {"instances": []})
         client.get("/ping")
-    lines = [r.getMessage() for r in caplog.records if r.name == "object2vec.serve"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "object2vec.serving.app"]
     assert len(lines) == 3
     assert lines[0].startswith("POST /invocations 200 2 instances ") and lines[0].endswith(" ms")
     assert lines[1].startswith("POST /invocations 400")

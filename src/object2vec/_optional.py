@@ -22,6 +22,8 @@ EXTRAS = {
     "huggingface_hub": ("hub", "huggingface_hub"),
     "onnxruntime": ("onnx", "onnxruntime"),
     "optuna": ("tune", "optuna"),
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow", "mlflow-skinny"),
 }
 
 

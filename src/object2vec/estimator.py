@@ -8,6 +8,7 @@ model refuse to run before ``fit`` or :meth:`Object2Vec.load`.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import model_folder, reporting
+from . import model_folder
 from .data.inputs import as_records, as_source, is_labels
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
@@ -31,6 +32,8 @@ from .training.callbacks import Callback
 from .training.loop import fit
 from .training.metrics import EVAL_BATCH_SIZE, evaluate
 from .training.precision import resolve_precision
+
+logger = logging.getLogger(__name__)
 
 Sequences = Sequence[Sequence[int] | str]
 _RUN_OPTIONS = ("seed", "device", "precision", "cache")  # constructor arguments that are not hyperparameters
@@ -155,7 +158,7 @@ class Object2Vec:
             warnings.simplefilter("always")
             hp = hp.resolve()
         for w in caught:
-            reporting.logger.warning(str(w.message))
+            logger.warning(str(w.message))
             warnings.warn(w.message, stacklevel=2)
         channel = AuxiliaryChannel.open(hp, auxiliary)  # cheap checks of every named file, before any data
         schema = Schema.from_hyperparameters(hp)

@@ -92,3 +92,4 @@ def fmt(value: Any) -> str:
 @click.version_option(package_name="object2vec")
 def main() -> None:
     """Object2Vec: embeddings of pairs, SageMaker-compatible, trained with PyTorch."""
+    reporting.set_progress_bars(True)  # long steps show a bar when stderr is a terminal ('train' decides again)

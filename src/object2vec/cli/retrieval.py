@@ -18,6 +18,7 @@ from typing import Any
 import click
 import numpy as np
 
+from .. import console
 from ..errors import DataError, Line, Object2VecError, Problem
 from .base import DEVICE_HELP, fmt, friendly_errors, load_model, main, notes
 
@@ -137,9 +138,10 @@ def index_build(
             **index.meta["params"],
         }
         if kind != "exact":
-            exact = NeighborIndex.build(vectors, items.ids, metric, "exact")
             rows = np.random.default_rng(seed).choice(len(items), size=min(recall_sample, len(items)), replace=False)
-            summary["recall@10"] = round(recall_at_k(index, exact, vectors[np.sort(rows)], k=10), 4)
+            with console.working(f"recall@10 on {len(rows)} sampled items"):
+                exact = NeighborIndex.build(vectors, items.ids, metric, "exact")
+                summary["recall@10"] = round(recall_at_k(index, exact, vectors[np.sort(rows)], k=10), 4)
             summary["recall_queries"] = len(rows)
     index.save(output)
     summary["index"] = str(output)
@@ -335,8 +337,10 @@ def cluster(
     model = load_model(model_dir, device)
     items = _items(model, data, side)
     vectors = items.vectors(model)
-    assignments, _ = kmeans(vectors, k, seed, backend=backend)
-    scores = cluster_scores(vectors, assignments, items.labels, seed)
+    with console.working(f"k-means: {len(items)} items into {k} clusters"):
+        assignments, _ = kmeans(vectors, k, seed, backend=backend)
+    with console.working("scoring the clusters"):
+        scores = cluster_scores(vectors, assignments, items.labels, seed)
     sizes = np.bincount(assignments, minlength=k).tolist()
     if output is not None:
         lines = [json.dumps({"id": i, "cluster": int(c)}) + "\n" for i, c in zip(items.ids, assignments, strict=True)]
@@ -409,11 +413,12 @@ def plot(
     elif color_by == "cluster":
         from ..retrieval.clustering import kmeans
 
-        colors = [f"cluster {c}" for c in kmeans(vectors, min(k, len(items)), seed)[0]]
+        with console.working(f"k-means: {len(items)} items into {min(k, len(items))} clusters"):
+            colors = [f"cluster {c}" for c in kmeans(vectors, min(k, len(items)), seed)[0]]
     names = items.names
     if names_file is not None:
         names = _read_names(names_file, items)
-    with notes():
+    with notes(), console.working(f"{method} map of {len(items)} items"):
         plot_map(
             vectors, output, method, colors, names, title, seed, max_names, legend_title=None if colors is None else color_by
         )

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
+from .. import console
 from ..errors import DataError, Line, Location, Problem, Problems
 from ..native import kernels
 from . import arrow as arrow_lines
@@ -538,7 +539,7 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
     try:
         gz = _is_gzip(file)
         first, last = span if span is not None else (0, file.stat().st_size)
-        with open_lines(file) as fh, _gc_paused():
+        with open_lines(file) as fh, _gc_paused(), console.FileProgress(fh, f"reading {file.name}", (first, last)) as bar:
             if span is not None and span[0] > 0:
                 fh.seek(span[0] - 1)
                 if fh.read(1) != b"\n":
@@ -561,6 +562,7 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
                 # share of the input read so far, to size the arrays once (unknown inside a gzip stream)
                 done = None if gz else min(max(pos + len(block) - first, 1) / max(last - first, 1), 1.0)
                 acc.add(raw, done)
+                bar.update(None if gz else pos + len(block))  # gzip: how far into the compressed file
     except OSError as e:
         parser.problems.add(
             Problem(Line(str(file)), None, f"cannot be read ({e.strerror or e})")

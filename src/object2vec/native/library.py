@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ..files import atomic_path, cache_dir
 
-logger = logging.getLogger("object2vec")
+logger = logging.getLogger(__name__)
 
 SOURCE_FOLDER = Path(__file__).parent / "csrc"
 

@@ -32,11 +32,13 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .. import console
 from ..data.pairs import Schema, list_files, open_lines
 from ..errors import DataError, Line, Location, Problem, Problems, UnknownIdError, location_text, relocate
 from ..text.tokenize import read_text_pairs
 
 SIDES = ("in0", "in1")
+EMBED_CHUNK = 16384  # items embedded per call, for the progress bar: a multiple of the model's batch (4096)
 ItemId = str | int
 
 
@@ -67,7 +69,12 @@ class Items:
     def vectors(self, model: Any) -> np.ndarray:
         """The side's encoder vectors ``(n, enc_dim)``, computed once per model."""
         if self._vectors is None or self._vectors[0] is not model:
-            self._vectors = (model, model.embed(**{self.side: self.sequences}))
+            parts = []
+            with console.progress(len(self), desc=f"embedding {self.side}", unit="item", unit_scale=True) as bar:
+                for start in range(0, max(len(self), 1), EMBED_CHUNK):
+                    parts.append(model.embed(**{self.side: self.sequences[start : start + EMBED_CHUNK]}))
+                    bar.update(len(parts[-1]))
+            self._vectors = (model, np.concatenate(parts))
         return self._vectors[1]
 
     def subset(self, rows: Sequence[int]) -> Items:

@@ -27,7 +27,7 @@ from ..errors import Object2VecError
 from .predictor import InstanceError, Predictor
 from .protocol import JSON, ProtocolError, decode_instances, encode_predictions, parse_accept, parse_content_type
 
-log = logging.getLogger("object2vec.serve")
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker real-time endpoints' request limit
 PREFERRED_MODES = ("classification", "embedding")

@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import orjson
 
+from .. import console
 from ..data.jsonl import decode_or_error, open_lines
 from ..errors import DataError
 from .predictor import InstanceError, Predictor
@@ -108,8 +109,11 @@ def _best_labels(predictor: Predictor, rows: list[Any], labels: Items, k: int) -
 
 
 def _chunks(source: str | Path, size: int) -> Iterator[list[tuple[int, Any]]]:
-    """``(line number, decoded JSON or the decoding error)`` for every non-blank line, ``size`` at a time."""
-    fh: BinaryIO = sys.stdin.buffer if str(source) == "-" else open_lines(Path(source))
+    """``(line number, decoded JSON or the decoding error)`` for every non-blank line, ``size`` at a time
+    (with a bar over the file's bytes at a terminal; stdin has no size, so no bar)."""
+    stdin = str(source) == "-"
+    fh: BinaryIO = sys.stdin.buffer if stdin else open_lines(Path(source))
+    bar = None if stdin else console.FileProgress(fh, Path(source).name)
     try:
         batch: list[tuple[int, Any]] = []
         for lineno, raw in enumerate(fh, 1):
@@ -119,10 +123,14 @@ def _chunks(source: str | Path, size: int) -> Iterator[list[tuple[int, Any]]]:
             if len(batch) == size:
                 yield batch
                 batch = []
+                if bar is not None:
+                    bar.update()
         if batch:
             yield batch
     finally:
-        if fh is not sys.stdin.buffer:
+        if bar is not None:
+            bar.close()
+        if not stdin:
             fh.close()
 
 

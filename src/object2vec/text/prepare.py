@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .. import console
 from ..data.pairs import open_lines
 from ..errors import Line, Problem, Problems
 from ..files import atomic_path, atomic_write_bytes, atomic_write_json
@@ -97,20 +98,26 @@ class Table:
             raise PrepareError(f"{path}: cannot tell the format from the name; pass --format csv, tsv or jsonl")
         return kind
 
-    def rows(self, path: Path, problems: Problems) -> Iterator[tuple[Line, str, str, Any]]:
-        """``(where, left, right, label)`` per record; ``label`` is None without a label column."""
+    def rows(self, path: Path, problems: Problems, doing: str = "reading") -> Iterator[tuple[Line, str, str, Any]]:
+        """``(where, left, right, label)`` per record; ``label`` is None without a label column.
+
+        At a terminal a bar follows the file's bytes, described as ``doing`` the file."""
         kind = self.file_format(path)
         try:
             fh = open_lines(path)
         except OSError as e:
             raise PrepareError(f"{path}: cannot be read ({e.strerror})") from None
-        with fh:
+        with fh, console.FileProgress(fh, f"{doing} {path.name}") as bar:
             text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
             try:
                 if kind == "jsonl":
-                    yield from self._json_rows(path, text, problems)
+                    rows = self._json_rows(path, text, problems)
                 else:
-                    yield from self._csv_rows(path, text, "\t" if kind == "tsv" else ",", problems)
+                    rows = self._csv_rows(path, text, "\t" if kind == "tsv" else ",", problems)
+                for n, row in enumerate(rows):
+                    if not n & 1023:
+                        bar.update()
+                    yield row
             except UnicodeDecodeError as e:
                 problems.add(Problem(Line(str(path)), None, f"is not UTF-8 text ({e})", "UTF-8"))
             except (OSError, EOFError, gzip.BadGzipFile) as e:
@@ -438,7 +445,7 @@ def _build_vocabularies(
     label_values: list[Any] = []
     problems.expect(train)
     pairs = opts.task == "pairs"
-    for where, left, right, label in table.rows(train, problems):
+    for where, left, right, label in table.rows(train, problems, "counting words in"):
         for k, text in enumerate((left, right) if pairs else (left,)):
             counts[k].update(_split(text, tokenizer, features[k], where, k, problems))
         if label is not None:
@@ -515,7 +522,7 @@ def _idf_tables(
             counters.append(
                 (DocumentFrequencies(vocab.size + f.extra_ids), Features(f.word_ngrams, f.subwords, f.buckets), vocab)
             )
-    for where, left, right, _label in table.rows(path, problems):
+    for where, left, right, _label in table.rows(path, problems, "counting documents in"):
         for k, text in enumerate((left, right)):
             counter = counters[k]
             if counter is None:
@@ -626,7 +633,7 @@ def _write_split(
     stats = SplitStats(name, path)
     dump = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE  # float32 weights in their shortest form
     with open(tmp, "wb") as fh:
-        for where, left, right, label in table.rows(path, problems):
+        for where, left, right, label in table.rows(path, problems, f"writing {name}.jsonl from"):
             record: dict[str, Any] = {}
             if labels is not None:
                 record["label"] = labels.encode(label, where, problems)

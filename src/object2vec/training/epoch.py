@@ -8,9 +8,8 @@ from typing import Any, cast
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .. import reporting
+from .. import console
 from ..data.pairs import PairData
 from ..data.sampling import Batch
 from ..hyperparameters import Hyperparameters
@@ -89,14 +88,7 @@ class EpochRunner:
         epoch's meter, pair count and seconds (not yet combined across ranks)."""
         meter = Meter(self.hp)
         pairs = sum(len(b.labels) for b in batches)
-        bar = tqdm(
-            total=pairs,
-            unit="pair",
-            unit_scale=True,
-            desc=f"epoch {epoch}",
-            disable=not reporting.show_progress_bar(),
-            leave=False,
-        )
+        bar = console.progress(pairs, desc=f"epoch {epoch}", unit="pair", unit_scale=True)
         start = time.perf_counter()
         for i, batch in enumerate(batches, start=first):
             self.step(batch, meter)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import reporting
+from .. import console, reporting
 from ..data.pairs import PairData
 from ..data.sampling import Batch
 from ..hyperparameters import Hyperparameters
@@ -110,19 +110,22 @@ def evaluate(
     was_training = net.training
     net.eval()
     meter = Meter(net.hp)
-    if net.hp.objective == "sagemaker":
-        for batch in sequential_batches(data, batch_size):
-            labels = label_tensor(batch.labels, net.hp, device)
-            out = net(*batch_inputs(data, batch, device))
-            meter.add(out, labels, compute_loss(out, labels, net.hp))
-    else:
-        objective = objective or EmbeddingObjective(net.hp)
-        for batch in _evaluation_batches(data, net.hp, batch_size):
-            labels = label_tensor(batch.labels, net.hp, device)
-            out, u, v = net(*batch_inputs(data, batch, device), encodings=True)
-            if net.hp.has_head:
+    with console.progress(len(data), desc="evaluating", unit="pair", unit_scale=True) as bar:
+        if net.hp.objective == "sagemaker":
+            for batch in sequential_batches(data, batch_size):
+                labels = label_tensor(batch.labels, net.hp, device)
+                out = net(*batch_inputs(data, batch, device))
                 meter.add(out, labels, compute_loss(out, labels, net.hp))
-            meter.add_parts(objective(u, v, labels, data, batch, gather=False)[1])
+                bar.update(len(batch.labels))
+        else:
+            objective = objective or EmbeddingObjective(net.hp)
+            for batch in _evaluation_batches(data, net.hp, batch_size):
+                labels = label_tensor(batch.labels, net.hp, device)
+                out, u, v = net(*batch_inputs(data, batch, device), encodings=True)
+                if net.hp.has_head:
+                    meter.add(out, labels, compute_loss(out, labels, net.hp))
+                meter.add_parts(objective(u, v, labels, data, batch, gather=False)[1])
+                bar.update(len(batch.labels))
     net.train(was_training)
     return meter.reduced(device)
 

@@ -162,14 +162,15 @@ def _one_line(text: str) -> str:
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """No per-epoch metric lines or notes from inside a trial: the tuner reports trials, not epochs."""
-    level = reporting.logger.level
-    reporting.logger.setLevel(logging.ERROR)
+    package = logging.getLogger(reporting.PACKAGE)  # every module's logger is below it
+    level = package.level
+    package.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        reporting.logger.setLevel(level)
+        package.setLevel(level)
 
 
 # --------------------------------------------------------------------------------------------------
