@@ -244,7 +244,7 @@ def a_long_opaque_call(tmp_path: Path, model_dir: Path) -> None:
 
 STEPS = {
     "reading big.jsonl": parse_a_file,
-    "big.jsonl": predict_a_file,
+    "scoring big.jsonl": predict_a_file,
     "writing train.jsonl from big.csv": prepare_text,
     "embedding in1": embed_items,
     "indexing (hnsw)": build_an_index,

@@ -213,7 +213,7 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
         model.fit(
             run.train, run.validation, run.test, auxiliary=run.auxiliary, max_steps=1 if run.dry_run else None,
             checkpoint_dir=checkpoint_dir, checkpoint_every=run.checkpoint_every, resume=run.resume,
-            callbacks=[console.EpochLines(hp.epochs), *trackers],
+            callbacks=[] if run.dry_run else [console.EpochLines(hp.epochs), *trackers],
         )  # fmt: skip
         if run.dry_run:
             click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")

@@ -70,7 +70,7 @@ class Items:
         """The side's encoder vectors ``(n, enc_dim)``, computed once per model."""
         if self._vectors is None or self._vectors[0] is not model:
             parts = []
-            with console.progress(len(self), desc=f"embedding {self.side}", unit="item", unit_scale=True) as bar:
+            with console.progress(len(self), desc=f"embedding {self.side}", unit=" items", unit_scale=True) as bar:
                 for start in range(0, max(len(self), 1), EMBED_CHUNK):
                     parts.append(model.embed(**{self.side: self.sequences[start : start + EMBED_CHUNK]}))
                     bar.update(len(parts[-1]))

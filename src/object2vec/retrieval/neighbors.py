@@ -146,7 +146,7 @@ class NeighborIndex:
                 index.train(x)
             index.nprobe = nprobe
             params = {"nlist": nlist, "nprobe": nprobe}
-        with console.progress(n, desc=f"indexing ({kind})", unit="vector", unit_scale=True) as bar:
+        with console.progress(n, desc=f"indexing ({kind})", unit=" vectors", unit_scale=True) as bar:
             for start in range(0, n, ADD_CHUNK):
                 index.add(x[start : start + ADD_CHUNK])
                 bar.update(min(ADD_CHUNK, n - start))

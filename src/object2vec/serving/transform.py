@@ -78,7 +78,8 @@ def transform(
     report = TransformReport()
     key, width = ("scores", predictor.output_width["scores"]) if mode == "scores" else ("embeddings", predictor.hp.enc_dim)
     with _Sink(output, fmt, key, width) as sink:
-        for lines in _chunks(source, chunk):
+        doing = {"scores": "scoring", "labels": "labelling"}.get(mode, "embedding")
+        for lines in _chunks(source, chunk, f"{doing} {Path(name).name}"):
             report.lines += len(lines)
             records, problems = _instances(lines, "in0" if mode == "labels" else mode, name)
             where = [f"{name}:{lineno}" for lineno, _ in lines]
@@ -108,12 +109,12 @@ def _best_labels(predictor: Predictor, rows: list[Any], labels: Items, k: int) -
     return out
 
 
-def _chunks(source: str | Path, size: int) -> Iterator[list[tuple[int, Any]]]:
+def _chunks(source: str | Path, size: int, desc: str = "") -> Iterator[list[tuple[int, Any]]]:
     """``(line number, decoded JSON or the decoding error)`` for every non-blank line, ``size`` at a time
     (with a bar over the file's bytes at a terminal; stdin has no size, so no bar)."""
     stdin = str(source) == "-"
     fh: BinaryIO = sys.stdin.buffer if stdin else open_lines(Path(source))
-    bar = None if stdin else console.FileProgress(fh, Path(source).name)
+    bar = None if stdin else console.FileProgress(fh, desc)
     try:
         batch: list[tuple[int, Any]] = []
         for lineno, raw in enumerate(fh, 1):

@@ -88,7 +88,7 @@ class EpochRunner:
         epoch's meter, pair count and seconds (not yet combined across ranks)."""
         meter = Meter(self.hp)
         pairs = sum(len(b.labels) for b in batches)
-        bar = console.progress(pairs, desc=f"epoch {epoch}", unit="pair", unit_scale=True)
+        bar = console.progress(pairs, desc=f"epoch {epoch}", unit=" pairs", unit_scale=True)
         start = time.perf_counter()
         for i, batch in enumerate(batches, start=first):
             self.step(batch, meter)

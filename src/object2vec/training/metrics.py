@@ -110,7 +110,7 @@ def evaluate(
     was_training = net.training
     net.eval()
     meter = Meter(net.hp)
-    with console.progress(len(data), desc="evaluating", unit="pair", unit_scale=True) as bar:
+    with console.progress(len(data), desc="evaluating", unit=" pairs", unit_scale=True) as bar:
         if net.hp.objective == "sagemaker":
             for batch in sequential_batches(data, batch_size):
                 labels = label_tensor(batch.labels, net.hp, device)
