@@ -121,8 +121,13 @@ class TensorBoardTracker(Tracker):
         # the HParams tab links these values to the scalars of this folder
         experiment, start, self._end = hparams(self.params, {"best_epoch": math.nan})
         for summary in (experiment, start):
-            self.writer.file_writer.add_summary(summary)
+            self._events().add_summary(summary)
         self.writer.flush()
+
+    def _events(self) -> Any:
+        events = self.writer.file_writer
+        assert events is not None  # SummaryWriter opens its event file on creation
+        return events
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         for name, value in metrics.items():
@@ -134,7 +139,7 @@ class TensorBoardTracker(Tracker):
         step = int(final.get("best_epoch", 0))
         for name, value in final.items():
             self.writer.add_scalar(name, value, step)
-        self.writer.file_writer.add_summary(self._end)
+        self._events().add_summary(self._end)
         self.writer.close()
 
     def fail(self) -> None:
