@@ -5,7 +5,7 @@ command wrote, replayed as a terminal draws them, see ``tests/terminal.py``), th
 with its output piped, which prints SageMaker's metric lines as it always has. Run from the
 repository root::
 
-    python scripts/terminal_transcript.py            # about a minute on 2 CPU cores
+    python scripts/terminal_transcript.py            # a minute or two on a quiet 2-core machine
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ HYPERPARAMETERS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=10000, help="Training pairs (enough for an epoch of a few seconds).")
+    parser.add_argument("--pairs", type=int, default=60000, help="Training pairs (enough for an epoch of a few seconds).")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "terminal_transcript.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,8 +43,9 @@ def main() -> None:
         write_jsonl(make_pairs(args.pairs // 10, seed=3), "test.jsonl")
         command = ["object2vec", "train", "--train", "train.jsonl", "--validation", "validation.jsonl", "--test", "test.jsonl"]
         command += [*HYPERPARAMETERS, "-o", "model"]
-        env = {**os.environ, "OMP_NUM_THREADS": "2", "COLUMNS": "110"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "110"}
         executable = [sys.executable, "-m", "object2vec", *command[1:]]
+        load = os.getloadavg()[0]
         started = time.perf_counter()
         code, raw = run_in_terminal(executable, env=env, columns=110, timeout=1200)
         seconds = time.perf_counter() - started
@@ -56,8 +57,9 @@ def main() -> None:
     text = f"""# `object2vec train` at a terminal
 
 Captured by `python scripts/terminal_transcript.py`: the command ran in a pseudo-terminal (110 columns,
-2 CPU threads, {args.pairs:,} generated pairs) and its bytes were replayed as a terminal draws them, so
-this is what a person sees, not a screenshot. It took {seconds:.0f} s end to end.
+1 CPU thread, {args.pairs:,} generated pairs) and its bytes were replayed as a terminal draws them, so
+this is what a person sees, not a screenshot. It took {seconds:.0f} s end to end, with a load average of
+{load:.1f} on {os.cpu_count()} cores when it started{_shared(load)}.
 
 ```console
 $ {shell}
@@ -77,9 +79,9 @@ epoch per split, the best epoch, the wall time and where the model is.
 {screen(raw)}
 ```
 
-Piped or redirected (here `2>&1 | cat`), the same command prints exactly SageMaker's metric lines and
-`model written to ...`, as before `--log-format` existed; `--log-format human|sagemaker|both` chooses
-explicitly:
+Piped or redirected, the same command prints exactly SageMaker's metric lines (stderr) and
+`model written to ...` (stdout), as before `--log-format` existed; `--log-format human|sagemaker|both`
+chooses explicitly. Here both went to pipes (stderr shown first):
 
 ```
 {piped.stderr.rstrip()}
@@ -88,6 +90,13 @@ explicitly:
 """
     args.out.write_text(text)
     print(f"wrote {args.out}")
+
+
+def _shared(load: float) -> str:
+    cores = os.cpu_count() or 1
+    if load <= cores:
+        return ""
+    return " (other jobs shared the machine, so the speeds shown are not this package's: see benchmarks.md)"
 
 
 def _frame_during(raw: str, bar: str) -> str:
