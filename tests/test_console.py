@@ -23,6 +23,9 @@ from terminal import run_in_terminal, screen
 SRC = Path(__file__).resolve().parents[1] / "src"
 TRAIN_ARGS = [f"-p{k}={v}" for k, v in TINY.items()] + ["--device", "cpu"]
 NUMBER = r"-?[0-9.e+-]+"
+DURATION = r"(?:[0-9.]+s|[0-9]+m[0-9]{2}s|[0-9]+h[0-9]{2}m)"  # console.duration
+RATE = r"[0-9.]+[kMG]?"
+KERNELS_OFF = "object2vec: compiled kernels unavailable"  # the one warning of a machine without a C compiler
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +57,15 @@ def test_at_a_terminal_train_prints_a_line_per_epoch_and_a_table_at_the_end(data
     code, raw = run_in_terminal(command, env=env)
     shown = screen(raw)
     assert code == 0, shown
-    lines = shown.splitlines()
-    epoch = rf"train loss {NUMBER} acc {NUMBER}  validation loss {NUMBER} acc {NUMBER}  {NUMBER}k? pairs/s  {NUMBER}s"
-    assert re.fullmatch(rf"epoch 1/2  {epoch}  ETA {NUMBER}s", lines[0]), lines[0]
+    lines = [line for line in shown.splitlines() if not line.startswith(KERNELS_OFF)]
+    epoch = rf"train loss {NUMBER} acc {NUMBER}  validation loss {NUMBER} acc {NUMBER}  {RATE} pairs/s  {DURATION}"
+    assert re.fullmatch(rf"epoch 1/2  {epoch}  ETA {DURATION}", lines[0]), lines[0]
     assert re.fullmatch(rf"epoch 2/2  {epoch}  done", lines[1]), lines[1]
     assert lines[2].split() == ["train", "validation", "test"]
     assert [line.split()[0] for line in lines[3:5]] == ["accuracy", "cross_entropy"]
     assert all(len(line.split()) == 4 for line in lines[3:5])  # a value per split
     assert re.fullmatch(r"best epoch +[12] of 2", lines[5])
-    assert re.fullmatch(rf"wall time +{NUMBER}s \(training {NUMBER}s, {NUMBER}k? pairs/s\)", lines[6])
+    assert re.fullmatch(rf"wall time +{DURATION} \(training {DURATION}, {RATE} pairs/s\)", lines[6])
     assert lines[7].split() == ["model", str(tmp_path / "model")]
     assert len(lines) == 8 and "#quality_metric" not in raw
 
@@ -70,7 +73,8 @@ def test_at_a_terminal_train_prints_a_line_per_epoch_and_a_table_at_the_end(data
 def test_without_a_terminal_train_prints_exactly_sagemakers_lines(data, tmp_path):
     result = CliRunner().invoke(main, ["train", *splits(data), *TRAIN_ARGS, "-o", str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
-    masked = [re.sub(r"(>|throughput)=[0-9.e+-]+", r"\1=X", line) for line in result.stderr.splitlines()]
+    lines = [line for line in result.stderr.splitlines() if not line.startswith(KERNELS_OFF)]
+    masked = [re.sub(r"(>|throughput)=[0-9.e+-]+", r"\1=X", line) for line in lines]
     per_epoch = [
         "#quality_metric: host=algo-1, epoch={e}, train accuracy <score>=X",
         "#quality_metric: host=algo-1, epoch={e}, train cross_entropy <loss>=X",
@@ -91,10 +95,11 @@ def test_log_format_both_prints_sagemakers_lines_and_the_lines_for_a_person(data
     model = tmp_path / "model"
     result = CliRunner().invoke(main, ["train", *splits(data), *TRAIN_ARGS, "-o", str(model), "--log-format", "both"])
     assert result.exit_code == 0, result.output
-    err = result.stderr.splitlines()
+    err = [line for line in result.stderr.splitlines() if not line.startswith(KERNELS_OFF)]
     assert sum(line.startswith("#quality_metric") for line in err) == 10
     assert [line.split("  ")[0] for line in err if line.startswith("epoch")] == ["epoch 1/2", "epoch 2/2"]
-    assert err.index(next(line for line in err if line.startswith("epoch 1/2"))) == 6  # after epoch 1's metric lines
+    first = next(k for k, line in enumerate(err) if line.startswith("epoch 1/2"))
+    assert err[first - 1] == "#progress_metric: host=algo-1, completed 50 %"  # after epoch 1's metric lines
     assert "best epoch" in result.stdout and f"model          {model}" in result.stdout
     assert "model written to" not in result.stdout
 
@@ -103,7 +108,7 @@ def test_log_format_human_without_a_terminal_has_no_progress_bars(data, tmp_path
     args = ["train", *splits(data), *TRAIN_ARGS, "-o", str(tmp_path / "model"), "--log-format", "human"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert [line[:9] for line in result.stderr.splitlines()] == ["epoch 1/2", "epoch 2/2"]
+    assert [line[:9] for line in result.stderr.splitlines() if not line.startswith(KERNELS_OFF)] == ["epoch 1/2", "epoch 2/2"]
     assert "\r" not in result.output and "#" not in result.output
 
 
@@ -111,7 +116,8 @@ def test_quiet_hides_the_epoch_lines_but_not_the_table(data, tmp_path):
     args = ["train", *splits(data), *TRAIN_ARGS, "-o", str(tmp_path / "model"), "--log-format", "human", "-q"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert result.stderr == "" and "best epoch" in result.stdout
+    assert [line for line in result.stderr.splitlines() if not line.startswith(KERNELS_OFF)] == []
+    assert "best epoch" in result.stdout
 
 
 def test_sagemaker_mode_refuses_the_human_format(tmp_path):
