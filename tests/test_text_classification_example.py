@@ -40,13 +40,16 @@ def ag_news(folder: Path, n: int) -> Path:
 @pytest.fixture
 def _logging_restored():
     """The example configures object2vec's logger as its command line does; later tests get it back as it was."""
+    import logging
+
     from object2vec import reporting
 
-    saved = (list(reporting.logger.handlers), reporting.logger.level, reporting.logger.propagate)
+    package = logging.getLogger(reporting.PACKAGE)  # where configure_cli_logging puts its handler
+    saved = (list(package.handlers), package.level, package.propagate)
     yield
-    reporting.logger.handlers[:] = saved[0]
-    reporting.logger.setLevel(saved[1])
-    reporting.logger.propagate = saved[2]
+    package.handlers[:] = saved[0]
+    package.setLevel(saved[1])
+    package.propagate = saved[2]
 
 
 def test_the_example_splits_by_position_and_prints_every_run(tmp_path, capsys, _logging_restored):
