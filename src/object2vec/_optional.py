@@ -21,6 +21,7 @@ EXTRAS = {
     "onnx": ("onnx", "onnx"),
     "huggingface_hub": ("hub", "huggingface_hub"),
     "onnxruntime": ("onnx", "onnxruntime"),
+    "optuna": ("tune", "optuna"),
 }
 
 

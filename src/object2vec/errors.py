@@ -137,6 +137,18 @@ class DataError(Object2VecError, ValueError):
         return (DataError, (self.found, self.count))
 
 
+class TuningConfigError(Object2VecError, ValueError):
+    """A tuning configuration (SageMaker's ``HyperParameterTuningJobConfig``) is invalid; ``problems``
+    lists each one, so a user fixes them all in one go."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = list(problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} tuning configuration {noun}:\n{lines}")
+
+
 class ModelFormatError(Object2VecError, ValueError):
     """A model folder is missing, incomplete or written by an incompatible version."""
 

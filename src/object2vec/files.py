@@ -200,3 +200,46 @@ def content_digest(path: str | os.PathLike) -> str:
             with mmap.mmap(fh.fileno(), min(_WINDOW, size - offset), offset=offset, access=mmap.ACCESS_READ) as view:
                 hasher.update(view)
     return f"{DIGEST}:{hasher.hexdigest()}"
+
+
+_AT_RENAME_EXCHANGE = 2
+
+
+def replace_folder(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the complete folder ``source`` at ``target``, replacing any folder there, in one step.
+
+    On Linux the two are swapped atomically (``renameat2`` with ``RENAME_EXCHANGE``), so a reader
+    of ``target`` sees the old folder or the new one, never a mix or nothing; the old one is then
+    removed. Elsewhere the old folder is moved aside first, so for an instant there is none.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("old", "new"):
+    ...     (root / name).mkdir(); _ = (root / name / "x.txt").write_text(name)
+    >>> replace_folder(root / "new", root / "old")
+    >>> (root / "old" / "x.txt").read_text(), sorted(p.name for p in root.iterdir())
+    ('new', ['old'])
+    """
+    source, target = Path(source), Path(target)
+    if not target.exists():
+        os.replace(source, target)
+        return
+    exchange = _renameat2()
+    if (
+        exchange is not None
+        and exchange(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _AT_RENAME_EXCHANGE) == 0
+    ):
+        shutil.rmtree(source)  # now the old folder
+        return
+    aside = target.parent / f".{target.name}.{os.getpid()}.old"
+    os.replace(target, aside)
+    os.replace(source, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@functools.cache
+def _renameat2() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None

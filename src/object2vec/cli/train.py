@@ -9,7 +9,6 @@ and ``-p name=value`` sets any of them; later sources win: file, then ``-p``, th
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import click
 from .. import reporting
 from ..errors import Object2VecError
 from ..hyperparameters import Hyperparameters, hyperparameter_table, hyperparameters_markdown
-from .base import friendly_errors, main
+from .base import friendly_errors, main, parse_pairs, read_hyperparameters_file
 
 
 def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -37,26 +36,6 @@ def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help=("[extension] " if row["extension"] else "") + f"{row['doc']} [{row['valid']}; default: {row['default']}]",
         )(fn)
     return fn
-
-
-def _read_hyperparameters_file(path: Path) -> dict[str, Any]:
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise Object2VecError(f"{path}: is not valid JSON ({e}); expected an object of name -> value") from None
-    if not isinstance(values, dict):
-        raise Object2VecError(f"{path}: holds {type(values).__name__}; expected a JSON object of name -> value")
-    return values
-
-
-def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in pairs:
-        if "=" not in item:
-            raise Object2VecError(f"-p {item!r}: expected name=value, e.g. -p enc_dim=64")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
 
 
 @main.command()
@@ -157,12 +136,12 @@ def train(
                 auxiliary=auxiliary or channels["auxiliary"], output=paths.model, checkpoint_dir=checkpoints,
                 resume=resume or (checkpoints / "latest.pt").exists(),
             )  # fmt: skip
-            _train({**container.read_hyperparameters(paths), **_parse_pairs(params)}, named, run)
+            _train({**container.read_hyperparameters(paths), **parse_pairs(params)}, named, run)
         return
     if train_path is None:
         raise Object2VecError("--train is required: the training pairs (or --sagemaker to read /opt/ml/input/data/train)")
-    hyperparameters: dict[str, Any] = _read_hyperparameters_file(hp_file) if hp_file else {}
-    hyperparameters.update(_parse_pairs(params))
+    hyperparameters: dict[str, Any] = read_hyperparameters_file(hp_file) if hp_file else {}
+    hyperparameters.update(parse_pairs(params))
     _train(hyperparameters, named, run)
 
 
