@@ -101,7 +101,7 @@ class ParameterRange:
 
     def describe(self) -> str:
         if self.kind == "Categorical":
-            return f"{self.name:<28} Categorical  {', '.join(self.values)}"
+            return f"{self.name:<28} Categorical  {' | '.join(self.values)}"
         return f"{self.name:<28} {self.kind:<12} [{self.low:g}, {self.high:g}] {self.scaling}"
 
     def bounds(self) -> list[Any]:

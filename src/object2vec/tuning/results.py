@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +240,9 @@ def plot_importance(study: Any, config: TuningConfig, path: Path) -> Path | None
         return None
     evaluator = _importance_evaluator()
     try:
-        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # few trials: PED-ANOVA warns that its quantiles coincide
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except (ValueError, RuntimeError, ImportError):  # e.g. every complete trial has the same values
         return None
     names = {
