@@ -119,6 +119,29 @@ def test_a_failed_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_pa
     assert result.best_trial is not None
 
 
+def test_a_trial_whose_training_crashes_is_recorded_failed_and_the_study_goes_on(tmp_path, splits, monkeypatch):
+    from object2vec.estimator import Object2Vec
+
+    fit = Object2Vec.fit
+
+    def crashing_fit(self, *args, **kwargs):
+        if self.hyperparameters["learning_rate"] < 0.02:
+            raise RuntimeError("simulated crash")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Object2Vec, "fit", crashing_fit)
+    lines: list[str] = []
+    out = tmp_path / "t"
+    result = object2vec.tune(
+        *splits, output_dir=out, tuning=config(trials=3), hyperparameters=FIXED, in_process=True, plots=False, log=lines.append,
+        enqueue=[{"learning_rate": 0.05}, {"learning_rate": 0.01}, {"learning_rate": 0.03}],
+    )  # fmt: skip
+    assert [r["state"] for r in result.trials] == ["complete", "failed", "complete"]
+    assert result.trials[1]["reason"] == "RuntimeError: simulated crash (traceback in errors/trial-1.txt)"
+    assert "simulated crash" in (out / "errors" / "trial-1.txt").read_text()
+    assert any(line.startswith("[2/3] trial 1 failed: RuntimeError: simulated crash") for line in lines)
+
+
 def test_pruning_stops_a_hopeless_trial_after_its_first_epochs(tmp_path, splits):
     fixed = {**FIXED, "epochs": 6, "early_stopping_patience": 5}
     good = [{"learning_rate": lr} for lr in (0.05, 0.04, 0.03)]

@@ -164,8 +164,9 @@ def eta(seconds: float) -> str:
 
 
 def plot_objective(rows: list[dict[str, Any]], config: TuningConfig, path: Path) -> Path:
-    """The objective of each trial with the running best; pruned trials at the value they stopped on,
-    failed ones marked on the axis; a few diverged trials do not squash the scale."""
+    """The objective of each trial with the running best. The scale is set by the complete trials, so
+    a few diverged or pruned ones do not squash it: values beyond it sit on its edge as triangles.
+    Pruned trials show the value they were stopped on; failed ones are crosses on the bad edge."""
     require("matplotlib", "the tuning plots")
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -176,29 +177,32 @@ def plot_objective(rows: list[dict[str, Any]], config: TuningConfig, path: Path)
     done = [r for r in rows if r["state"] == "complete" and r["objective"] is not None]
     pruned = [r for r in rows if r["state"] == "pruned" and r["objective"] is not None]
     failed = [r for r in rows if r["state"] == "failed"]
-    values = [r["objective"] for r in done + pruned]
-    low, high = _robust_limits(values, objective.maximize)
+    scale = [r["objective"] for r in done] if len(done) >= 2 else [r["objective"] for r in done + pruned]
+    low, high = _robust_limits(scale, objective.maximize)
+    bad_edge, beyond = (low, "v") if objective.maximize else (high, "^")
 
-    def clip(v: float) -> float:
-        return min(max(v, low), high)
+    def draw(group: list[dict[str, Any]], label: str, **style: Any) -> None:
+        inside = [r for r in group if math.isfinite(r["objective"]) and low <= r["objective"] <= high]
+        outside = [r for r in group if r not in inside]
+        ax.scatter([r["trial"] for r in inside], [r["objective"] for r in inside], s=28, label=label, zorder=3, **style)
+        if outside:
+            ax.scatter([r["trial"] for r in outside], [bad_edge] * len(outside), s=36, marker=beyond, zorder=3, clip_on=False,
+                       label=f"{label}, beyond the scale", **style)  # fmt: skip
 
-    ax.scatter(
-        [r["trial"] for r in done], [clip(r["objective"]) for r in done], s=28, color="#1f77b4", label="complete", zorder=3
-    )
+    draw(done, "complete", color="#1f77b4")
     if pruned:
-        ax.scatter([r["trial"] for r in pruned], [clip(r["objective"]) for r in pruned], s=28, facecolors="none",
-                   edgecolors="#7f7f7f", label="pruned (value when stopped)", zorder=3)  # fmt: skip
+        draw(pruned, "pruned (value when stopped)", facecolors="none", edgecolors="#7f7f7f")
     if failed:
-        ax.scatter([r["trial"] for r in failed], [low if objective.maximize else high] * len(failed), marker="x",
-                   color="#d62728", label="failed", zorder=3, clip_on=False)  # fmt: skip
+        ax.scatter([r["trial"] for r in failed], [bad_edge] * len(failed), marker="x", color="#d62728", label="failed",
+                   zorder=3, clip_on=False)  # fmt: skip
     best_x, best_y, best = [], [], None
     for r in sorted(done, key=lambda r: r["trial"]):
         if objective.better(r["objective"], best):
             best = r["objective"]
         best_x.append(r["trial"])
-        best_y.append(best)
+        best_y.append(min(max(best, low), high))
     if best_x:
-        ax.step(best_x, [clip(v) for v in best_y], where="post", color="#ff7f0e", linewidth=2, label=f"best so far ({best:.4g})")
+        ax.step(best_x, best_y, where="post", color="#ff7f0e", linewidth=2, label=f"best so far ({best:.4g})")
     ax.set_ylim(low, high)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
@@ -210,7 +214,11 @@ def plot_objective(rows: list[dict[str, Any]], config: TuningConfig, path: Path)
 
 
 def _robust_limits(values: list[float], maximize: bool) -> tuple[float, float]:
-    """Axis limits that keep the good end whole and cut off far outliers on the bad end."""
+    """Axis limits that keep the good end whole and cut off far outliers on the bad end.
+
+    >>> _robust_limits([0.88, 0.89, 0.9, 0.91, 14.0], maximize=False)[1] < 1
+    True
+    """
     finite = sorted(v for v in values if math.isfinite(v))
     if not finite:
         return 0.0, 1.0

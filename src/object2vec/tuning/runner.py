@@ -423,11 +423,14 @@ class _Run:
         self.times.append(outcome.seconds)
         done = sum(1 for t in self.study.get_trials(deepcopy=False) if studies.counted(t))
         metric = self.config.objective.metric
-        what = {
-            "complete": f"complete: {metric} {outcome.value:.6g} (epoch {outcome.best_epoch} of {outcome.epochs})",
-            "pruned": f"stopped early after epoch {outcome.epochs} ({metric} {outcome.value if outcome.value is not None else float('nan'):.6g})",
-            "fail": f"failed: {outcome.reason}",
-        }[outcome.state]
+        if outcome.state == "complete":
+            what = f"complete: {metric} {outcome.value:.6g} (epoch {outcome.best_epoch} of {outcome.epochs})"
+        elif outcome.state == "pruned":
+            what = f"stopped early after epoch {outcome.epochs}" + (
+                f" ({metric} {outcome.value:.6g})" if outcome.value is not None else ""
+            )
+        else:
+            what = f"failed: {outcome.reason}"
         self._progress(task.number, done, f"{what} in {outcome.seconds:.0f} s")
         from .results import trial_rows, write_trials_csv
 
