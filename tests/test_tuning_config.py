@@ -9,6 +9,7 @@ import math
 import pytest
 
 from object2vec.errors import TuningConfigError
+from object2vec.tuning import config as config_module
 from object2vec.tuning.config import read_tuning_config
 
 optuna = pytest.importorskip("optuna")
@@ -242,3 +243,11 @@ def test_without_a_configuration_the_spec_ranges_for_the_output_layer_are_tuned(
     assert hcnn.objective.metric == "validation:accuracy"
     assert {"enc0_cnn_filter_width", "enc0_layers", "enc0_token_embedding_dim"} <= {r.name for r in hcnn.ranges}
     assert not any(r.name.startswith("enc1_") for r in hcnn.ranges)  # enc1_network=enc0 copies enc0's
+
+
+def test_without_a_configuration_there_must_be_something_left_to_tune():
+    fixed = {name: value for name, _, value, _ in config_module.RECOMMENDED if not name.startswith("enc*")}
+    fixed = {k: (v[0] if isinstance(v, tuple) else v) for k, v in fixed.items()}
+    assert problems_of(None, {**FIXED, **fixed}) == [
+        "nothing to tune: the hyperparameters fix every one of the spec's recommended ranges; give a tuning.json"
+    ]

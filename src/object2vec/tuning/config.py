@@ -159,7 +159,7 @@ class TuningConfig:
             "strategy": self.strategy,
             "objective": [self.objective.metric, self.objective.direction],
             "ranges": [[r.name, r.kind, r.low, r.high, list(r.values), r.scaling] for r in self.ranges],
-            "hyperparameters": {k: str(v) for k, v in sorted(self.hyperparameters.items())},
+            "hyperparameters": as_strings(self.hyperparameters),
             "early_stopping": self.early_stopping,
             "resources": [self.min_resource, self.max_resource],
         }
@@ -214,6 +214,11 @@ def read_tuning_config(
     if source is None:
         document = default_tuning_document(given)
         static: dict[str, Any] = {}
+        if not document["ParameterRanges"]:
+            raise TuningConfigError(
+                "the default tuning configuration",
+                ["nothing to tune: the hyperparameters fix every one of the spec's recommended ranges; give a tuning.json"],
+            )
     else:
         top = (
             dict(source) if isinstance(source, Mapping) else read_json_object(source, "SageMaker's HyperParameterTuningJobConfig")
@@ -546,6 +551,22 @@ class _Reader:
                 stacklevel=4,
             )
         return target, not_improving
+
+
+def as_strings(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
+    """Hyperparameters as SageMaker writes them (``64`` and ``"64"`` alike become ``"64"``), sorted.
+
+    >>> as_strings({"enc_dim": 64, "comparator_list": ["hadamard", "concat"], "_kvstore": "device"})
+    {'_kvstore': 'device', 'comparator_list': 'hadamard, concat', 'enc_dim': '64'}
+    """
+    known = {f.name: f.metadata["constraint"] for f in fields(Hyperparameters)}
+    out = {}
+    for name, value in sorted(hyperparameters.items()):
+        try:
+            out[name] = known[name].format(known[name].parse(value))
+        except (KeyError, ValueError, TypeError):  # unknown or invalid: reported elsewhere
+            out[name] = str(value)
+    return out
 
 
 def _as_int(value: Any) -> int:

@@ -27,7 +27,7 @@ from .._optional import require
 from ..errors import DataError, HyperparameterError, Object2VecError, TuningConfigError
 from ..files import atomic_write_json, replace_folder
 from ..hyperparameters import Hyperparameters
-from .config import TuningConfig, read_tuning_config
+from .config import TuningConfig, as_strings, read_tuning_config
 
 DEFAULT_STUDY = "object2vec"
 POLL_SECONDS = 5.0  # how often to look for other machines' trials while none of ours runs
@@ -133,7 +133,7 @@ def tune(
             rdb, study_name, config, config.random_seed if config.random_seed is not None else seed, config.max_parallel
         )
         atomic_write_json(folder / "tuning.json", config.document)
-        atomic_write_json(folder / "hyperparameters.json", {k: str(v) for k, v in config.hyperparameters.items()})
+        atomic_write_json(folder / "hyperparameters.json", as_strings(config.hyperparameters))
         lost = studies.abandon(study) if storage is None else []
         if storage is not None:
             studies.recover_stale(study)
