@@ -9,8 +9,8 @@ import math
 import pytest
 
 from object2vec.errors import TuningConfigError
-from object2vec.tuning import config as config_module
-from object2vec.tuning.config import read_tuning_config
+from object2vec.tuning import defaults
+from object2vec.tuning.parse import read_tuning_config
 
 optuna = pytest.importorskip("optuna")
 
@@ -246,7 +246,7 @@ def test_without_a_configuration_the_spec_ranges_for_the_output_layer_are_tuned(
 
 
 def test_without_a_configuration_there_must_be_something_left_to_tune():
-    fixed = {name: value for name, _, value, _ in config_module.RECOMMENDED if not name.startswith("enc*")}
+    fixed = {name: value for name, _, value, _ in defaults.RECOMMENDED if not name.startswith("enc*")}
     fixed = {k: (v[0] if isinstance(v, tuple) else v) for k, v in fixed.items()}
     assert problems_of(None, {**FIXED, **fixed}) == [
         "nothing to tune: the hyperparameters fix every one of the spec's recommended ranges; give a tuning.json"

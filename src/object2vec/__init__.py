@@ -26,7 +26,7 @@ _EXPORTS = {
     "Object2VecError": "object2vec.errors",
     "TuningConfigError": "object2vec.errors",
     "tune": "object2vec.tuning.runner",
-    "read_tuning_config": "object2vec.tuning.config",
+    "read_tuning_config": "object2vec.tuning.parse",
 }
 
 __all__ = [
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .errors import DataError, HyperparameterError, ModelFormatError, NotFittedError, Object2VecError, TuningConfigError
     from .estimator import Object2Vec
     from .hyperparameters import Hyperparameters, hyperparameter_table
-    from .tuning.config import read_tuning_config
+    from .tuning.parse import read_tuning_config
     from .tuning.runner import tune
 
 

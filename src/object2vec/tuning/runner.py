@@ -1,10 +1,9 @@
 """``object2vec.tune``: a study of training runs, in parallel, resumable, with its results written out.
 
 The tuning process reads and checks everything first (the configuration against the hyperparameter
-table, every data split, parsed once into the binary cache that each trial then loads), then
-proposes trials one at a time (``Study.ask``) and hands them to the worker processes
-(:mod:`object2vec.tuning.pool`); each finished trial is told to the study, written to
-``trials.csv`` and reported as a progress line. The best model so far is kept in ``best/``.
+table, every data split, parsed once into the binary cache that each trial then loads), takes the
+tuning folder's lock, opens or resumes the study, runs :class:`object2vec.tuning.loop.Run` and
+writes the results (:mod:`object2vec.tuning.results`).
 """
 
 from __future__ import annotations
@@ -24,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from .._optional import require
-from ..errors import DataError, HyperparameterError, Object2VecError, TuningConfigError
-from ..files import atomic_write_json, replace_folder
+from ..errors import DataError, Object2VecError, TuningConfigError
+from ..files import atomic_write_json
 from ..hyperparameters import Hyperparameters
-from .config import TuningConfig, as_strings, read_tuning_config
+from .config import TuningConfig, as_strings
+from .parse import read_tuning_config
 
 DEFAULT_STUDY = "object2vec"
-POLL_SECONDS = 5.0  # how often to look for other machines' trials while none of ours runs
-BEST = "best"
 
 
 @dataclass
@@ -50,7 +48,7 @@ class TuneResult:
         """The best trial's model (``folder/best``) as an :class:`~object2vec.estimator.Object2Vec`."""
         from ..estimator import Object2Vec
 
-        return Object2Vec.load(self.folder / BEST, device=device)
+        return Object2Vec.load(self.folder / "best", device=device)
 
 
 def tune(
@@ -109,6 +107,7 @@ def tune(
     optuna = require("optuna", "object2vec tune")
     from . import results, space
     from . import study as studies
+    from .loop import Run
 
     say = log or _stderr
     sources = {k: v for k, v in (("train", train), ("validation", validation), ("test", test)) if v is not None}
@@ -144,7 +143,7 @@ def tune(
         elif first:
             for params in first:
                 study.enqueue_trial(params, user_attrs={"enqueued": True})
-        run = _Run(study, config, folder, sources, auxiliary, seed, device, precision, url, study_name, say)
+        run = Run(study, config, folder, sources, auxiliary, seed, device, precision, url, study_name, say)
         start = time.monotonic()
         with _sigterm_as_interrupt(), studies.Heartbeat(rdb) as heartbeat:
             run.loop(heartbeat, threads, in_process)
@@ -290,196 +289,3 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class _Run:
-    """The loop of one tuning process: propose, run, record, until the study has its trials."""
-
-    def __init__(self, study: Any, config: TuningConfig, folder: Path, sources: dict[str, Any], auxiliary: Any,
-                 seed: int, device: str, precision: str, url: str, study_name: str, say: Callable[[str], None]):  # fmt: skip
-        self.study, self.config, self.folder, self.say = study, config, folder, say
-        self.sources = {k: str(Path(v).resolve()) if isinstance(v, (str, os.PathLike)) else v for k, v in sources.items()}
-        self.auxiliary = str(Path(auxiliary).resolve()) if auxiliary is not None else None
-        self.seed, self.device, self.precision, self.url, self.study_name = seed, device, precision, url, study_name
-        self.best = _best_here(folder)
-        self.times: list[float] = []
-        self.started = time.monotonic()
-        self.stopped: str | None = None
-
-    def loop(self, heartbeat: Any, threads: int, in_process: bool) -> None:
-        from . import study as studies
-        from .pool import InProcess, WorkerPool
-
-        pool: Any = InProcess(self.study) if in_process else WorkerPool(self.config.max_parallel, threads)
-        last_check = time.monotonic()
-        try:
-            while True:
-                trials = self.study.get_trials(deepcopy=False)
-                done = sum(1 for t in trials if studies.counted(t))
-                active = sum(1 for t in trials if t.state.name == "RUNNING")
-                self.stopped = self.stopped or self._completion(trials)
-                while self.stopped is None and pool.free() and done + active < self.config.max_trials:
-                    task = self._next(done)
-                    if task is None:
-                        done += 1  # failed before it started; already recorded
-                        continue
-                    pool.submit(task)
-                    heartbeat.add(task.trial_id)
-                    active += 1
-                if not pool.running():
-                    if done >= self.config.max_trials or self.stopped:
-                        return
-                    time.sleep(POLL_SECONDS)  # other machines' trials are running: wait for them
-                    if time.monotonic() - last_check > studies.HEARTBEAT_SECONDS:
-                        studies.recover_stale(self.study)
-                        last_check = time.monotonic()
-                    continue
-                for task, outcome in pool.wait(POLL_SECONDS):
-                    heartbeat.discard(task.trial_id)
-                    self._record(task, outcome)
-        except KeyboardInterrupt:
-            running = [t.trial_id for t in pool.running()]
-            pool.close()
-            lost = studies.abandon(self.study, running)
-            from .results import trial_rows, write_trials_csv
-
-            write_trials_csv(self.folder / "trials.csv", trial_rows(self.study, self.config), self.config)
-            done = sum(1 for t in self.study.get_trials(deepcopy=False) if studies.counted(t))
-            self.say(
-                f"interrupted: {done} of {self.config.max_trials} trials done"
-                + (f"; trial {', '.join(map(str, lost))} will run again" if lost else "")
-                + ". Run the same command again to go on."
-            )
-            raise
-        finally:
-            pool.close()
-
-    def _next(self, done: int) -> Any:
-        """Propose a trial (a queued one first); ``None`` if its values cannot train (recorded as failed)."""
-        from . import space
-        from .study import host
-        from .worker import Task
-
-        with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore"
-            )  # Optuna notes that heartbeats are meant for Study.optimize; ours are recorded by hand
-            trial = self.study.ask(space.search_space(self.config))
-        tuned = space.hyperparameters_of(trial.params, self.config)
-        storage = self.study._storage
-        storage.set_trial_user_attr(trial._trial_id, "hyperparameters", tuned)
-        storage.set_trial_user_attr(trial._trial_id, "host", host())
-        values = {**self.config.hyperparameters, **tuned}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                Hyperparameters.from_dict(values).resolve()
-        except HyperparameterError as e:
-            storage.set_trial_user_attr(trial._trial_id, "reason", " ".join(e.problems))
-            self.study.tell(trial.number, state=self._states().FAIL)
-            self._progress(trial.number, done + 1, f"failed before training: {' '.join(e.problems)}")
-            return None
-        return Task(
-            trial_id=trial._trial_id, number=trial.number, hyperparameters=values, tuned=tuned, sources=self.sources,
-            auxiliary=self.auxiliary, seed=self.seed, device=self.device, precision=self.precision, config=self.config,
-            storage=self.url, study_name=self.study_name, folder=str(self.folder.resolve()),
-            candidate=str((self.folder / ".candidates" / f"trial-{trial.number}").resolve()), beat=self.best,
-        )  # fmt: skip
-
-    @staticmethod
-    def _states() -> Any:
-        from optuna.trial import TrialState
-
-        return TrialState
-
-    def _record(self, task: Any, outcome: Any) -> None:
-        from . import study as studies
-
-        storage = self.study._storage
-        attrs = {
-            "epochs": outcome.epochs,
-            "best_epoch": outcome.best_epoch,
-            "seconds": round(outcome.seconds, 3),
-            "metrics": outcome.metrics,
-        }
-        if outcome.state == "pruned":
-            attrs["last_value"] = outcome.value
-        if outcome.reason:
-            attrs["reason"] = outcome.reason
-        for key, value in attrs.items():
-            storage.set_trial_user_attr(task.trial_id, key, value)
-        states = self._states()
-        state = {"complete": states.COMPLETE, "pruned": states.PRUNED, "fail": states.FAIL}[outcome.state]
-        self.study.tell(
-            task.number, values=outcome.value if outcome.state == "complete" else None, state=state, skip_if_finished=True
-        )
-        candidate = Path(task.candidate)
-        if outcome.saved and candidate.is_dir():
-            if self.config.objective.better(outcome.value, self.best):
-                replace_folder(candidate, self.folder / BEST)
-                self.best = outcome.value
-            else:
-                shutil.rmtree(candidate, ignore_errors=True)
-        self.times.append(outcome.seconds)
-        done = sum(1 for t in self.study.get_trials(deepcopy=False) if studies.counted(t))
-        metric = self.config.objective.metric
-        if outcome.state == "complete":
-            what = f"complete: {metric} {outcome.value:.6g} (epoch {outcome.best_epoch} of {outcome.epochs})"
-        elif outcome.state == "pruned":
-            what = f"stopped early after epoch {outcome.epochs}" + (
-                f" ({metric} {outcome.value:.6g})" if outcome.value is not None else ""
-            )
-        else:
-            what = f"failed: {outcome.reason}"
-        self._progress(task.number, done, f"{what} in {outcome.seconds:.0f} s")
-        from .results import trial_rows, write_trials_csv
-
-        write_trials_csv(self.folder / "trials.csv", trial_rows(self.study, self.config), self.config)
-
-    def _progress(self, number: int, done: int, what: str) -> None:
-        from .results import eta
-
-        line = f"[{done}/{self.config.max_trials}] trial {number} {what}"
-        try:
-            best = self.study.best_trial
-            line += f" | best {best.value:.6g} (trial {best.number})"
-        except ValueError:
-            pass
-        left = self.config.max_trials - done
-        if left > 0 and self.times:
-            line += f" | ETA {eta(sum(self.times) / len(self.times) * left / self.config.max_parallel)}"
-        self.say(line)
-
-    def _completion(self, trials: list[Any]) -> str | None:
-        """SageMaker's completion criteria and MaxRuntimeInSeconds: a reason to stop starting trials."""
-        config, objective = self.config, self.config.objective
-        if config.max_runtime is not None and time.monotonic() - self.started >= config.max_runtime:
-            reason = f"MaxRuntimeInSeconds ({config.max_runtime} s) reached"
-        else:
-            complete = sorted((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete)
-            best, since = None, 0
-            for t in complete:
-                if objective.better(t.value, best):
-                    best, since = t.value, 0
-                else:
-                    since += 1
-            if config.target_value is not None and best is not None and not objective.better(config.target_value, best):
-                reason = f"TargetObjectiveMetricValue {config.target_value:g} reached ({best:.6g})"
-            elif config.max_not_improving is not None and since >= config.max_not_improving:
-                reason = f"the best objective did not improve in the last {since} trials (MaxNumberOfTrainingJobsNotImproving)"
-            else:
-                return None
-        self.say(f"Starting no more trials: {reason}.")
-        return reason
-
-
-def _best_here(folder: Path) -> float | None:
-    """The objective of the model in ``folder/best`` (this machine's best trial), if there is one."""
-    import json
-
-    from .worker import CANDIDATE_INFO
-
-    try:
-        return float(json.loads((folder / BEST / CANDIDATE_INFO).read_text())["value"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
