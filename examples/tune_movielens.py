@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model.save(args.out / "refit")
 
     results = {
-        "trials": len(result.trials),
+        "trials": result.summary["trials"],  # complete, pruned and failed; interrupted ones ran again
         "best_trial": result.best_trial,
         "validation_rmse": float(np.sqrt(result.best_value)),
         "best_epochs": epochs,
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(
-        f"\nbest trial {result.best_trial} of {len(result.trials)}: validation RMSE {results['validation_rmse']:.4f} "
+        f"\nbest trial {result.best_trial} of {result.summary['trials']}: validation RMSE {results['validation_rmse']:.4f} "
         f"(epoch {epochs}); refit on all of ua.base for {epochs} epochs: ua.test RMSE {results['ua_test_rmse']:.4f}\n"
         f"study {study_seconds:.0f} s, refit {refit_seconds:.0f} s; anchors on ua.test: notebook config on SageMaker ~0.954, "
         "SVD 0.9525, SVD++ 0.936"
