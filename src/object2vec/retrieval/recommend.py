@@ -85,7 +85,7 @@ def pair_scores(model: Any, u: np.ndarray, v: np.ndarray, positive_class: int | 
         q = len(ut)
         left = ut[:, None, :].expand(q, len(v), -1).reshape(-1, hp.enc_dim)  # (q*n, d)
         right = vt[None].expand(q, -1, -1).reshape(-1, hp.enc_dim)  # (q*n, d)
-        y = net.output(net.mlp(compare(left, right, hp.comparator_list)))  # type: ignore[misc] # (q*n, output_dim)
+        y = net.output(net.mlp(compare(left, right, hp.comparator_list)))  # (q*n, output_dim)
         if hp.is_regression:
             s = y[:, 0]
         else:

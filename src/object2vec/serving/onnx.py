@@ -8,6 +8,7 @@ length) that run anywhere ONNX does, outside PyTorch::
       encoder1.onnx   the same for in1
       scorer.onnx     tokens0, lengths0, tokens1, lengths1     ->  scores (B, num_classes) softmax
                                                                    probabilities, or (B, 1) regression
+                                                                   (or cosine: objective=cosine/contrastive)
       config.json, metrics.json, auxiliary/   copied from MODEL: hyperparameters and vocabularies
       onnx.json       what was exported, by which versions, and the inputs' conventions
 
@@ -42,7 +43,7 @@ from ..files import atomic_path, atomic_write_json
 from ..hyperparameters import Hyperparameters
 from ..model_folder import ASSETS, CONFIG, METRICS, load_text, read_config
 from ..nn.encoders import HCNN, BiLSTM, PooledEmbedding
-from ..nn.model import Object2VecNet, compare
+from ..nn.model import Object2VecNet, compare, cosine
 from .predictor import BATCH_SIZE, Predictor
 
 OPSET = 17
@@ -143,6 +144,8 @@ class PaddedScorer(nn.Module):
         self, tokens0: torch.Tensor, lengths0: torch.Tensor, tokens1: torch.Tensor, lengths1: torch.Tensor
     ) -> torch.Tensor:
         u, v = self.encoders[0](tokens0, lengths0), self.encoders[1](tokens1, lengths1)
+        if self.mlp is None or self.output is None:  # objective=cosine or contrastive: no head
+            return cosine(u, v)[:, None]
         out = self.output(self.mlp(compare(u, v, self.hp.comparator_list)))
         return out[:, :1] if self.hp.is_regression else torch.softmax(out, dim=1)
 
@@ -180,7 +183,8 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> Path:
         "object2vec_version": __version__,
         "torch_version": torch.__version__,
         "inputs": "tokens (batch, length) int64, padded with any valid id beyond lengths[b]; lengths (batch,) int64 >= 1",
-        "scores": "regression value (batch, 1)" if net.hp.is_regression else "softmax probabilities (batch, num_classes)",
+        "scores": "cosine of the two embeddings (batch, 1)" if not net.hp.has_head
+        else "regression value (batch, 1)" if net.hp.is_regression else "softmax probabilities (batch, num_classes)",
     })  # fmt: skip
     return output
 
@@ -221,7 +225,7 @@ class _Exported:
 class OnnxPredictor(Predictor):
     """:class:`Predictor` whose scores and embeddings come from the exported ONNX graphs (onnxruntime)."""
 
-    def __init__(self, folder: str | Path, batch_size: int = BATCH_SIZE, threads: int = 0):
+    def __init__(self, folder: str | Path, batch_size: int = BATCH_SIZE, threads: int = 0, normalize: bool = False):
         ort = require("onnxruntime", "--runtime onnx")
         folder = Path(folder)
         missing = [name for name in GRAPHS.values() if not (folder / name).is_file()]
@@ -244,12 +248,13 @@ class OnnxPredictor(Predictor):
         self.schema = Schema.from_hyperparameters(self.hp)
         self.device = torch.device("cpu")
         self.batch_size = batch_size
+        self.normalize = normalize
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = BATCH_SIZE) -> OnnxPredictor:
+    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = BATCH_SIZE, normalize: bool = False) -> OnnxPredictor:
         if device not in ("cpu", "auto"):
             raise Object2VecError(f"--runtime onnx runs on the CPU (onnxruntime's CPU provider); got --device {device}")
-        return cls(path, batch_size)
+        return cls(path, batch_size, normalize=normalize)
 
     def scores(self, data: Any) -> np.ndarray:
         out = [
@@ -262,7 +267,12 @@ class OnnxPredictor(Predictor):
         packed = data.in0 if side == "in0" else data.in1
         session = self.sessions["encoder0" if side == "in0" else "encoder1"]
         out = [session.run(None, _padded(packed, idx, ""))[0] for idx in self._chunks(len(packed))]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.hp.enc_dim), np.float32)
+        if not out:
+            return np.zeros((0, self.hp.enc_dim), np.float32)
+        vectors = np.concatenate(out).astype(np.float32)
+        if self.normalize:
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
 
     def _chunks(self, n: int) -> list[np.ndarray]:
         return [np.arange(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]

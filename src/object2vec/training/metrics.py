@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import reporting
+from ..data.contrastive import positive_labels
 from ..data.pairs import PairData
 from ..data.sampling import Batch
 from ..hyperparameters import Hyperparameters
@@ -134,7 +135,7 @@ def _evaluation_batches(data: PairData, hp: Hyperparameters, batch_size: int) ->
     order = np.random.default_rng(0).permutation(len(data))  # files are often sorted (by user, by query)
     for start in range(0, len(order), hp.mini_batch_size):
         idx = order[start : start + hp.mini_batch_size]
-        yield Batch(idx, idx, data.labels[idx])
+        yield Batch(idx, idx, positive_labels(data)[idx])
 
 
 def log_metrics(split: str, metrics: dict[str, float], epoch: int | None = None) -> None:
