@@ -55,6 +55,19 @@ def test_a_regression_scorer_returns_one_value_per_pair(tmp_path, tiny):
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
 
 
+def test_a_contrastive_model_exports_a_cosine_scorer_and_normalized_embeddings(tmp_path, tiny):
+    model_dir, data = _train(tmp_path, tiny, objective="contrastive")
+    export_onnx(model_dir, tmp_path / "onnx")
+    instances = [{"in0": r["in0"], "in1": r["in1"]} for r in data[:20]] + [{"in1": r["in1"]} for r in data[:5]]
+    ours = OnnxPredictor.load(tmp_path / "onnx", normalize=True).run(instances)
+    theirs = Predictor.load(model_dir, device="cpu", normalize=True).run(instances)
+    assert describe(tmp_path / "onnx")["scores"] == "cosine of the two embeddings (batch, 1)"
+    for a, b in zip(ours, theirs, strict=True):
+        (key,) = b
+        np.testing.assert_allclose(a[key], b[key], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(np.stack([r["embeddings"] for r in ours[20:]]), axis=1), 1.0, rtol=1e-5)
+
+
 def test_the_export_command_writes_graphs_a_manifest_and_what_serving_needs(tmp_path, tiny):
     model_dir, _ = _train(tmp_path, tiny)
     result = CliRunner().invoke(main, ["export", str(model_dir), "--format", "onnx", "-o", str(tmp_path / "out")])

@@ -30,7 +30,7 @@ from .training import distributed
 from .training.batches import batch_inputs, sequential_batches, side_tensors, side_weights
 from .training.callbacks import Callback
 from .training.loop import fit
-from .training.metrics import EVAL_BATCH_SIZE, evaluate
+from .training.metrics import EVAL_BATCH_SIZE, evaluate, loss_of
 from .training.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -228,9 +228,12 @@ class Object2Vec:
         return evaluate(net, read_text_pairs(data, Schema.from_hyperparameters(net.hp), self._text), self._device)
 
     def score(self, data: Source, y: Any = None) -> float:
-        """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error."""
+        """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error (for an
+        embedding objective without SageMaker's, minus its loss)."""
         metrics = self.evaluate(data, y)
-        return metrics["accuracy"] if "accuracy" in metrics else -metrics["mean_squared_error"]
+        if "accuracy" in metrics:
+            return metrics["accuracy"]
+        return -metrics["mean_squared_error" if "mean_squared_error" in metrics else loss_of(self._fitted().hp)]
 
     @torch.inference_mode()
     def predict(self, pairs: Source, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:

@@ -26,7 +26,7 @@ from .pairs import PairData
 def contrastive_rows(data: PairData, hp: Hyperparameters, epoch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The epoch's records in training order and where each positive's group (it and its partner) starts."""
     rng = np.random.default_rng([seed, epoch])
-    labels = data.labels
+    labels = positive_labels(data)
     positives = np.flatnonzero(labels == 1)
     order = positives[rng.permutation(len(positives))]
     if hp.bucket_width:  # group positives of similar lengths (stable: the shuffle survives inside a cell)
@@ -61,6 +61,10 @@ def contrastive_batches(data: PairData, hp: Hyperparameters, epoch: int, seed: i
     chunks = [slice(a, b) for a, b in itertools.pairwise(cuts)]
     if hp.bucket_width:
         chunks = [chunks[i] for i in np.random.default_rng([seed, epoch, 1]).permutation(len(chunks))]
-    labels = data.labels
-    assert labels is not None  # training data always has labels (read with require_label)
+    labels = positive_labels(data)
     return [(rows[c], labels[rows[c]]) for c in chunks]
+
+
+def positive_labels(data: PairData) -> np.ndarray:
+    """The labels; pairs given without labels are all positives (all a contrastive objective needs)."""
+    return data.labels if data.labels is not None else np.ones(len(data), dtype=np.int8)

@@ -8,6 +8,7 @@ length) that run anywhere ONNX does, outside PyTorch::
       encoder1.onnx   the same for in1
       scorer.onnx     tokens0, lengths0, tokens1, lengths1     ->  scores (B, num_classes) softmax
                                                                    probabilities, or (B, 1) regression
+                                                                   (or cosine: objective=cosine/contrastive)
       config.json, metrics.json, auxiliary/   copied from MODEL: hyperparameters and vocabularies
       onnx.json       what was exported, by which versions, and the inputs' conventions
 
@@ -143,7 +144,7 @@ class PaddedScorer(nn.Module):
         self, tokens0: torch.Tensor, lengths0: torch.Tensor, tokens1: torch.Tensor, lengths1: torch.Tensor
     ) -> torch.Tensor:
         u, v = self.encoders[0](tokens0, lengths0), self.encoders[1](tokens1, lengths1)
-        if self.mlp is None or self.output is None:  # an embedding objective without SageMaker's head: the cosine
+        if self.mlp is None or self.output is None:  # objective=cosine or contrastive: no head
             return cosine(u, v)[:, None]
         out = self.output(self.mlp(compare(u, v, self.hp.comparator_list)))
         return out[:, :1] if self.hp.is_regression else torch.softmax(out, dim=1)
@@ -182,7 +183,8 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> Path:
         "object2vec_version": __version__,
         "torch_version": torch.__version__,
         "inputs": "tokens (batch, length) int64, padded with any valid id beyond lengths[b]; lengths (batch,) int64 >= 1",
-        "scores": "regression value (batch, 1)" if net.hp.is_regression else "softmax probabilities (batch, num_classes)",
+        "scores": "cosine of the two embeddings (batch, 1)" if not net.hp.has_head
+        else "regression value (batch, 1)" if net.hp.is_regression else "softmax probabilities (batch, num_classes)",
     })  # fmt: skip
     return output
 
@@ -223,7 +225,7 @@ class _Exported:
 class OnnxPredictor(Predictor):
     """:class:`Predictor` whose scores and embeddings come from the exported ONNX graphs (onnxruntime)."""
 
-    def __init__(self, folder: str | Path, batch_size: int = BATCH_SIZE, threads: int = 0):
+    def __init__(self, folder: str | Path, batch_size: int = BATCH_SIZE, threads: int = 0, normalize: bool = False):
         ort = require("onnxruntime", "--runtime onnx")
         folder = Path(folder)
         missing = [name for name in GRAPHS.values() if not (folder / name).is_file()]
@@ -246,15 +248,13 @@ class OnnxPredictor(Predictor):
         self.schema = Schema.from_hyperparameters(self.hp)
         self.device = torch.device("cpu")
         self.batch_size = batch_size
-        self.normalize = False
+        self.normalize = normalize
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", batch_size: int = BATCH_SIZE, normalize: bool = False) -> OnnxPredictor:
         if device not in ("cpu", "auto"):
             raise Object2VecError(f"--runtime onnx runs on the CPU (onnxruntime's CPU provider); got --device {device}")
-        predictor = cls(path, batch_size)
-        predictor.normalize = normalize
-        return predictor
+        return cls(path, batch_size, normalize=normalize)
 
     def scores(self, data: Any) -> np.ndarray:
         out = [
@@ -267,8 +267,10 @@ class OnnxPredictor(Predictor):
         packed = data.in0 if side == "in0" else data.in1
         session = self.sessions["encoder0" if side == "in0" else "encoder1"]
         out = [session.run(None, _padded(packed, idx, ""))[0] for idx in self._chunks(len(packed))]
-        vectors = np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.hp.enc_dim), np.float32)
-        if self.normalize:  # as Predictor: unit length, a zero vector stays zero
+        if not out:
+            return np.zeros((0, self.hp.enc_dim), np.float32)
+        vectors = np.concatenate(out).astype(np.float32)
+        if self.normalize:
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import console, reporting
+from ..data.contrastive import positive_labels
 from ..data.pairs import PairData
 from ..data.sampling import Batch
 from ..hyperparameters import Hyperparameters
@@ -135,8 +136,7 @@ def _evaluation_batches(data: PairData, hp: Hyperparameters, batch_size: int) ->
         yield from sequential_batches(data, batch_size)
         return
     order = np.random.default_rng(0).permutation(len(data))  # files are often sorted (by user, by query)
-    labels = data.labels
-    assert labels is not None  # validation data always has labels
+    labels = positive_labels(data)
     for start in range(0, len(order), hp.mini_batch_size):
         idx = order[start : start + hp.mini_batch_size]
         yield Batch(idx, idx, labels[idx])
