@@ -188,6 +188,35 @@ def _(work: Path):
     )
 
 
+@probe("tune and export aimed at the cwd or a folder of user files")
+def _(work: Path):
+    from object2vec import Object2Vec
+
+    train, validation = pairs(work, "t.jsonl", 64, 1), pairs(work, "v.jsonl", 32, 2)
+    Object2Vec(seed=0, device="cpu", **TINY, epochs=1).fit(str(train)).save(work / "m")
+    for folder in ("here", "theirs"):
+        (work / folder / "best").mkdir(parents=True)
+        (work / folder / "keep.txt").write_text("user file")
+    tune = ["tune", "--train", str(train), "--validation", str(validation), *params(epochs=1), "--trials", "1", "--in-process"]
+    cwd = Path.cwd()
+    os.chdir(work / "here")
+    try:
+        results = [invoke(*tune, "-o", "."), invoke("export", str(work / "m"), "-o", ".")]
+    finally:
+        os.chdir(cwd)
+    results += [invoke(*tune, "-o", str(work / "theirs")), invoke("export", str(work / "m"), "-o", str(work / "theirs"))]
+    needles = ["is the current folder", "is the current folder", "not a tuning folder's", "not an ONNX export's"]
+    untouched = all(
+        sorted(os.listdir(work / f)) == ["best", "keep.txt"] and not os.listdir(work / f / "best") for f in ("here", "theirs")
+    )
+    ok = all(refused(*r, needle)[1] for r, needle in zip(results, needles, strict=True)) and untouched
+    return (
+        "exit 2 each, the folders untouched",
+        f"{one_line(results[0][1])} / {one_line(results[3][1])}; folders untouched: {untouched}",
+        ok,
+    )
+
+
 @probe("existing model without --overwrite")
 def _(work: Path):
     train = str(pairs(work, "t.jsonl", 64, 1))

@@ -104,6 +104,9 @@ def test_the_example_prints_every_task_beside_its_baselines(ml, tmp_path, capsys
         assert 0 <= results["classification"][f"Object2Vec {model} regression, stacked (5 folds)"]["accuracy"] <= 1
     assert results["neighbours"]["die_hard_rank_from_terminator"]["cosine"] >= 1
     assert 0 <= results["recommend"]["baseline: popularity (ratings in ua.base)"]["hits@3"] <= 1
+    assert 0 <= results["recommend"]["Object2Vec ids+features two-tower (cosine, faiss index)"]["hits@3"] <= 1
+    speed = results["recommend"]["retrieval_speed"]
+    assert speed["users"] == 30 and speed["index_seconds"] > 0 and speed["mlp_seconds"] > 0
     assert (out / "movielens_map.png").stat().st_size > 10_000 and (out / "model" / "config.json").is_file()
     assert (out / "results.json").is_file()
 

@@ -66,7 +66,7 @@ def seed(genuine: Path) -> Path:
 
 
 def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "object2vec" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name.startswith("object2vec") and r.levelno == logging.WARNING]
 
 
 # --- the C source and the signature table ---------------------------------------------------------

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from object2vec import Object2Vec
 from object2vec.cli import main
 from object2vec.data.synthetic import make_pairs
+from object2vec.errors import Object2VecError
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -55,6 +56,19 @@ def test_a_regression_scorer_returns_one_value_per_pair(tmp_path, tiny):
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
 
 
+def test_a_contrastive_model_exports_a_cosine_scorer_and_normalized_embeddings(tmp_path, tiny):
+    model_dir, data = _train(tmp_path, tiny, objective="contrastive")
+    export_onnx(model_dir, tmp_path / "onnx")
+    instances = [{"in0": r["in0"], "in1": r["in1"]} for r in data[:20]] + [{"in1": r["in1"]} for r in data[:5]]
+    ours = OnnxPredictor.load(tmp_path / "onnx", normalize=True).run(instances)
+    theirs = Predictor.load(model_dir, device="cpu", normalize=True).run(instances)
+    assert describe(tmp_path / "onnx")["scores"] == "cosine of the two embeddings (batch, 1)"
+    for a, b in zip(ours, theirs, strict=True):
+        (key,) = b
+        np.testing.assert_allclose(a[key], b[key], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(np.stack([r["embeddings"] for r in ours[20:]]), axis=1), 1.0, rtol=1e-5)
+
+
 def test_the_export_command_writes_graphs_a_manifest_and_what_serving_needs(tmp_path, tiny):
     model_dir, _ = _train(tmp_path, tiny)
     result = CliRunner().invoke(main, ["export", str(model_dir), "--format", "onnx", "-o", str(tmp_path / "out")])
@@ -91,3 +105,20 @@ def test_exporting_into_the_model_folder_is_refused(tmp_path, tiny):
     model_dir, _ = _train(tmp_path, tiny)
     result = CliRunner().invoke(main, ["export", str(model_dir), "-o", str(model_dir)])
     assert result.exit_code == 2 and "is the model folder itself" in result.output
+
+
+def test_an_export_replaces_an_earlier_export_whole_and_never_a_folder_of_other_files(tmp_path, tiny, monkeypatch):
+    model_dir, _ = _train(tmp_path, tiny)
+    out = tmp_path / "onnx"
+    export_onnx(model_dir, out)
+    (out / "scorer.onnx").write_bytes(b"stale")
+    export_onnx(model_dir, out)  # an earlier export is replaced: every graph is new
+    assert (out / "scorer.onnx").read_bytes() != b"stale"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "onnx"]  # no temporary or set-aside folder left
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(Object2VecError, match=r"holds files that are not an ONNX export's \(notes.txt\)"):
+        export_onnx(model_dir, out)
+    assert (out / "notes.txt").read_text() == "mine"
+    monkeypatch.chdir(out)
+    with pytest.raises(Object2VecError, match="is the current folder"):
+        export_onnx(model_dir, ".")

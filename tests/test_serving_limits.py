@@ -66,7 +66,7 @@ def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(model_dir, caplog
         "path": "/invocations", "raw_path": b"/invocations", "query_string": b"", "root_path": "",
         "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8080),
     }  # fmt: skip
-    with caplog.at_level("INFO", logger="object2vec.serve"):
+    with caplog.at_level("INFO", logger="object2vec.serving.app"):
         asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 499
     assert "POST /invocations 499" in caplog.text and "Traceback" not in caplog.text

@@ -85,7 +85,7 @@ def test_early_stopping_restores_the_best_epoch(monkeypatch):
     losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.1])
     snapshots = []
 
-    def fake_evaluate(net, data, device, batch_size=0):
+    def fake_evaluate(net, data, device, batch_size=0, objective=None):
         snapshots.append(net.output.weight.detach().clone())
         return {"accuracy": 0.5, "cross_entropy": next(losses)}
 

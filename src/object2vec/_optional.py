@@ -21,6 +21,9 @@ EXTRAS = {
     "onnx": ("onnx", "onnx"),
     "huggingface_hub": ("hub", "huggingface_hub"),
     "onnxruntime": ("onnx", "onnxruntime"),
+    "optuna": ("tune", "optuna"),
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow", "mlflow-skinny"),
 }
 
 

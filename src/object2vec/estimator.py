@@ -8,6 +8,7 @@ model refuse to run before ``fit`` or :meth:`Object2Vec.load`.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -16,21 +17,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import model_folder, reporting
+from . import model_folder
 from .data.inputs import as_records, as_source, is_labels
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
-from .errors import DataError, NotFittedError, Object2VecError
+from .errors import DataError, NotFittedError, Object2VecError, Problem
 from .hyperparameters import Hyperparameters
-from .nn.model import Object2VecNet
+from .nn.model import Object2VecNet, pair_scores
 from .text.auxiliary import AuxiliaryChannel
 from .text.tokenize import TextCodec, read_text_pairs
 from .training import distributed
-from .training.batches import sequential_batches, side_tensors
+from .training.batches import batch_inputs, sequential_batches, side_tensors, side_weights
+from .training.callbacks import Callback
 from .training.loop import fit
-from .training.metrics import EVAL_BATCH_SIZE, evaluate
+from .training.metrics import EVAL_BATCH_SIZE, evaluate, loss_of
 from .training.precision import resolve_precision
 from .training.resources import check_memory
+
+logger = logging.getLogger(__name__)
 
 Sequences = Sequence[Sequence[int] | str]
 _RUN_OPTIONS = ("seed", "device", "precision", "cache")  # constructor arguments that are not hyperparameters
@@ -75,7 +79,8 @@ class Object2Vec:
         precision: training arithmetic: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), or ``auto``
             (bf16 where the hardware has bf16 units). Prediction and evaluation run in fp32.
         cache: keep a binary copy of parsed training files (``object2vec.files.cache_dir()``), so the
-            next run on an unchanged file skips JSON parsing.
+            next run on an unchanged file skips JSON parsing (keyed by the file's bytes and checked on
+            every load: :mod:`object2vec.data.cache`).
         **hyperparameters: SageMaker Object2Vec hyperparameters, typed or as strings
             (see ``docs/hyperparameters.md``).
 
@@ -147,6 +152,7 @@ class Object2Vec:
         resume: bool = False,
         on_step: Callable[[Batch], None] | None = None,
         y: Any = None,
+        callbacks: Sequence[Callback] = (),
     ) -> Object2Vec:
         """Train on ``train`` (path, folder, ``.jsonl.gz``, records, a DataFrame, an ``(n, 2)`` id array:
         :mod:`object2vec.data.inputs`); returns ``self``.
@@ -161,7 +167,8 @@ class Object2Vec:
         prepare``); it is a data location, so it is given here rather than to the constructor.
         A model trained with a vocabulary also reads raw strings in ``predict``/``embed``/``evaluate``.
         ``max_steps`` stops after that many optimizer steps (a smoke test). ``checkpoint_dir``,
-        ``checkpoint_every``, ``resume`` and ``on_step`` are passed to :func:`object2vec.training.loop.fit`.
+        ``checkpoint_every``, ``resume``, ``on_step`` and ``callbacks`` (told about each epoch, see
+        :mod:`object2vec.training.callbacks`) are passed to :func:`object2vec.training.loop.fit`.
 
         Under ``torchrun`` every rank reads only its shard of each split and all ranks end with the
         same weights (``docs/distributed.md``).
@@ -176,7 +183,7 @@ class Object2Vec:
             warnings.simplefilter("always")
             hp = hp.resolve()
         for w in caught:
-            reporting.logger.warning(str(w.message))
+            logger.warning(str(w.message))
             warnings.warn(w.message, stacklevel=2)
         channel = AuxiliaryChannel.open(hp, auxiliary)  # cheap checks of every named file, before any data
         schema = Schema.from_hyperparameters(hp)
@@ -185,7 +192,7 @@ class Object2Vec:
         # refuse a model that cannot fit before reading any data, and again once the data holds its share
         distributed.on_main(lambda: check_memory(hp, device, validation=validation is not None))
         splits = {}
-        problems: list[str] = []
+        problems: list[Problem] = []
         count = 0
         for name, source in (("train", train), ("validation", validation), ("test", test)):
             if source is None:
@@ -193,7 +200,7 @@ class Object2Vec:
             try:
                 splits[name] = read_pairs(source, schema, cache=self.cache, shard=(ctx.rank, ctx.world_size))
             except DataError as e:  # report every split's problems together
-                problems += e.problems
+                problems += e.found
                 count += e.count
         reports = distributed.gather_objects((problems, count))  # every rank stops if any rank found a problem
         if sum(c for _, c in reports):
@@ -216,6 +223,7 @@ class Object2Vec:
             checkpoint_every=checkpoint_every,
             resume=resume,
             on_step=on_step,
+            callbacks=callbacks,
         )
         self.model_ = net
         self.hyperparameters_ = hp
@@ -249,13 +257,19 @@ class Object2Vec:
         return evaluate(net, read_text_pairs(data, Schema.from_hyperparameters(net.hp), self._text), self._device)
 
     def score(self, data: Source, y: Any = None) -> float:
-        """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error."""
+        """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error (for an
+        embedding objective without SageMaker's, minus its loss)."""
         metrics = self.evaluate(data, y)
-        return metrics["accuracy"] if "accuracy" in metrics else -metrics["mean_squared_error"]
+        if "accuracy" in metrics:
+            return metrics["accuracy"]
+        return -metrics["mean_squared_error" if "mean_squared_error" in metrics else loss_of(self._fitted().hp)]
 
     @torch.inference_mode()
     def predict(self, pairs: Source, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
         """Scores of pairs: softmax probabilities ``(n, num_classes)``, or ``(n, 1)`` for regression.
+
+        A model trained with ``objective=cosine`` or ``contrastive`` (no output layer) scores a pair by
+        the cosine of its two encodings, ``(n, 1)`` in ``[-1, 1]``.
 
         ``in0``/``in1`` are lists of token ids or, for a model trained with ``enc*_vocab_file``, raw
         strings (``{"in0": "a sentence", "in1": [4, 2]}``), tokenized exactly as in training
@@ -265,32 +279,44 @@ class Object2Vec:
         data = read_text_pairs(as_source(pairs), Schema.from_hyperparameters(net.hp), self._text, require_label=False)
         out = []
         for batch in sequential_batches(data, batch_size):
-            t0 = side_tensors(data.in0, batch.left, self._device)
-            t1 = side_tensors(data.in1, batch.right, self._device)
-            y = net(*t0, *t1)
-            out.append((y[:, None] if net.hp.is_regression else torch.softmax(y, dim=1)).float().cpu().numpy())
+            out.append(pair_scores(net(*batch_inputs(data, batch, self._device)), net.hp).float().cpu().numpy())
         return np.concatenate(out)
 
     @torch.inference_mode()
-    def embed(self, in0: Sequences | None = None, in1: Sequences | None = None, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+    def embed(
+        self,
+        in0: Sequences | None = None,
+        in1: Sequences | None = None,
+        batch_size: int = EVAL_BATCH_SIZE,
+        normalize: bool = False,
+        weights: Sequence[Sequence[float]] | None = None,
+    ) -> np.ndarray:
         """Encoder vectors ``(n, enc_dim)`` (float32) for token sequences of one side.
 
         Pass exactly one of ``in0`` (through enc0) or ``in1`` (through enc1). Items are lists of token
-        ids or, for a model trained with a vocabulary, raw strings.
+        ids or, for a model trained with a vocabulary, raw strings. ``normalize`` scales each vector
+        to length 1 (a zero vector stays zero), so inner products are cosines. ``weights``: each id
+        list's per-token weights, for a side pooled by a weighted mean (``encX_pooling=weighted_mean``;
+        strings get theirs from the model's text features).
         """
         net = self._fitted()
         if (in0 is None) == (in1 is None):
             raise ValueError("embed takes exactly one of in0=... or in1=...")
         side_name = "in0" if in0 is not None else "in1"
         seqs = in0 if in0 is not None else in1
-        records = as_records([{side_name: s} for s in seqs])  # type: ignore[union-attr]
+        listed = [{side_name: s} for s in seqs]  # type: ignore[union-attr]
+        if weights is not None:
+            listed = [{**r, f"{side_name}_weights": w} for r, w in zip(listed, weights, strict=True)]
+        records = as_records(listed)
         data = read_text_pairs(records, Schema.from_hyperparameters(net.hp), self._text, require_label=False, sides=(side_name,))
         side: Side = data.in0 if side_name == "in0" else data.in1
         index = 0 if side_name == "in0" else 1
         out = []
         for start in range(0, len(side), batch_size):
             idx = np.arange(start, min(start + batch_size, len(side)))
-            out.append(net.encode(index, *side_tensors(side, idx, self._device)).float().cpu().numpy())
+            rows = side_weights(side, idx, self._device)
+            vectors = net.encode(index, *side_tensors(side, idx, self._device), rows).float()
+            out.append((torch.nn.functional.normalize(vectors, dim=1) if normalize else vectors).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, net.hp.enc_dim), np.float32)
 
     # ---------------------------------------------------------------------------------------------

@@ -88,6 +88,11 @@ def deferred() -> Iterator[None]:
         _deferring -= 1
 
 
+def active() -> bool:
+    """Whether :func:`handled` is in effect (SIGTERM raises :class:`Interrupted`)."""
+    return signal.getsignal(signal.SIGTERM) is _handler
+
+
 def pending() -> int | None:
     """The signal recorded inside :func:`deferred` and not acted on yet, or None."""
     return _pending

@@ -89,7 +89,7 @@ class OutputFolder:
         ``model_bytes`` and ``checkpoint_bytes`` are the expected sizes of the model and of one
         checkpoint, for the free-space check.
         """
-        _refuse_current_folder(output)
+        refuse_current_folder(output)
         if output.exists() and not output.is_dir():
             raise OutputError(f"{output}: is a file; expected a folder for the model (new, empty, or an earlier model's)")
         default_checkpoints = checkpoint_dir is not None and checkpoint_dir == output / CHECKPOINTS
@@ -182,13 +182,14 @@ class OutputFolder:
                 folder.rmdir()
 
 
-def _refuse_current_folder(output: Path) -> None:
+def refuse_current_folder(output: Path, what: str = "the model", example: str = "model/") -> None:
+    """A run's folder is its own: never the current folder (``-o ''``, ``-o .``) or one that holds it."""
     here = Path.cwd().resolve()
     target = output.resolve()
     if str(output) in ("", ".") or target == here or target in here.parents:
         raise OutputError(
             f"--output {str(output)!r} is the current folder or one that holds it; name a folder of its own for "
-            "the model, e.g. -o model/"
+            f"{what}, e.g. -o {example}"
         )
 
 

@@ -9,19 +9,19 @@ and ``-p name=value`` sets any of them; later sources win: file, then ``-p``, th
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .. import reporting
+from .. import console, reporting
 from ..errors import Object2VecError
 from ..hyperparameters import Hyperparameters, hyperparameter_table, hyperparameters_markdown
-from .base import friendly_errors, main
+from .base import friendly_errors, main, parse_pairs, read_hyperparameters_file
 
 
 def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,29 +33,9 @@ def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             name,
             default=None,
             metavar="VALUE",
-            help=f"{row['doc']} [{row['valid']}; default: {row['default']}]",
+            help=("[extension] " if row["extension"] else "") + f"{row['doc']} [{row['valid']}; default: {row['default']}]",
         )(fn)
     return fn
-
-
-def _read_hyperparameters_file(path: Path) -> dict[str, Any]:
-    try:
-        values = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # UTF-8 (or -16/-32) JSON, as SageMaker writes it
-        raise Object2VecError(f"{path}: is not valid JSON ({e}); expected an object of name -> value") from None
-    if not isinstance(values, dict):
-        raise Object2VecError(f"{path}: holds {type(values).__name__}; expected a JSON object of name -> value")
-    return values
-
-
-def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in pairs:
-        if "=" not in item:
-            raise Object2VecError(f"-p {item!r}: expected name=value, e.g. -p enc_dim=64")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
 
 
 @main.command()
@@ -110,6 +90,20 @@ def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @click.option(
+    "--log-format",
+    type=click.Choice(reporting.LOG_FORMATS),
+    help="sagemaker: SageMaker's #quality_metric/#throughput_metric/#progress_metric lines; human: a line per epoch "
+    "with an ETA, progress bars and a table at the end; both. [human when stdout and stderr are terminals, "
+    "else sagemaker; --sagemaker: sagemaker]",
+)
+@click.option(
+    "--log-to",
+    multiple=True,
+    metavar="TRACKER",
+    help="Also log hyperparameters and each epoch's metrics to tensorboard[:DIR] (default DIR: runs/NAME-TIME) "
+    "or mlflow[:URI] (MLflow also keeps the model folder); repeatable.",
+)
+@click.option(
     "--sagemaker",
     is_flag=True,
     help="Container mode: hyperparameters and channels from /opt/ml/input, model to /opt/ml/model, "
@@ -137,6 +131,8 @@ def train(
     overwrite: bool,
     dry_run: bool,
     quiet: bool,
+    log_format: str | None,
+    log_to: tuple[str, ...],
     sagemaker: bool,
     sagemaker_root: Path | None,
     **named: str | None,
@@ -147,9 +143,11 @@ def train(
     if nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(_relaunch_under_torchrun(nproc))
 
-    reporting.configure_cli_logging(verbose=not quiet)
+    log_format = _log_format(log_format, sagemaker)
+    reporting.configure_cli_logging(verbose=not quiet, log_format=log_format)
     run = TrainRun(train_path, validation, test, auxiliary, output, seed, device, precision, cache,
-                   checkpoint_dir, checkpoint_every, resume, dry_run, overwrite)  # fmt: skip
+                   checkpoint_dir, checkpoint_every, resume, dry_run, overwrite, log_format=log_format,
+                   log_to=log_to)  # fmt: skip
     if sagemaker:
         from ..serving import container
 
@@ -160,14 +158,15 @@ def train(
             run = dataclasses.replace(
                 run, train=channels["train"], validation=channels["validation"], test=channels["test"],
                 auxiliary=auxiliary or channels["auxiliary"], output=paths.model, checkpoint_dir=checkpoints,
-                resume=resume or (checkpoints / "latest.pt").exists(), overwrite=True,  # the platform owns /opt/ml/model
+                resume=resume or (checkpoints / "latest.pt").exists(), tensorboard_dir=paths.root / "output" / "tensorboard",
+                overwrite=True,  # the platform owns /opt/ml/model
             )  # fmt: skip
-            _train({**container.read_hyperparameters(paths), **_parse_pairs(params)}, named, run)
+            _train({**container.read_hyperparameters(paths), **parse_pairs(params)}, named, run)
         return
     if train_path is None:
         raise Object2VecError("--train is required: the training pairs (or --sagemaker to read /opt/ml/input/data/train)")
-    hyperparameters: dict[str, Any] = _read_hyperparameters_file(hp_file) if hp_file else {}
-    hyperparameters.update(_parse_pairs(params))
+    hyperparameters: dict[str, Any] = read_hyperparameters_file(hp_file) if hp_file else {}
+    hyperparameters.update(parse_pairs(params))
     _train(hyperparameters, named, run)
 
 
@@ -189,6 +188,18 @@ class TrainRun:
     resume: bool = False
     dry_run: bool = False
     overwrite: bool = False
+    log_format: str = "sagemaker"  # which lines show (object2vec.reporting)
+    log_to: tuple[str, ...] = ()  # experiment trackers: tensorboard[:DIR], mlflow[:URI]
+    tensorboard_dir: Path | None = None  # where --log-to tensorboard writes without a DIR
+
+
+def _log_format(requested: str | None, sagemaker: bool) -> str:
+    """The --log-format in effect: SageMaker's lines in container mode and for programs, a person's at a terminal."""
+    if sagemaker:
+        if requested == "human":
+            raise Object2VecError("--sagemaker keeps SageMaker's metric lines: use --log-format sagemaker or both")
+        return requested or "sagemaker"
+    return requested or reporting.default_log_format()
 
 
 def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: TrainRun) -> None:
@@ -201,6 +212,7 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
     from ..training import distributed, resources
 
     assert run.train is not None  # the command checks --train; container.channels() the train channel
+    started = time.perf_counter()
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
     hp = Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     check_seed(run.seed)
@@ -213,6 +225,7 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
     model = Object2Vec(seed=run.seed, device=run.device, precision=run.precision, cache=run.cache, **hyperparameters)
     distributed.setup(device)
     claim: OutputFolder | None = None
+    trackers: list[Any] = []
     ok = False
     try:
         distributed.on_main(lambda: resources.check_memory(hp, device, validation=run.validation is not None))
@@ -222,17 +235,23 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
             claim = distributed.on_main(
                 lambda: OutputFolder.claim(output, checkpoint_dir, overwrite=run.overwrite, resume=run.resume, **sizes)
             )
+            # a bad --log-to fails before any data is read (and after the claim, which leaves nothing behind)
+            trackers = distributed.on_main(lambda: _open_trackers(run, hp, model.get_params())) or []
         model.fit(
             run.train, run.validation, run.test, auxiliary=run.auxiliary, max_steps=1 if run.dry_run else None,
             checkpoint_dir=checkpoint_dir, checkpoint_every=run.checkpoint_every, resume=run.resume,
+            callbacks=[] if run.dry_run else [console.EpochLines(hp.epochs), *trackers],
         )  # fmt: skip
         if run.dry_run:
             click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")
         else:
-            distributed.on_main(lambda: _write_model(model, output, claim))
+            distributed.on_main(lambda: _write_model(model, hp, output, claim, trackers, run.log_format, started))
         ok = True
-    except Interrupted as e:
-        e.advice = _resume_advice(checkpoint_dir)
+    except BaseException as e:
+        for tracker in trackers:
+            tracker.fail()
+        if isinstance(e, Interrupted):
+            e.advice = _resume_advice(checkpoint_dir)
         raise
     finally:
         if claim is not None:
@@ -240,11 +259,20 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
         distributed.teardown(ok)
 
 
-def _write_model(model: Any, output: Path | None, claim: Any) -> None:
+def _write_model(
+    model: Any, hp: Hyperparameters, output: Path | None, claim: Any, trackers: list[Any], log_format: str, started: float
+) -> None:
+    """Rank 0: write the model, remove this run's checkpoint, close the trackers, say where the model is."""
     assert output is not None and claim is not None
     model.save(output)
     claim.finish()  # the model is the durable result now: remove the checkpoint this run wrote
-    click.echo(f"model written to {output}")
+    for tracker in trackers:
+        tracker.finish(model.metrics_, output)
+    if log_format == "sagemaker":
+        click.echo(f"model written to {output}")
+    else:
+        for line in console.summary_table(model.metrics_, hp.epochs, time.perf_counter() - started, output):
+            click.echo(line)
 
 
 def _resume_advice(checkpoint_dir: Path | None) -> str:
@@ -253,6 +281,30 @@ def _resume_advice(checkpoint_dir: Path | None) -> str:
     if checkpoint is None or not checkpoint.is_file():
         return "no checkpoint was written yet: run the same command again to start over"
     return f"the checkpoint {checkpoint} is kept: run the same command with --resume to continue from it"
+
+
+def _open_trackers(run: TrainRun, hp: Hyperparameters, options: dict[str, Any]) -> list[Any]:
+    """The --log-to trackers, each given the resolved hyperparameters and the run's options."""
+    if not run.log_to:
+        return []
+    import warnings
+
+    from ..training.tracking import open_tracker
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fit reports what resolving warns about
+        resolved = hp.resolve()
+    params = {**resolved.to_dict(as_strings=True), **{k: options[k] for k in ("seed", "device", "precision")}}
+    name = run.output.name if run.output is not None else None
+    trackers: list[Any] = []
+    try:
+        for spec in run.log_to:
+            trackers.append(open_tracker(spec, params, name, run.tensorboard_dir))
+    except BaseException:
+        for tracker in trackers:
+            tracker.fail()
+        raise
+    return trackers
 
 
 def _relaunch_under_torchrun(nproc: int) -> int:
@@ -289,9 +341,13 @@ def _relaunch_under_torchrun(nproc: int) -> int:
 @main.command()
 @click.option("--markdown", is_flag=True, help="Print the Markdown table of docs/hyperparameters.md.")
 def hyperparameters(markdown: bool) -> None:
-    """List every hyperparameter with its valid values and default."""
+    """List every hyperparameter with its valid values and default; extensions (not in SageMaker) last."""
     if markdown:
         click.echo(hyperparameters_markdown(), nl=False)
         return
-    for row in hyperparameter_table():
+    rows = hyperparameter_table()
+    for row in (r for r in rows if not r["extension"]):
+        click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")
+    click.echo("\nextensions (not in SageMaker Object2Vec; off at their defaults):")
+    for row in (r for r in rows if r["extension"]):
         click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")

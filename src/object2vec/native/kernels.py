@@ -17,8 +17,9 @@
 * **hcnn's relu and max over time, bf16** (``relu_max_forward``/``backward``, ``csrc/hcnn.c``): one
   pass each way instead of casts to fp32 and back and ``amax``'s backward, with the same numbers
   (``tests/test_model.py`` checks them bit for bit).
-* **pooled_embedding's backward over a row_sparse leaf** (``bag_mean_backward``, ``csrc/pooled.c``):
-  the tokens grouped by row with a counting sort, then each row's sum written once, instead of
+* **pooled_embedding's backward over a row_sparse leaf** (``bag_mean_backward``, and
+  ``bag_weighted_backward`` for the sum and weighted-mean poolings, ``csrc/pooled.c``): the tokens
+  grouped by row with a counting sort, then each row's sum written once, instead of
   ``embedding_bag``'s sort of the ids and segment sums.
 * **bilstm's time steps under bf16** (``lstm_forward_step``/``lstm_backward_step``, ``csrc/lstm.c``,
   driven by :mod:`object2vec.nn.recurrent` between torch's bf16 GEMMs): the gates and an fp32 cell
@@ -202,4 +203,22 @@ def bag_mean_backward(grad_bags: torch.Tensor, local: torch.Tensor, lengths: tor
     )
     if status != 0:
         raise MemoryError("bag_mean_backward could not allocate its index arrays")
+    return grad_rows
+
+
+def bag_weighted_backward(
+    grad_bags: torch.Tensor, local: torch.Tensor, lengths: torch.Tensor, shares: torch.Tensor | None, rows: int
+) -> torch.Tensor:
+    """The gradient of ``embedding_bag(local, table, mode="sum", per_sample_weights=shares)`` for the
+    ``rows`` rows of a CPU fp32 table (``shares=None``: every token's share is 1, the plain sum)."""
+    grad_bags = grad_bags.float().contiguous()
+    local, lengths = local.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
+    shares = None if shares is None else shares.float().contiguous()
+    grad_rows = torch.empty(rows, grad_bags.shape[1])
+    status = _loaded().bag_weighted_backward(
+        grad_bags.data_ptr(), local.data_ptr(), lengths.data_ptr(), None if shares is None else shares.data_ptr(),
+        grad_rows.data_ptr(), len(lengths), rows, grad_bags.shape[1],
+    )  # fmt: skip
+    if status != 0:
+        raise MemoryError("bag_weighted_backward could not allocate its index arrays")
     return grad_rows

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ..files import atomic_path, cache_dir
 
-logger = logging.getLogger("object2vec")
+logger = logging.getLogger(__name__)
 
 SOURCE_FOLDER = Path(__file__).parent / "csrc"
 
@@ -72,6 +72,10 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "bag_mean_backward": (
         "int",
         ("const float *", "const int64_t *", "const int64_t *", "float *", "int64_t", "int64_t", "int64_t"),
+    ),
+    "bag_weighted_backward": (
+        "int",
+        ("const float *", "const int64_t *", "const int64_t *", "const float *", "float *", "int64_t", "int64_t", "int64_t"),
     ),
     "lstm_forward_step": (
         "void",

@@ -1,7 +1,8 @@
 """The three encoders. Each maps ``(tokens, lengths)`` to ``(batch, enc_dim)``.
 
 Input is *flat*: ``tokens`` is every sequence of the batch concatenated, ``(sum(lengths),)``, and
-``lengths`` is ``(batch,)``. Sequence ends come from the lengths, so token id 0 is an ordinary token
+``lengths`` is ``(batch,)``; ``weights`` (``(sum(lengths),)`` or ``None``) are per-token weights, read
+only by pooled_embedding's weighted mean. Sequence ends come from the lengths, so token id 0 is an ordinary token
 and padding never reaches a result: an encoding does not depend on which other sequences share
 its batch (``tests/test_model.py::test_encoding_does_not_depend_on_the_rest_of_the_batch`` checks
 this for every encoder).
@@ -10,7 +11,8 @@ SageMaker documents what each encoder is (a mean of token vectors, a hierarchica
 bidirectional LSTM), its layer counts and filter width, but not its pooling, projection or dropout;
 those are our decisions (``docs/architecture.md`` gives the reasons):
 
-* ``pooled_embedding``: mean of the token vectors, token dim = enc_dim, no projection.
+* ``pooled_embedding``: mean of the token vectors, token dim = enc_dim, no projection (the
+  ``encX_pooling`` extension: sum, max or a weighted mean instead).
 * ``hcnn``: ``layers`` stacked convolutions of width ``cnn_filter_width`` (each layer reads the one
   below: "hierarchical"), ReLU, padded positions zeroed after each layer; each layer is max-pooled over
   the valid positions; the pooled vectors are concatenated and linearly projected to enc_dim. Each
@@ -53,16 +55,24 @@ def pad(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 class PooledEmbedding(nn.Module):
-    """Mean of the token embeddings (``embedding_bag``: no padding is ever built)."""
+    """Mean of the token embeddings (``embedding_bag``: no padding is ever built).
+
+    The ``encX_pooling`` extension joins them otherwise: ``sum``, ``max`` (per dimension) or
+    ``weighted_mean`` (each token's vector times its weight over the sequence's total weight, the
+    weights given per token beside the ids).
+    """
 
     def __init__(self, config: EncoderConfig, enc_dim: int, embedding: TokenEmbedding):
         super().__init__()
         if embedding.embedding_dim != enc_dim:
             raise ValueError(f"pooled_embedding needs token dim == enc_dim ({enc_dim}); got {embedding.embedding_dim}")
         self.embedding = embedding
+        self.pooling = config.pooling
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.embedding.bag_mean(tokens, lengths)  # (B, enc_dim)
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pooling == "mean":  # SageMaker's: per-token weights, if any, are not read
+            return self.embedding.bag_mean(tokens, lengths)  # (B, enc_dim)
+        return self.embedding.bag(tokens, lengths, self.pooling, weights)  # (B, enc_dim)
 
 
 class _ReluMax(torch.autograd.Function):
@@ -113,7 +123,7 @@ class HCNN(nn.Module):
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # Conv1d(bias=True): never None here
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         rows = self.embedding(tokens)  # (N, D)
         device = rows.device.type
         if torch.is_autocast_enabled(device):  # cast the rows, contiguous, instead of the transposed (B, D, T) view:
@@ -153,7 +163,7 @@ class BiLSTM(nn.Module):
         self.lstm = nn.LSTM(embedding.embedding_dim, hidden, num_layers=config.layers, bidirectional=True, batch_first=True)
         self.project = nn.Linear(2 * hidden, enc_dim)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D), (B, T) or None: no padding
         if recurrent.applies(x):  # bf16 on a CPU: bf16 products, fp32 cell state (see object2vec.nn.recurrent)
             return self.project(recurrent.bilstm_max(self.lstm, x, lengths))

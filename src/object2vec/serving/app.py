@@ -35,7 +35,7 @@ from ..errors import Object2VecError
 from .predictor import InstanceError, Predictor
 from .protocol import JSON, ContentType, ProtocolError, decode_instances, encode_predictions, parse_accept, parse_content_type
 
-log = logging.getLogger("object2vec.serve")
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker real-time endpoints' request limit
 DEFAULT_MAX_INSTANCES = 100_000  # ~5 s of work on one core: a bound on one request's time and memory

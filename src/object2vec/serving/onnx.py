@@ -8,6 +8,7 @@ length) that run anywhere ONNX does, outside PyTorch::
       encoder1.onnx   the same for in1
       scorer.onnx     tokens0, lengths0, tokens1, lengths1     ->  scores (B, num_classes) softmax
                                                                    probabilities, or (B, 1) regression
+                                                                   (or cosine: objective=cosine/contrastive)
       config.json, metrics.json, auxiliary/   copied from MODEL: hyperparameters and vocabularies
       onnx.json       what was exported, by which versions, and the inputs' conventions
 
@@ -38,11 +39,12 @@ from torch import nn
 from .. import __version__
 from .._optional import require
 from ..errors import ModelFormatError, Object2VecError
-from ..files import atomic_path, atomic_write_json
+from ..files import atomic_folder, atomic_path, atomic_write_json
 from ..hyperparameters import Hyperparameters
 from ..model_folder import ASSETS, CONFIG, METRICS, load_text, read_config
 from ..nn.encoders import HCNN, BiLSTM, PooledEmbedding
-from ..nn.model import Object2VecNet, compare
+from ..nn.model import Object2VecNet, compare, cosine
+from ..output_folder import refuse_current_folder
 from .predictor import BATCH_SIZE, Predictor
 
 OPSET = 17
@@ -143,6 +145,8 @@ class PaddedScorer(nn.Module):
         self, tokens0: torch.Tensor, lengths0: torch.Tensor, tokens1: torch.Tensor, lengths1: torch.Tensor
     ) -> torch.Tensor:
         u, v = self.encoders[0](tokens0, lengths0), self.encoders[1](tokens1, lengths1)
+        if self.mlp is None or self.output is None:  # objective=cosine or contrastive: no head
+            return cosine(u, v)[:, None]
         out = self.output(self.mlp(compare(u, v, self.hp.comparator_list)))
         return out[:, :1] if self.hp.is_regression else torch.softmax(out, dim=1)
 
@@ -159,30 +163,50 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> Path:
     model_dir, output = Path(model_dir), Path(output)
     if output.resolve() == model_dir.resolve():
         raise Object2VecError(f"-o {output}: is the model folder itself; choose another folder for the export")
+    _check_output(output)
     net = Object2Vec.load(model_dir, device="cpu")._fitted().float().eval()
-    output.mkdir(parents=True, exist_ok=True)
     example = _example(net.hp)
-    with torch.no_grad():
-        for side in (0, 1):
-            _export(PaddedEncoder(net.encoders[side]).eval(), example[side], ("tokens", "lengths"), "embeddings",
-                    output / GRAPHS[f"encoder{side}"])  # fmt: skip
-        _export(PaddedScorer(net).eval(), example[0] + example[1], ("tokens0", "lengths0", "tokens1", "lengths1"),
-                "scores", output / GRAPHS["scorer"])  # fmt: skip
-    for name in (CONFIG, METRICS):
-        if (model_dir / name).is_file():
-            with atomic_path(output / name) as tmp:
-                shutil.copyfile(model_dir / name, tmp)
-    if (model_dir / ASSETS).is_dir():
-        shutil.copytree(model_dir / ASSETS, output / ASSETS, dirs_exist_ok=True)
-    atomic_write_json(output / MANIFEST, {
-        "graphs": GRAPHS,
-        "opset": OPSET,
-        "object2vec_version": __version__,
-        "torch_version": torch.__version__,
-        "inputs": "tokens (batch, length) int64, padded with any valid id beyond lengths[b]; lengths (batch,) int64 >= 1",
-        "scores": "regression value (batch, 1)" if net.hp.is_regression else "softmax probabilities (batch, num_classes)",
-    })  # fmt: skip
+    with atomic_folder(output, replace=True) as folder:  # all of the export or none; an earlier export is replaced
+        with torch.no_grad():
+            for side in (0, 1):
+                _export(PaddedEncoder(net.encoders[side]).eval(), example[side], ("tokens", "lengths"), "embeddings",
+                        folder / GRAPHS[f"encoder{side}"])  # fmt: skip
+            _export(PaddedScorer(net).eval(), example[0] + example[1], ("tokens0", "lengths0", "tokens1", "lengths1"),
+                    "scores", folder / GRAPHS["scorer"])  # fmt: skip
+        for name in (CONFIG, METRICS):
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, folder / name)
+        if (model_dir / ASSETS).is_dir():
+            shutil.copytree(model_dir / ASSETS, folder / ASSETS)
+        atomic_write_json(folder / MANIFEST, {
+            "graphs": GRAPHS,
+            "opset": OPSET,
+            "object2vec_version": __version__,
+            "torch_version": torch.__version__,
+            "inputs": "tokens (batch, length) int64, padded with any valid id beyond lengths[b]; lengths (batch,) int64 >= 1",
+            "scores": "cosine of the two embeddings (batch, 1)" if not net.hp.has_head
+            else "regression value (batch, 1)" if net.hp.is_regression else "softmax probabilities (batch, num_classes)",
+        })  # fmt: skip
     return output
+
+
+EXPORT_FILES = (*GRAPHS.values(), CONFIG, METRICS, ASSETS, MANIFEST)
+
+
+def _check_output(output: Path) -> None:
+    """The export replaces its folder whole, so that folder must be new, empty or an earlier export
+    holding nothing else (never the current folder, never a user's files)."""
+    refuse_current_folder(output, "the export", "model-onnx/")
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise Object2VecError(f"-o {output}: is a file; expected a folder for the export (new, empty, or an earlier export)")
+    foreign = sorted(e.name for e in output.iterdir() if e.name not in EXPORT_FILES)
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise Object2VecError(
+            f"-o {output}: holds files that are not an ONNX export's ({listed}); export to a new or empty folder"
+        )
 
 
 def _example(hp: Hyperparameters) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -221,7 +245,7 @@ class _Exported:
 class OnnxPredictor(Predictor):
     """:class:`Predictor` whose scores and embeddings come from the exported ONNX graphs (onnxruntime)."""
 
-    def __init__(self, folder: str | Path, batch_size: int = BATCH_SIZE, threads: int = 0):
+    def __init__(self, folder: str | Path, batch_size: int = BATCH_SIZE, threads: int = 0, normalize: bool = False):
         ort = require("onnxruntime", "--runtime onnx")
         folder = Path(folder)
         missing = [name for name in GRAPHS.values() if not (folder / name).is_file()]
@@ -244,12 +268,13 @@ class OnnxPredictor(Predictor):
         self.schema = Schema.from_hyperparameters(self.hp)
         self.device = torch.device("cpu")
         self.batch_size = batch_size
+        self.normalize = normalize
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = BATCH_SIZE) -> OnnxPredictor:
+    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = BATCH_SIZE, normalize: bool = False) -> OnnxPredictor:
         if device not in ("cpu", "auto"):
             raise Object2VecError(f"--runtime onnx runs on the CPU (onnxruntime's CPU provider); got --device {device}")
-        return cls(path, batch_size)
+        return cls(path, batch_size, normalize=normalize)
 
     def scores(self, data: Any) -> np.ndarray:
         out = [
@@ -262,7 +287,12 @@ class OnnxPredictor(Predictor):
         packed = data.in0 if side == "in0" else data.in1
         session = self.sessions["encoder0" if side == "in0" else "encoder1"]
         out = [session.run(None, _padded(packed, idx, ""))[0] for idx in self._chunks(len(packed))]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.hp.enc_dim), np.float32)
+        if not out:
+            return np.zeros((0, self.hp.enc_dim), np.float32)
+        vectors = np.concatenate(out).astype(np.float32)
+        if self.normalize:
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
 
     def _chunks(self, n: int) -> list[np.ndarray]:
         return [np.arange(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
@@ -281,6 +311,6 @@ def describe(folder: str | Path) -> dict[str, Any]:
     """The export's manifest (``onnx.json``)."""
     path = Path(folder) / MANIFEST
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        return json.loads(path.read_bytes())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFormatError(f"{path}: cannot be read ({e})") from None

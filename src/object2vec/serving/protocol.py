@@ -60,9 +60,19 @@ class ProtocolError(Exception):
 
     @classmethod
     def from_instances(cls, error: InstanceError) -> ProtocolError:
+        """400, the first problem's line as the error, and each problem as ``{"instance", "field", "message"}``
+        (``instance`` -1 for a problem of the whole request)."""
         first = error.problems[0]
         more = f" (and {error.count - 1} more)" if error.count > 1 else ""
-        return cls(400, f"{first}{more}", [p.as_dict() for p in error.problems], count=error.count)
+        details = [
+            {
+                "instance": p.location if isinstance(p.location, int) else -1,
+                "field": p.field,
+                "message": p.message(advice=False),
+            }
+            for p in error.found[:MAX_LISTED]
+        ]
+        return cls(400, f"{first}{more}", details, count=error.count)
 
 
 @dataclass(frozen=True)

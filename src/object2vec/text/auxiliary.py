@@ -24,6 +24,7 @@ table carries the ``frozen_rows`` mask, which its lazy optimizer skips.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import weakref
 from collections.abc import Callable, Iterator
@@ -35,10 +36,12 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .. import reporting
+from .. import console
 from ..data.pairs import open_lines
 from ..hyperparameters import Hyperparameters
 from .tokenize import AuxiliaryFileError, TextCodec, Vocabulary
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------------
 # Vector files
@@ -82,9 +85,11 @@ class VectorFile:
                 f"{self.path}: cannot be read ({e.strerror}); expected a GloVe or word2vec text file"
             ) from None
         lineno = 0
-        with fh:
+        with fh, console.FileProgress(fh, f"reading {self.path.name}") as bar:
             try:
                 for lineno, raw in enumerate(fh, 1):
+                    if not lineno & 4095:
+                        bar.update()
                     line = raw.rstrip(b"\r\n")
                     if line.strip():
                         yield lineno, line
@@ -348,7 +353,7 @@ class AuxiliaryChannel:
             coverage = Coverage(
                 side, cfg.pretrained_embedding_file, len(rows), len(set(vocab.ids.values())), cfg.freeze_pretrained_embedding
             )
-            reporting.logger.info(coverage.message())
+            logger.info(coverage.message())
             report.append(coverage)
         return report
 

@@ -12,6 +12,7 @@ silently train on a different plan.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,15 @@ import numpy as np
 import torch
 
 from .. import reporting
-from ..data.pairs import PairData
+from ..data.pairs import PairData, Side
 from ..errors import CheckpointError
 from ..files import atomic_path, explain_write_error
 from ..nn.model import Object2VecNet
 from . import distributed
 
 CHECKPOINT = "latest.pt"
+
+logger = logging.getLogger(__name__)
 
 
 def fingerprint(data: PairData | None) -> str | None:
@@ -35,11 +38,17 @@ def fingerprint(data: PairData | None) -> str | None:
     if data is None:
         return None
     digest = hashlib.blake2b(digest_size=12)
-    for array in (data.in0.tokens, data.in0.offsets, data.in1.tokens, data.in1.offsets, data.labels):
+    arrays = (*_side_arrays(data.in0), *_side_arrays(data.in1), data.labels)
+    for array in arrays:
         if array is not None:
             digest.update(str(array.dtype).encode())
             digest.update(np.ascontiguousarray(array).view(np.uint8).data)
     return f"{len(data)} pairs, blake2b {digest.hexdigest()}"
+
+
+def _side_arrays(side: Side) -> tuple[np.ndarray | None, ...]:
+    """A side's tokens and offsets, and its per-token weights when it has them (weighted-mean pooling)."""
+    return (side.tokens, side.offsets, side.weights)
 
 
 class Checkpointer:
@@ -81,7 +90,8 @@ class Checkpointer:
         if self.path is None:
             return None
         if not self.path.is_file():
-            reporting.emit(f"No checkpoint in {self.folder}; starting from the beginning.")
+            if reporting.is_main_process():
+                logger.info(f"No checkpoint in {self.folder}; starting from the beginning.")
             return None
         try:
             state = torch.load(self.path, map_location=device, weights_only=True)

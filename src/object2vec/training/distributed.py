@@ -8,6 +8,8 @@
 * dense gradients: averaged by :class:`~torch.nn.parallel.DistributedDataParallel`;
 * row_sparse gradients: the touched rows of every rank are gathered and averaged
   (:func:`sync_rows`), so the lazy update is identical everywhere;
+* in-batch negatives (contrastive objectives): every rank's encodings are gathered with their
+  gradient (:func:`gather_rows`), so the candidates are the global batch;
 * metrics: sums are all-reduced, so early stopping decides identically on every rank;
 * logging and artifacts: rank 0 only, through :func:`on_main`, which tells every rank whether it
   worked: a rank that fails alone while the others wait in a collective would hang the job.
@@ -188,3 +190,44 @@ def sync_rows(rows: torch.Tensor, grad: torch.Tensor, dim: int) -> tuple[torch.T
     unique, inverse = torch.unique(flat_rows[keep], return_inverse=True)
     summed = torch.zeros(len(unique), dim, dtype=grad.dtype, device=grad.device).index_add_(0, inverse, flat_grads[keep])
     return unique, summed / ctx.world_size
+
+
+def gather_rows(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], int]:
+    """Every rank's rows of each tensor, concatenated in rank order, and where this rank's rows start.
+
+    The tensors of one call have the same number of rows on a rank; ranks may hold different numbers.
+    Gradients flow back (:class:`_GatherRows`): a loss on the gathered rows trains each rank's own
+    rows as one process holding the global batch would. In a single process: ``(tensors, 0)``.
+    """
+    ctx = context()
+    if not ctx.is_distributed:
+        return tensors, 0
+    count = torch.tensor([len(tensors[0])], dtype=torch.int64, device=tensors[0].device)
+    counts_t = [torch.zeros_like(count) for _ in range(ctx.world_size)]
+    dist.all_gather(counts_t, count)
+    counts = [int(c.item()) for c in counts_t]
+    gathered = [_GatherRows.apply(t, counts, ctx.rank) for t in tensors]
+    return gathered, sum(counts[: ctx.rank])
+
+
+class _GatherRows(torch.autograd.Function):
+    """``all_gather`` of rows (padded to the longest rank) whose backward sums each gathered row's
+    gradient over the ranks and hands every rank its own rows' sum. Unlike
+    ``torch.distributed.nn.all_gather`` it takes ranks of different sizes and needs only
+    ``all_reduce`` (Gloo has no reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, counts: list[int], rank: int) -> torch.Tensor:
+        ctx.counts, ctx.rank = counts, rank
+        padded = x.new_zeros((max(counts), *x.shape[1:]))
+        padded[: len(x)] = x
+        parts = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # each rank's loss reached every rank's rows: sum their gradients
+        start = sum(ctx.counts[: ctx.rank])
+        return grad[start : start + ctx.counts[ctx.rank]], None, None

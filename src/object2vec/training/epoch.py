@@ -17,13 +17,12 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .. import interrupts, reporting
+from .. import console, interrupts
 from ..data.pairs import PairData
 from ..data.sampling import Batch
 from ..errors import Object2VecError
@@ -31,6 +30,7 @@ from ..hyperparameters import Hyperparameters
 from . import distributed
 from .batches import batch_inputs, label_tensor
 from .metrics import Meter, compute_loss
+from .objectives import EmbeddingObjective
 from .optimizers import Optimizers
 from .precision import autocast
 
@@ -56,16 +56,21 @@ class EpochRunner:
         self.device, self.precision, self.on_step = device, precision, on_step
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
         self.steps = 0  # optimizer steps taken in this run (all epochs)
+        self.objective = EmbeddingObjective(hp, train) if hp.embedding_objective else None
 
     def step(self, batch: Batch, meter: Meter) -> str | None:
         """Train on one batch; returns ``"loss"`` (it was not finite) or ``"signal"`` (a stop signal
         arrived) when training must stop after it (see the module docstring), else None."""
-        inputs = batch_inputs(self.train, batch, self.device)
+        inputs = batch_inputs(self.train, batch, self.device, once=self.hp.negative_sampling_grouped)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
-        with autocast(self.precision, self.device):
-            out = self.model(*inputs)
-        loss = compute_loss(out.float(), labels, self.hp)
+        out = None
+        if self.objective is not None:  # an extension: SageMaker's objective takes the path below, unchanged
+            loss = self._objective_loss(cast(tuple[torch.Tensor, ...], inputs), labels, batch, meter)
+        else:
+            with autocast(self.precision, self.device):
+                out = self.model(*inputs)
+            loss = compute_loss(out.float(), labels, self.hp)
         if self.scaler is None:
             loss.backward()
             self.optimizers.step()
@@ -73,7 +78,8 @@ class EpochRunner:
             self.scaler.scale(loss).backward()
             self.optimizers.step_scaled(self.scaler)
         self.last_loss = float(loss.detach())  # the metrics' own synchronisation
-        meter.add(out.detach(), labels, self.last_loss)
+        if out is not None:
+            meter.add(out.detach(), labels, self.last_loss)
         self.steps += 1
         if self.on_step is not None:
             self.on_step(batch)
@@ -81,6 +87,19 @@ class EpochRunner:
         if distributed.context().is_distributed:
             flags = distributed.any_rank(flags, self.device)
         return "loss" if flags[0] else "signal" if flags[1] else None
+
+    def _objective_loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, batch: Batch, meter: Meter) -> torch.Tensor:
+        """The loss of a cosine or contrastive objective, plus the output layer's for ``sagemaker+...``."""
+        assert self.objective is not None
+        with autocast(self.precision, self.device):
+            out, u, v = self.model(*inputs, encodings=True)
+        loss, parts = self.objective(u, v, labels, self.train, batch)
+        meter.add_parts(parts)
+        if self.hp.has_head:
+            head = compute_loss(out.float(), labels, self.hp)
+            meter.add(out.detach(), labels, head.detach())
+            loss = head + self.hp.objective_weight * loss
+        return loss
 
     def run(
         self,
@@ -97,14 +116,7 @@ class EpochRunner:
         epoch's meter, pair count and seconds (not yet combined across ranks)."""
         meter = Meter(self.hp)
         pairs = sum(len(b.labels) for b in batches)
-        bar = tqdm(
-            total=pairs,
-            unit="pair",
-            unit_scale=True,
-            desc=f"epoch {epoch}",
-            disable=not reporting.show_progress_bar(),
-            leave=False,
-        )
+        bar = console.progress(pairs, desc=f"epoch {epoch}", unit=" pairs", unit_scale=True)
         start = time.perf_counter()
         with interrupts.deferred():
             for i, batch in enumerate(batches, start=first):

@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    for name in list(logging.root.manager.loggerDict):  # each of torchrun's modules sets its own level
-        if name.startswith("torch.distributed"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)  # the workers report; torchrun would repeat it
+    for name, logger in list(logging.root.manager.loggerDict.items()):  # each of torchrun's modules sets its own level
+        if name.startswith("torch.distributed") and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.CRITICAL)  # the workers report; torchrun would repeat it
     try:
         run(parse_args(argv if argv is not None else sys.argv[1:]))
     except ChildFailedError as e:
