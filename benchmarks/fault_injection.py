@@ -447,18 +447,21 @@ def _(work: Path):
 
 @probe("two trainings into one folder")
 def _(work: Path):
-    first = start(*long_run(work, "-q"))
+    first = start(*long_run(work, "-q", "-p", "epochs=10"))  # 4,000 steps: still running when the second starts
     wait_for(work / "m" / "checkpoints" / "latest.pt")
     second = cli(*long_run(work, "--overwrite"))
+    overlapped = first.poll() is None
     first.communicate(timeout=300)
     ok = (
         second.returncode == 2
         and "another object2vec training is writing to this folder" in second.stderr
         and first.returncode == 0
+        and overlapped
     )
     return (
         "the second refused with a clear message; the first finishes",
-        f"second: exit {second.returncode}: {one_line(second.stderr)}; first: exit {first.returncode}",
+        f"second: exit {second.returncode}: {one_line(second.stderr)}; first: exit {first.returncode} "
+        f"(still running when the second ended: {overlapped})",
         ok,
     )
 
