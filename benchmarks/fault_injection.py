@@ -1,7 +1,7 @@
 """Fault injection: bad inputs, signals, full and read-only disks, two writers, tampered caches and
 kernels, a failing rank, and a hostile endpoint load, each checked for what a user must see.
 
-    .venv/bin/python benchmarks/fault_injection.py            # every probe (about 10 minutes on 2 busy cores)
+    .venv/bin/python benchmarks/fault_injection.py            # every probe (about 3 minutes on 2 busy cores)
     .venv/bin/python benchmarks/fault_injection.py -k disk    # the probes whose name has "disk"
 
 Every probe runs the real command line in a fresh process (bad inputs run in this process through
@@ -59,7 +59,12 @@ def cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [PYTHON, "-m", "object2vec", *args], stderr=subprocess.PIPE, text=True, env=env(), start_new_session=True
+        [PYTHON, "-m", "object2vec", *args],
+        stdout=subprocess.DEVNULL,  # "model written to ..." would land in the table
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        start_new_session=True,
     )
 
 

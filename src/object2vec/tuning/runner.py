@@ -120,13 +120,14 @@ def tune(
     _check_data(sources, config, auxiliary)
     threads = max(1, _cores() // config.max_parallel)
     folder = Path(output_dir)
+    if not dry_run:
+        _check_folder(folder, storage)  # before the plan: a refused folder is the only line
     say(_plan(config, threads, in_process))
     if dry_run:
         say("dry run: the tuning configuration and the data are valid; nothing was run or written.")
         return TuneResult(folder, config.objective.metric, None, None, None, [], {})
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _check_folder(folder, storage)
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):
         shutil.rmtree(folder / ".candidates", ignore_errors=True)  # models of trials that never finished
