@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_lines
+from conftest import TINY, write_lines
 from object2vec.cli import main
+from object2vec.data.synthetic import make_pairs, write_jsonl
 
 
 @pytest.fixture
@@ -161,3 +165,44 @@ def test_docs_hyperparameters_md_is_generated_from_the_table(runner):
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "object2vec", "--help"], capture_output=True, text=True, check=True)
     assert "train" in out.stdout and "evaluate" in out.stdout
+
+
+def _train_output(tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture, **hp) -> str:
+    """What ``train`` logs (its metric lines) for a classification or regression run."""
+    task = "regression" if hp.get("output_layer") == "mean_squared_error" else "classification"
+    train = write_jsonl(make_pairs(200, seed=1, task=task), tmp_path / f"{name}.jsonl")
+    args = ["train", "--train", str(train), "--validation", str(train), "--test", str(train), "-o", str(tmp_path / name)]
+    for key, value in {**TINY, **hp}.items():
+        args += ["-p", f"{key}={value}"]
+    logger = logging.getLogger("object2vec")
+    logger.addHandler(caplog.handler)  # the CLI's own handler may hold an earlier runner's stream
+    caplog.clear()
+    try:
+        result = CliRunner().invoke(main, args)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert result.exit_code == 0, result.output
+    return caplog.text
+
+
+def test_each_metric_definition_reads_a_value_from_the_lines_train_prints(tmp_path, caplog):
+    from object2vec.reporting import metric_definitions
+
+    printed = _train_output(tmp_path, "clf", caplog) + _train_output(tmp_path, "reg", caplog, output_layer="mean_squared_error")
+    for definition in metric_definitions():
+        values = re.findall(definition["Regex"], printed)
+        assert values, definition
+        assert all(float(v) >= 0 for v in values), definition
+    assert len(re.findall(r"#quality_metric: host=\S+, test accuracy <score>=(\S+)", printed)) == 1
+
+
+def test_metric_definitions_prints_the_json_the_sdk_takes_and_the_docs_show_it():
+    from object2vec.reporting import metric_definitions
+
+    result = CliRunner().invoke(main, ["metric-definitions"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == metric_definitions()
+    names = [d["Name"] for d in metric_definitions()]
+    assert {"validation:accuracy", "validation:cross_entropy", "validation:mean_squared_error", "train:throughput"} <= set(names)
+    docs = (Path(__file__).parent.parent / "docs" / "serving.md").read_text()
+    assert result.output.strip() in docs

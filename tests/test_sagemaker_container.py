@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -116,3 +117,34 @@ def test_the_container_entrypoint_maps_sagemakers_argument(entry):
     script = Path(__file__).parents[1] / "docker" / "entrypoint.sh"
     text = script.read_text()
     assert f"object2vec {entry} --sagemaker" in text and os.access(script, os.X_OK)
+
+
+def test_a_tuning_jobs_hyperparameters_train_and_sagemakers_own_keys_are_named_in_one_line(tmp_path, caplog):
+    """Automatic model tuning adds _tuning_objective_metric to every job (and the SDK may add
+    sagemaker_estimator_*): they are not hyperparameters, and must not fail the job."""
+    tuning = {
+        **TINY,
+        "_tuning_objective_metric": "validation:accuracy",
+        "sagemaker_estimator_class_name": '"Estimator"',
+        "sagemaker_estimator_module": '"sagemaker.estimator"',
+        "_kvstore": "device",
+    }
+    root = opt_ml(tmp_path, tuning, {"train": make_pairs(200, seed=1), "validation": make_pairs(50, seed=2)})
+    logger = logging.getLogger("object2vec")
+    logger.addHandler(caplog.handler)  # the CLI's own handler may hold an earlier runner's stream
+    try:
+        result = CliRunner().invoke(main, ["train", "--sagemaker", "--sagemaker-root", str(root)])
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert result.exit_code == 0, result.output
+    named = [r.getMessage() for r in caplog.records if "_tuning_objective_metric" in r.getMessage()]
+    assert len(named) == 1 and "Ignoring keys SageMaker adds" in named[0]
+    assert "sagemaker_estimator_class_name" in named[0] and "_kvstore" in named[0]
+    assert (root / "model" / "model.safetensors").is_file() and not (root / "output" / "failure").exists()
+    assert "_tuning_objective_metric" not in (root / "model" / "config.json").read_text()
+
+
+def test_an_unknown_key_without_sagemakers_prefixes_still_fails_the_job(tmp_path):
+    root = opt_ml(tmp_path, {**TINY, "tuning_objective_metric": "x"}, {"train": make_pairs(20, seed=1)})
+    assert train_in(root).exit_code != 0
+    assert "tuning_objective_metric is not an Object2Vec hyperparameter" in (root / "output" / "failure").read_text()

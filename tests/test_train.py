@@ -13,7 +13,7 @@ from object2vec.data.pairs import PairData, Side
 from object2vec.data.sampling import epoch_batches, epoch_pairs
 from object2vec.hyperparameters import Hyperparameters
 from object2vec.nn.model import Object2VecNet
-from object2vec.training.loop import fit
+from object2vec.training.loop import TrainResult, fit
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop", "sgd", "adadelta"])
@@ -69,47 +69,53 @@ def _toy(n: int = 64) -> PairData:
     return PairData(side, side, rng.integers(0, 2, n))
 
 
-def test_early_stopping_restores_the_best_epoch(monkeypatch):
-    """Validation losses 0.9, 0.5, 0.7, 0.8, 0.6: stop after 3 epochs without beating 0.5, keep epoch 2."""
-    hp = Hyperparameters(
-        enc0_max_seq_len=1,
-        enc0_vocab_size=10,
-        enc0_network="pooled_embedding",
-        enc_dim=4,
-        mlp_dim=4,
-        epochs=10,
-        early_stopping_patience=3,
-    )
+def _fit_on_validation_losses(monkeypatch, losses: list[float], **hp_values) -> tuple[TrainResult, list[torch.Tensor]]:
+    """Train the toy net while the validation split reports ``losses``, one per epoch, in order."""
+    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, **hp_values)
     torch.manual_seed(0)
     net = Object2VecNet(hp)
-    losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.1])
-    snapshots = []
+    reported, snapshots = iter(losses), []
 
     def fake_evaluate(net, data, device, batch_size=0):
         snapshots.append(net.output.weight.detach().clone())
-        return {"accuracy": 0.5, "cross_entropy": next(losses)}
+        return {"accuracy": 0.5, "cross_entropy": next(reported)}
 
     monkeypatch.setattr("object2vec.training.loop.evaluate", fake_evaluate)
     result = fit(net, _toy(), validation=_toy())
-    assert len(result.history) == 5 and result.stopped_early and result.best_epoch == 2
-    torch.testing.assert_close(net.output.weight, snapshots[1])
+    return result, [net.output.weight.detach(), *snapshots]
 
 
-def test_improvements_smaller_than_the_tolerance_do_not_reset_patience(monkeypatch):
-    hp = Hyperparameters(
-        enc0_max_seq_len=1,
-        enc0_vocab_size=10,
-        enc0_network="pooled_embedding",
-        enc_dim=4,
-        mlp_dim=4,
-        epochs=10,
-        early_stopping_patience=2,
-        early_stopping_tolerance=0.1,
+def test_early_stopping_restores_the_best_epoch(monkeypatch):
+    """Validation losses 0.9, 0.5, 0.7, 0.8, 0.85: three epochs in a row without a reduction from the
+    epoch before, so training stops after epoch 5 and keeps epoch 2's weights."""
+    result, (final, *snapshots) = _fit_on_validation_losses(
+        monkeypatch, [0.9, 0.5, 0.7, 0.8, 0.85], epochs=10, early_stopping_patience=3
     )
-    losses = iter([1.0, 0.95, 0.92, 0.5])
-    monkeypatch.setattr("object2vec.training.loop.evaluate", lambda *a, **k: {"accuracy": 0.5, "cross_entropy": next(losses)})
-    result = fit(Object2VecNet(hp), _toy(), validation=_toy())
-    assert len(result.history) == 3 and result.best_epoch == 3  # best weights still follow the lowest loss
+    assert len(result.history) == 5 and result.stopped_early and result.best_epoch == 2
+    torch.testing.assert_close(final, snapshots[1])
+
+
+def test_a_loss_falling_by_less_than_the_tolerance_each_epoch_stops_after_patience_epochs(monkeypatch):
+    """SageMaker's documented rule: the tolerance is the reduction needed between consecutive epochs.
+    A loss falling 0.005 an epoch (tolerance 0.01, patience 3) stops after epoch 4, though every epoch
+    was the best so far; the best (last) epoch's weights are kept. (The previous rule compared with
+    the last improving epoch and ran all 12 epochs.)"""
+    losses = [1.0 - 0.005 * i for i in range(12)]
+    result, (final, *snapshots) = _fit_on_validation_losses(
+        monkeypatch, losses, epochs=12, early_stopping_patience=3, early_stopping_tolerance=0.01
+    )
+    assert len(result.history) == 4 and result.stopped_early and result.best_epoch == 4
+    torch.testing.assert_close(final, snapshots[3])
+
+
+def test_a_reduction_from_the_previous_epoch_resets_patience_even_above_the_best_loss(monkeypatch):
+    """1.0, 0.5, 0.7, 0.55 (-0.15 from the epoch before), 0.6, 0.65 with tolerance 0.1, patience 2:
+    epoch 4 counts as an improvement, so training stops after epoch 6, and keeps epoch 2."""
+    result, (final, *snapshots) = _fit_on_validation_losses(
+        monkeypatch, [1.0, 0.5, 0.7, 0.55, 0.6, 0.65, 0.3], epochs=10, early_stopping_patience=2, early_stopping_tolerance=0.1
+    )
+    assert len(result.history) == 6 and result.stopped_early and result.best_epoch == 2
+    torch.testing.assert_close(final, snapshots[1])
 
 
 def test_without_validation_every_epoch_runs(tiny, records):
@@ -222,8 +228,8 @@ def test_early_stopping_state_survives_a_checkpoint():
     again = EarlyStopping(patience=3, tolerance=0.0)
     again.load_state_dict(stop.state_dict())
     assert (again.best_epoch, again.bad_epochs, again.should_stop) == (2, 1, False)
-    assert not again.update(4, 0.8) and not again.should_stop
-    assert not again.update(5, 0.6) and again.should_stop
+    assert not again.update(4, 0.75) and again.bad_epochs == 2  # compared with epoch 3's 0.7, kept in the state
+    assert not again.update(5, 0.8) and again.should_stop
 
 
 def test_the_checkpointer_refuses_a_checkpoint_of_another_seed(tmp_path):

@@ -1,4 +1,4 @@
-"""``object2vec train`` and ``object2vec hyperparameters``.
+"""``object2vec train``, ``object2vec hyperparameters`` and ``object2vec metric-definitions``.
 
 Every hyperparameter is an option of ``train`` (``--enc-dim 64`` or ``--enc_dim 64``), generated from
 the table in :mod:`object2vec.hyperparameters`, so ``object2vec train --help`` shows each one's range and
@@ -21,7 +21,7 @@ import click
 
 from .. import reporting
 from ..errors import Object2VecError
-from ..hyperparameters import Hyperparameters, hyperparameter_table, hyperparameters_markdown
+from ..hyperparameters import Hyperparameters, hyperparameter_table, hyperparameters_markdown, sagemaker_keys
 from .base import friendly_errors, main
 
 
@@ -190,6 +190,12 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
     from ..training import distributed
 
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
+    if ignored := sagemaker_keys(hyperparameters):
+        reporting.emit(
+            "Ignoring keys SageMaker adds on its own (not Object2Vec hyperparameters): "
+            + ", ".join(f"{k}={v!r}" for k, v in sorted(ignored.items()))
+        )
+        hyperparameters = {k: v for k, v in hyperparameters.items() if k not in ignored}
     Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     output, checkpoint_dir = run.output, run.checkpoint_dir
     if output is None and not run.dry_run:
@@ -246,3 +252,9 @@ def hyperparameters(markdown: bool) -> None:
         return
     for row in hyperparameter_table():
         click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")
+
+
+@main.command("metric-definitions")
+def metric_definitions() -> None:
+    """Print the MetricDefinitions JSON a SageMaker estimator takes for this container (tuning, CloudWatch)."""
+    click.echo(json.dumps(reporting.metric_definitions(), indent=2))

@@ -141,8 +141,9 @@ def fit(
             if early.should_stop:
                 result.stopped_early = epoch < hp.epochs
                 reporting.emit(
-                    f"Early stopping at epoch {epoch}: validation {watched} did not improve by "
-                    f"{hp.early_stopping_tolerance:g} for {early.bad_epochs} epochs; restoring epoch {result.best_epoch}."
+                    f"Early stopping at epoch {epoch}: validation {watched} did not fall by more than "
+                    f"{hp.early_stopping_tolerance:g} from the epoch before for {early.bad_epochs} epochs in a row; "
+                    f"restoring epoch {result.best_epoch}."
                 )
         if stop_requested and not early.should_stop:
             early.should_stop, result.stopped_early = True, epoch < hp.epochs

@@ -1,0 +1,64 @@
+"""Initial weights: what MXNet Gluon gives a network that names no initializer.
+
+SageMaker's Object2Vec is an MXNet model, and nothing public names its initializer. A Gluon network
+initialised with ``net.initialize()`` draws every weight whose layer sets no initializer of its own
+from ``mx.init.Uniform(0.07)`` and zeroes every bias (``Dense``, ``Conv1D`` and the LSTM layers
+default to ``bias_initializer='zeros'``; ``Embedding`` has no bias). Applied here to the layers
+SageMaker's pooled_embedding model is made of (token tables, MLP, output layer), that gave the
+better parity numbers on the AWS notebook's MovieLens configurations (``docs/movielens.md``,
+"SageMaker parity"); ``pytorch`` (token tables N(0, 0.1), PyTorch's layer defaults) is the previous
+choice, kept for comparison.
+
+hcnn's convolutions keep He initialisation with zero biases and bilstm keeps PyTorch's LSTM
+defaults in both schemes: those were chosen by measurement on their own benchmarks (with U(-0.07,
+0.07) a four-layer ReLU stack starts with vanishing activations).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+MXNET_UNIFORM_SCALE = 0.07  # mx.init.Uniform()'s default scale: U(-0.07, 0.07)
+EMBEDDING_INIT_STD = 0.1  # the pytorch scheme's token tables: N(0, 0.1)
+SCHEMES = ("mxnet", "pytorch")
+DEFAULT_SCHEME = "pytorch"
+
+
+def scheme_in_use(scheme: str | None = None) -> str:
+    """``scheme``, or the module default (which experiments may set); refuses unknown names."""
+    scheme = scheme or DEFAULT_SCHEME
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown initialisation scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    return scheme
+
+
+def initialise_tables(tables: list[nn.Embedding], scheme: str | None = None) -> None:
+    """Draw the token ``tables`` in place, in list order.
+
+    >>> import torch
+    >>> torch.manual_seed(0) and None
+    >>> table = nn.Embedding(10, 4)
+    >>> initialise_tables([table], "mxnet")
+    >>> bool(table.weight.abs().max() <= 0.07)
+    True
+    """
+    for table in tables:
+        if scheme_in_use(scheme) == "mxnet":
+            nn.init.uniform_(table.weight, -MXNET_UNIFORM_SCALE, MXNET_UNIFORM_SCALE)
+        else:
+            nn.init.normal_(table.weight, std=EMBEDDING_INIT_STD)
+
+
+def initialise_dense(layers: list[nn.Linear], scheme: str | None = None) -> None:
+    """Draw the MLP and output ``layers`` in place (``pytorch``: leave torch's own draw).
+
+    >>> layer = nn.Linear(4, 2)
+    >>> initialise_dense([layer], "mxnet")
+    >>> layer.bias.tolist(), bool(layer.weight.abs().max() <= 0.07)
+    ([0.0, 0.0], True)
+    """
+    if scheme_in_use(scheme) != "mxnet":
+        return
+    for layer in layers:
+        nn.init.uniform_(layer.weight, -MXNET_UNIFORM_SCALE, MXNET_UNIFORM_SCALE)
+        nn.init.zeros_(layer.bias)
