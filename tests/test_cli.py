@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import subprocess
 import sys
@@ -167,28 +166,22 @@ def test_python_dash_m_runs_the_cli():
     assert "train" in out.stdout and "evaluate" in out.stdout
 
 
-def _train_output(tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture, **hp) -> str:
+def _train_output(tmp_path: Path, name: str, **hp) -> str:
     """What ``train`` logs (its metric lines) for a classification or regression run."""
     task = "regression" if hp.get("output_layer") == "mean_squared_error" else "classification"
     train = write_jsonl(make_pairs(200, seed=1, task=task), tmp_path / f"{name}.jsonl")
     args = ["train", "--train", str(train), "--validation", str(train), "--test", str(train), "-o", str(tmp_path / name)]
     for key, value in {**TINY, **hp}.items():
         args += ["-p", f"{key}={value}"]
-    logger = logging.getLogger("object2vec")
-    logger.addHandler(caplog.handler)  # the CLI's own handler may hold an earlier runner's stream
-    caplog.clear()
-    try:
-        result = CliRunner().invoke(main, args)
-    finally:
-        logger.removeHandler(caplog.handler)
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    return caplog.text
+    return result.output
 
 
-def test_each_metric_definition_reads_a_value_from_the_lines_train_prints(tmp_path, caplog):
+def test_each_metric_definition_reads_a_value_from_the_lines_train_prints(tmp_path):
     from object2vec.reporting import metric_definitions
 
-    printed = _train_output(tmp_path, "clf", caplog) + _train_output(tmp_path, "reg", caplog, output_layer="mean_squared_error")
+    printed = _train_output(tmp_path, "clf") + _train_output(tmp_path, "reg", output_layer="mean_squared_error")
     for definition in metric_definitions():
         values = re.findall(definition["Regex"], printed)
         assert values, definition
@@ -206,3 +199,28 @@ def test_metric_definitions_prints_the_json_the_sdk_takes_and_the_docs_show_it()
     assert {"validation:accuracy", "validation:cross_entropy", "validation:mean_squared_error", "train:throughput"} <= set(names)
     docs = (Path(__file__).parent.parent / "docs" / "serving.md").read_text()
     assert result.output.strip() in docs
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without CUDA")
+@pytest.mark.parametrize("command", ["train", "serve", "predict", "embed", "evaluate", "recommend", "serve --sagemaker"])
+def test_device_cuda_on_a_machine_without_cuda_is_one_clear_error(tmp_path, train_file, command):
+    model = tmp_path / "model"
+    assert CliRunner().invoke(main, ["train", "--train", str(train_file), *_tiny_params(), "-o", str(model), "-q"]).exit_code == 0
+    args = {
+        "train": ["train", "--train", str(train_file), *_tiny_params(), "-o", str(tmp_path / "again")],
+        "serve": ["serve", str(model)],
+        "serve --sagemaker": ["serve", "--sagemaker", "--sagemaker-root", str(tmp_path)],
+        "predict": ["predict", str(model), str(train_file)],
+        "embed": ["embed", str(model), str(train_file), "--side", "in0"],
+        "evaluate": ["evaluate", str(model), str(train_file)],
+        "recommend": ["recommend", str(model), "--in0", "3"],
+    }[command]
+    result = CliRunner().invoke(main, [*args, "--device", "cuda:0" if command == "embed" else "cuda"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: device 'cuda"), result.output
+    assert "no CUDA device" in lines[0] and "--device cpu" in lines[0]
+
+
+def _tiny_params() -> list[str]:
+    return [arg for key, value in TINY.items() for arg in ("-p", f"{key}={value}")]

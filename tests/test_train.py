@@ -18,7 +18,7 @@ from object2vec.training.loop import TrainResult, fit
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop", "sgd", "adadelta"])
 def test_every_optimizer_lowers_the_training_loss(tiny, records, optimizer):
-    lr = {"sgd": 0.5, "adadelta": 1.0, "adagrad": 0.1}.get(optimizer, 0.01)
+    lr = {"sgd": 0.5, "adagrad": 0.1}.get(optimizer, 0.01)  # adadelta has none (MXNet), so it is ignored
     model = Object2Vec(**{**tiny, "optimizer": optimizer, "learning_rate": lr, "epochs": 10, "mini_batch_size": 8}).fit(records)
     losses = [h["train"]["cross_entropy"] for h in model.history_]
     assert losses[-1] < losses[0] - 0.05, losses
@@ -71,7 +71,9 @@ def _toy(n: int = 64) -> PairData:
 
 def _fit_on_validation_losses(monkeypatch, losses: list[float], **hp_values) -> tuple[TrainResult, list[torch.Tensor]]:
     """Train the toy net while the validation split reports ``losses``, one per epoch, in order."""
-    hp = Hyperparameters(enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, **hp_values)
+    hp = Hyperparameters(
+        enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, **hp_values
+    )
     torch.manual_seed(0)
     net = Object2VecNet(hp)
     reported, snapshots = iter(losses), []

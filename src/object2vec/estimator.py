@@ -19,7 +19,7 @@ import torch
 from . import model_folder, reporting
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
-from .errors import DataError, NotFittedError
+from .errors import DataError, DeviceError, NotFittedError
 from .hyperparameters import Hyperparameters
 from .nn.model import Object2VecNet
 from .text.auxiliary import AuxiliaryChannel
@@ -34,10 +34,32 @@ Sequences = Sequence[Sequence[int] | str]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` means CUDA when available, else CPU."""
+    """``auto`` means CUDA when available, else CPU; a device this machine lacks is one clear error.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+    ...
+    object2vec.errors.DeviceError: device 'gpu' is not a device name; expected auto, cpu, cuda or cuda:N
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device {str(device)!r} is not a device name; expected auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise DeviceError(
+                f"device {str(device)!r}: this machine has no CUDA device that PyTorch can use (torch {torch.__version__}, "
+                f"{build}); use --device cpu, or auto to take a GPU only where there is one"
+            )
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise DeviceError(f"device {str(device)!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return resolved
 
 
 class Object2Vec:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 logger = logging.getLogger("object2vec")
 
@@ -74,14 +75,30 @@ def emit(line: str) -> None:
         logger.info(line)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a line is logged (test runners and
+    ``click.testing.CliRunner`` swap it between commands run in one process)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_cli_logging(verbose: bool = True) -> None:
     """Plain lines on stderr, as SageMaker's container prints them; used by the CLI only."""
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)  # each command's own --quiet
     if logger.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
 
 

@@ -96,7 +96,9 @@ def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
     help="Reuse a binary copy of parsed data files ($OBJECT2VEC_CACHE_DIR or ~/.cache/object2vec).",
 )
 @click.option(
-    "--nproc", default=1, type=click.IntRange(min=1), help="Processes on this machine: >1 relaunches under torchrun (DDP)."
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Processes on this machine: >1 relaunches under torchrun (DDP) [1; with --sagemaker, one per visible GPU].",
 )
 @click.option("--checkpoint-dir", type=click.Path(path_type=Path), help="Where latest.pt goes [OUTPUT/checkpoints].")
 @click.option(
@@ -126,7 +128,7 @@ def train(
     device: str,
     precision: str,
     cache: bool,
-    nproc: int,
+    nproc: int | None,
     checkpoint_dir: Path | None,
     checkpoint_every: int,
     resume: bool,
@@ -139,6 +141,10 @@ def train(
     """Train a model on JSON Lines pairs and write it to --output."""
     from ..training import distributed  # imports torch: not before a command runs
 
+    if nproc is None:
+        nproc = _sagemaker_processes(device) if sagemaker and not distributed.launched_by_torchrun() else 1
+        if nproc > 1:
+            click.echo(f"{nproc} GPUs visible: training with one process per GPU (torchrun, DDP).", err=True)
     if nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(_relaunch_under_torchrun(nproc))
 
@@ -218,6 +224,18 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
             click.echo(f"model written to {output}")
     finally:
         distributed.teardown()
+
+
+def _sagemaker_processes(device: str) -> int:
+    """SageMaker's Object2Vec trains on every GPU of the instance: one process per visible GPU when
+    there are several (``--device`` auto or cuda), else one."""
+    import torch
+
+    from ..estimator import resolve_device
+
+    if resolve_device(device).type != "cuda" or ":" in device:
+        return 1
+    return max(1, torch.cuda.device_count())
 
 
 def _relaunch_under_torchrun(nproc: int) -> int:

@@ -55,18 +55,16 @@ def epoch_pairs(data: PairData, hp: Hyperparameters, epoch: int, seed: int) -> B
     return Batch(left[order], right[order], labels[order])
 
 
-def epoch_batches(
-    data: PairData, hp: Hyperparameters, epoch: int, seed: int, *, rank: int = 0, world_size: int = 1
-) -> list[Batch]:
-    """The batches one process trains on in ``epoch``.
+def epoch_batches(data: PairData, hp: Hyperparameters, epoch: int, seed: int, *, size: int | None = None) -> list[Batch]:
+    """The batches of ``size`` pairs (default ``mini_batch_size``) one process trains on in ``epoch``.
 
     With ``bucket_width > 0`` pairs are grouped by the lengths of both sides (in steps of
-    ``bucket_width``) so a batch pads little, and the batch order is shuffled. Under DDP every rank
-    plans the same epoch and takes every ``world_size``-th batch, trimmed to an equal count so that
-    all ranks step together.
+    ``bucket_width``) so a batch pads little, and the batch order is shuffled. Under DDP each rank
+    plans its own shard with its share of ``mini_batch_size`` as ``size``
+    (:func:`object2vec.training.distributed.batch_share`).
     """
     pairs = epoch_pairs(data, hp, epoch, seed)
-    size = hp.mini_batch_size
+    size = size or hp.mini_batch_size
     if hp.bucket_width:
         # key = (in0 bucket, in1 bucket): a batch is cut from pairs whose two sides both have similar
         # lengths; the stable sort keeps the epoch's shuffle inside each cell
@@ -79,7 +77,4 @@ def epoch_batches(
     if hp.bucket_width:
         rng = np.random.default_rng([seed, epoch, 1])
         chunks = [chunks[i] for i in rng.permutation(len(chunks))]
-    if world_size > 1:
-        per_rank = len(chunks) // world_size
-        chunks = chunks[rank::world_size][:per_rank]
     return [Batch(pairs.left[c], pairs.right[c], pairs.labels[c]) for c in chunks]

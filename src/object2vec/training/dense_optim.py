@@ -69,7 +69,9 @@ class _MXNetOptimizer(torch.optim.Optimizer):
         params = [p for p in group["params"] if p.grad is not None]
         for p in params:
             if not self.state[p]:
-                self.state[p].update({name: torch.zeros_like(p, memory_format=torch.preserve_format) for name in self.state_names})
+                self.state[p].update(
+                    {name: torch.zeros_like(p, memory_format=torch.preserve_format) for name in self.state_names}
+                )
         grads = [p.grad for p in params]
         if any(g.is_sparse for g in grads):
             raise RuntimeError(f"{type(self).__name__} takes dense gradients")
@@ -88,7 +90,9 @@ class _MXNetOptimizer(torch.optim.Optimizer):
                 self._update(group, params, grads, *states)
         return loss
 
-    def _update(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], *states: list[torch.Tensor]) -> None:
+    def _update(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], *states: list[torch.Tensor]
+    ) -> None:
         raise NotImplementedError  # pragma: no cover - interface
 
 
@@ -132,10 +136,10 @@ class RMSProp(_MXNetOptimizer):
 class AdaDelta(_MXNetOptimizer):
     """MXNet 1.x's AdaDelta, which has no learning rate::
 
-        acc_g = rho*acc_g + (1-rho)*g^2
-        delta = sqrt(acc_delta + eps) / sqrt(acc_g + eps) * g
-        acc_delta = rho*acc_delta + (1-rho)*delta^2
-        w -= delta + wd*w
+    acc_g = rho*acc_g + (1-rho)*g^2
+    delta = sqrt(acc_delta + eps) / sqrt(acc_g + eps) * g
+    acc_delta = rho*acc_delta + (1-rho)*delta^2
+    w -= delta + wd*w
     """
 
     state_names = ("acc_g", "acc_delta")

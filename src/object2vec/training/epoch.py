@@ -38,18 +38,21 @@ class EpochRunner:
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
         self.steps = 0  # optimizer steps taken in this run (all epochs)
 
-    def step(self, batch: Batch, meter: Meter) -> None:
+    def step(self, batch: Batch, meter: Meter, weight: float = 1.0) -> None:
+        """One optimizer step on ``batch``; ``weight`` scales this rank's loss under DDP (its share of
+        the global batch, :func:`object2vec.training.distributed.step_weights`)."""
         inputs = batch_inputs(self.train, batch, self.device)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
         with autocast(self.precision, self.device):
             out = self.model(*inputs)
         loss = compute_loss(out.float(), labels, self.hp)
+        scaled = loss if weight == 1.0 else loss * weight
         if self.scaler is None:
-            loss.backward()
+            scaled.backward()
             self.optimizers.step()
         else:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(scaled).backward()
             self.optimizers.step_scaled(self.scaler)
         meter.add(out.detach(), labels, loss.detach())
         self.steps += 1
@@ -64,11 +67,13 @@ class EpochRunner:
         epoch_length: int,
         checkpoint: Callable[[int], None] | None = None,
         every: int = 0,
+        weights: list[float] | None = None,
     ) -> dict[str, Any]:
         """Train on ``batches``, numbered from ``first`` (1-based: a resumed epoch starts later) in an
         epoch of ``epoch_length`` batches; call ``checkpoint(i)`` after batch ``i`` every ``every``
-        steps, except after the epoch's last batch (the epoch's own checkpoint follows). Returns the
-        epoch's meter, pair count and seconds (not yet combined across ranks)."""
+        steps, except after the epoch's last batch (the epoch's own checkpoint follows). ``weights``
+        scale each batch's loss (DDP: see :meth:`step`). Returns the epoch's meter, pair count and
+        seconds (not yet combined across ranks)."""
         meter = Meter(self.hp)
         pairs = sum(len(b.labels) for b in batches)
         bar = tqdm(
@@ -81,7 +86,7 @@ class EpochRunner:
         )
         start = time.perf_counter()
         for i, batch in enumerate(batches, start=first):
-            self.step(batch, meter)
+            self.step(batch, meter, 1.0 if weights is None else weights[i - first])
             bar.update(len(batch.labels))
             if checkpoint is not None and every and self.steps % every == 0 and i < epoch_length:
                 checkpoint(i)

@@ -141,7 +141,9 @@ class LazyOptimizer:
         if self.name == "adam":
             step = self._count(state)
             eps = adam_epsilon(step, self.betas[1])
-            kernels.adam_rows(*tables, grad, rows, lr=self.lr, betas=self.betas, eps=eps, weight_decay=self.weight_decay, step=step)
+            kernels.adam_rows(
+                *tables, grad, rows, lr=self.lr, betas=self.betas, eps=eps, weight_decay=self.weight_decay, step=step
+            )
         elif self.name == "adagrad":
             self._count(state)
             kernels.adagrad_rows(*tables, grad, rows, lr=self.lr, eps=0.0, weight_decay=0.0)  # decay applied in step
@@ -155,8 +157,15 @@ class LazyOptimizer:
         """torch's fused Adagrad kernel (one pass: decay, sum, update) on the gathered rows."""
         (s,) = self._rows_of(state, weight, rows)
         torch._fused_adagrad_(
-            [w], [grad.contiguous()], [s], self._step_tensor(state),
-            lr=self.lr, lr_decay=0.0, weight_decay=0.0, eps=0.0, maximize=False,
+            [w],
+            [grad.contiguous()],
+            [s],
+            self._step_tensor(state),
+            lr=self.lr,
+            lr_decay=0.0,
+            weight_decay=0.0,
+            eps=0.0,
+            maximize=False,
         )  # fmt: skip  (the history started at eps; weight decay was applied in step)
         copy_rows(state["sum"], rows, s)
         return w

@@ -23,7 +23,9 @@ class Optimizers:
         dense = [p for p in net.parameters() if p.requires_grad]  # row_sparse tables are not autograd parameters
         self.optimizers: list[Any] = []
         if hp.optimizer == "adadelta":
-            reporting.emit(f"optimizer=adadelta has no learning rate (MXNet's AdaDelta); learning_rate={hp.learning_rate:g} is not used.")
+            reporting.emit(
+                f"optimizer=adadelta has no learning rate (MXNet's AdaDelta); learning_rate={hp.learning_rate:g} is not used."
+            )
         if dense:
             self.optimizers.append(dense_optimizer(hp.optimizer, dense, hp.learning_rate, hp.weight_decay))
         if tables:
