@@ -71,7 +71,7 @@ def read_records(path: Path, task: str) -> list[dict[str, Any]]:
     return [{"in0": [int(u)], "in1": [int(m)], "label": label(r)} for u, m, r in table[:, :3].tolist()]
 
 
-def run(data_dir: Path, task: str, seed: int, init: str | None, epochs: int | None) -> dict[str, Any]:
+def run(data_dir: Path, task: str, seed: int, init: str | None, epochs: int | None, overrides: dict[str, str]) -> dict[str, Any]:
     from object2vec import Object2Vec
     from object2vec.nn import init as weights
 
@@ -83,6 +83,7 @@ def run(data_dir: Path, task: str, seed: int, init: str | None, epochs: int | No
     hp = dict(NOTEBOOK_REGRESSION if task == "regression" else NOTEBOOK_CLASSIFICATION)
     if epochs is not None:
         hp["epochs"] = str(epochs)
+    hp.update(overrides)
     started = time.perf_counter()
     model = Object2Vec(seed=seed, device="cpu", **hp).fit(train, validation=validation)
     metrics = model.evaluate(validation)  # the kept (best) epoch's weights on the validation channel
@@ -91,6 +92,7 @@ def run(data_dir: Path, task: str, seed: int, init: str | None, epochs: int | No
         "task": task,
         "seed": seed,
         "init": weights.DEFAULT_SCHEME,
+        "overrides": overrides,
         "best_epoch": model.metrics_["best_epoch"],
         "epochs_run": len(model.history_),
         "validation": metrics,
@@ -108,12 +110,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", choices=["mxnet", "pytorch"], help="Initialisation scheme (default: the library's).")
     parser.add_argument("--epochs", type=int, help="Override the notebook's 20 epochs (a quick check).")
+    parser.add_argument(
+        "-p", dest="params", action="append", default=[], metavar="NAME=VALUE", help="Change one hyperparameter (an experiment)."
+    )
     parser.add_argument("--out", type=Path, help="Append the result as one JSON line to this file.")
     args = parser.parse_args(argv)
     from object2vec import reporting
 
     reporting.configure_cli_logging()
-    result = run(args.data_dir, args.task, args.seed, args.init, args.epochs)
+    overrides = dict(item.split("=", 1) for item in args.params)
+    result = run(args.data_dir, args.task, args.seed, args.init, args.epochs, overrides)
     line = json.dumps(result)
     print(line, flush=True)
     if args.out:

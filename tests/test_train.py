@@ -244,3 +244,16 @@ def test_the_checkpointer_refuses_a_checkpoint_of_another_seed(tmp_path):
     with pytest.raises(CheckpointError, match="other hyperparameters or seed"):
         Checkpointer(tmp_path, net, seed=2).load(torch.device("cpu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]
+
+
+def test_pooled_embedding_forcing_the_token_dim_to_enc_dim_is_said_in_one_line(tiny, records, caplog):
+    caplog.set_level(logging.INFO, logger="object2vec")
+    Object2Vec(**{**tiny, "enc0_token_embedding_dim": 300, "epochs": 1}).fit(records[:64])
+    said = [r.getMessage() for r in caplog.records if "token embedding dim" in r.getMessage()]
+    assert said == [
+        "Inconsistent enc_dim and token embedding dim for pooled_embedding (enc0_token_embedding_dim=300, "
+        "enc1_token_embedding_dim=300 vs enc_dim=16): setting the token embedding dim to 16."
+    ]
+    caplog.clear()
+    Object2Vec(**{**tiny, "enc0_token_embedding_dim": 16, "epochs": 1}).fit(records[:64])
+    assert not [r for r in caplog.records if "token embedding dim" in r.getMessage()]

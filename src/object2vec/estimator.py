@@ -62,6 +62,22 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def _forced_token_dims(hp: Hyperparameters) -> str | None:
+    """SageMaker's log line when ``pooled_embedding`` overrides ``token_embedding_dim`` (it has no
+    projection, so the token vectors are ``enc_dim`` wide), or ``None`` when nothing was overridden."""
+    sides = [
+        f"enc{side}_token_embedding_dim={getattr(hp, f'enc{side}_token_embedding_dim')}"
+        for side in (0, 1)
+        if getattr(hp, f"enc{side}_network") == "pooled_embedding" and getattr(hp, f"enc{side}_token_embedding_dim") != hp.enc_dim
+    ]
+    if not sides:
+        return None
+    return (
+        f"Inconsistent enc_dim and token embedding dim for pooled_embedding ({', '.join(sides)} vs enc_dim={hp.enc_dim}): "
+        f"setting the token embedding dim to {hp.enc_dim}."
+    )
+
+
 class Object2Vec:
     """Learn embeddings of pairs with SageMaker Object2Vec's model and hyperparameters.
 
@@ -138,6 +154,8 @@ class Object2Vec:
         for w in caught:
             reporting.logger.warning(str(w.message))
             warnings.warn(w.message, stacklevel=2)
+        if forced := _forced_token_dims(hp):
+            reporting.emit(forced)
         channel = AuxiliaryChannel.open(hp, auxiliary)  # cheap checks of every named file, before any data
         schema = Schema.from_hyperparameters(hp)
         device = distributed.setup(resolve_device(self.device))
