@@ -22,6 +22,7 @@ test: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks examples
@@ -35,4 +36,4 @@ docs: $(STAMP)
 	$(BIN)/object2vec hyperparameters --markdown > docs/hyperparameters.md
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache .mypy_cache

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+from harness import log, markdown_table, percent, system_info
 from object2vec.data.pairs import PairData, Side
 from object2vec.data.sampling import epoch_batches
 from object2vec.hyperparameters import Hyperparameters
@@ -70,9 +71,12 @@ def main() -> None:
     print(
         f"{args.pairs:,} pairs; lengths: median {int(np.median(lengths))}, p90 {int(np.percentile(lengths, 90))}, max {lengths.max()}"
     )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| encoder | bucket_width | padding share | pairs/s | speed-up |")
-    print("|---|---|---|---|---|")
+    info = system_info()
+    print(
+        f"torch {info['torch']}, {info['torch_threads']} threads, CPU: {info['cpu']}, "
+        f"other processes' CPU share before start {percent(info['others_cpu_percent_before_start'])}\n"
+    )
+    rows = []
     for network in ("hcnn", "bilstm"):
         base = None
         for width in (0, args.bucket_width):
@@ -80,9 +84,11 @@ def main() -> None:
                 enc0_network=network, enc0_max_seq_len=args.max_len, enc0_vocab_size=vocab, enc0_token_embedding_dim=128,
                 enc_dim=256, mini_batch_size=64, bucket_width=width, token_embedding_storage_type="row_sparse",
             )  # fmt: skip
+            log(f"{network}, bucket_width {width}: {args.steps} steps")
             rate = pairs_per_second(data, hp, args.steps)
             base = base or rate
-            print(f"| {network} | {width} | {padding_share(data, hp):.0%} | {rate:,.0f} | {rate / base:.2f}x |")
+            rows.append([network, str(width), f"{padding_share(data, hp):.0%}", f"{rate:,.0f}", f"{rate / base:.2f}x"])
+    print(markdown_table(["encoder", "bucket_width", "padding share", "pairs/s", "speed-up"], rows))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from harness import markdown_table
+
 VOCAB, SEQ, ENC_DIM = 50_000, 20, 256
 
 
@@ -204,15 +206,12 @@ def main() -> None:
         lines = (tmp_path / "server.log").read_text().count("POST /invocations")
     print(f"\nobject2vec serve load test: pooled_embedding, enc_dim {ENC_DIM}, vocab {VOCAB:,}, {SEQ} tokens a side, "
           f"{args.workers} worker(s), {os.cpu_count()} cores, {seconds:.0f} s per scenario\n")  # fmt: skip
-    header = (
-        f"| {'scenario':<26} | clients | requests | requests/s | instances/s | p50 ms | p99 ms | errors | HTTP / in-process |"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for name, clients, n, rps, ips, p50, p99, errors, ratio in rows:
-        print(
-            f"| {name:<26} | {clients:>7} | {n:>8,} | {rps:>10,.0f} | {ips:>11,.0f} | {p50:>6.2f} | {p99:>6.2f} | {errors:>6} | {ratio:>17.2f} |"
-        )
+    header = ["scenario", "clients", "requests", "requests/s", "instances/s", "p50 ms", "p99 ms", "errors", "HTTP / in-process"]
+    cells = [
+        [name, str(clients), f"{n:,}", f"{rps:,.0f}", f"{ips:,.0f}", f"{p50:.2f}", f"{p99:.2f}", str(errors), f"{ratio:.2f}"]
+        for name, clients, n, rps, ips, p50, p99, errors, ratio in rows
+    ]
+    print(markdown_table(header, cells, align=True))
     print(f"\nserver log lines for POST /invocations: {lines:,}")
 
 

@@ -8,8 +8,8 @@ The notebook (spec §7.1) trains on ``ua.base`` with ``ua.test`` as the validati
 
 This script prepares the same JSON Lines records (shuffled as the notebook did), passes the
 notebook's hyperparameters as SageMaker strings and prints the validation metric of the model that
-training keeps (the best epoch's weights). ``--init pytorch`` measures the previous initialisation
-(see ``docs/movielens.md``, "SageMaker parity")::
+training keeps (the best epoch's weights). ``--init mxnet`` measures MXNet Gluon's default
+initialisation instead of the library's (see ``docs/movielens.md``, "SageMaker parity")::
 
     OMP_NUM_THREADS=2 python examples/sagemaker_parity.py --data-dir ../shared/data/ml-100k --task regression
     OMP_NUM_THREADS=2 python examples/sagemaker_parity.py --data-dir ../shared/data/ml-100k --task classification

@@ -41,7 +41,7 @@ import numpy as np
 
 from object2vec import Object2Vec, reporting
 from object2vec.text.auxiliary import VectorFile
-from object2vec.text.prepare import Table, prepare
+from object2vec.text.prepare import PrepareOptions, Table, prepare
 from object2vec.text.tokenize import DefaultTokenizer
 
 SPLITS = {"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"}
@@ -196,14 +196,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
 
     data = args.out / "data"
-    report = prepare(
-        data,
-        COLUMNS,
+    options = PrepareOptions(
         **{name: args.data_dir / file for name, file in SPLITS.items()},
         shared_vocab=True,
         vectors=args.vectors,
         vector_words=args.vector_words,
     )
+    report = prepare(data, COLUMNS, options)
     print("\n".join(report.lines()[: -1 - len(report.hyperparameters)]), flush=True)
     raw = {name: read_split(args.data_dir / file) for name, file in SPLITS.items()}
     dims = {"vectors.txt.gz": VectorFile(data / "vectors.txt.gz").dim}

@@ -10,9 +10,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -38,6 +40,19 @@ TINY = {
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read or write the user's ~/.cache."""
     monkeypatch.setenv("OBJECT2VEC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Iterator[None]:
+    """A test that runs `serve` in-process changes torch's thread count (serving.app.configure_threads);
+    later tests must not inherit it: more threads than cores spin, and mixed with the endpoint's threads
+    and faiss's own OpenMP runtime, an OpenMP team was once seen waiting forever in a fused optimizer step."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != (before or 1):
+        torch.set_num_threads(before or 1)
 
 
 @pytest.fixture

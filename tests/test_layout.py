@@ -75,7 +75,7 @@ def test_command_modules_import_only_the_shared_base_from_cli():
 
 
 def test_lower_layers_do_not_import_higher_ones():
-    order = ["cli", "serving", "retrieval", "estimator", "training", "nn", "text", "data"]
+    order = ["cli", "tuning", "serving", "retrieval", "estimator", "training", "nn", "text", "data"]
     graph = _graph()
     for module, imports in graph.items():
         layer = module.split(".")[1] if "." in module else ""

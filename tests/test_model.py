@@ -137,7 +137,9 @@ def test_tied_weights_share_only_the_token_table():
     assert net.encoders[0].embedding is net.encoders[1].embedding
     assert net.encoders[0].convs[0].weight is not net.encoders[1].convs[0].weight
     tokens = flat([1, 2, 3])
-    assert not torch.allclose(net.encode(0, *tokens), net.encode(1, *tokens))  # I-813: embeddings still differ
+    assert not torch.allclose(
+        net.encode(0, *tokens), net.encode(1, *tokens)
+    )  # as SageMaker's maintainers say (sagemaker-python-sdk issue 813)
 
 
 def test_untied_encoders_have_their_own_tables():

@@ -1,18 +1,21 @@
-"""examples/movielens.py runs end to end on a tiny generated ml-100k folder (so the example cannot rot)."""
+"""examples/movielens.py (and the movielens_* modules beside it) runs end to end on a tiny generated
+ml-100k folder (so the example cannot rot)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
+import importlib
 import random
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "movielens.py"
+EXAMPLES = Path(__file__).parents[1] / "examples"
+MODULES = ("movielens", "movielens_data", "movielens_baselines", "movielens_models", "movielens_stack")
 TITLES = ["Terminator, The (1984)", "Die Hard (1988)", "Toy Story (1995)", "Amélie (2001)", "Schindler's List (1993)"]
 OCCUPATIONS = ["technician", "writer", "other"]
 
@@ -45,38 +48,40 @@ def ml_100k_folder(folder: Path, users: int = 30, movies: int = 24, seed: int = 
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("movielens", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["movielens"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("movielens", None)
+def ml():
+    """The example's modules, imported as ``python examples/movielens.py`` imports them (examples/ on sys.path)."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        yield SimpleNamespace(**{name.removeprefix("movielens_"): importlib.import_module(name) for name in MODULES})
+    finally:
+        sys.path.remove(str(EXAMPLES))
+        for name in MODULES:
+            sys.modules.pop(name, None)
 
 
-def test_the_files_are_read_as_ml_100k_writes_them(example, tmp_path):
+def test_the_files_are_read_as_ml_100k_writes_them(ml, tmp_path):
     ml_100k_folder(tmp_path / "ml")
-    ml = example.MovieLens.open(tmp_path / "ml")
-    assert ml.movies.title[4] == "Amélie (2001)" and ml.movies.year[24] == 0
-    base, test = ml.split("ua")
+    movielens = ml.data.MovieLens.open(tmp_path / "ml")
+    assert movielens.movies.title[4] == "Amélie (2001)" and movielens.movies.year[24] == 0
+    base, test = movielens.split("ua")
     assert len(base) == 30 * 10 and len(test) == 30 * 4 and set(base.rating.tolist()) <= {1.0, 2.0, 3.0, 5.0}
-    tokens = example.Tokens(ml.users, ml.movies, side=True, history=base)
+    tokens = ml.data.Tokens(movielens.users, movielens.movies, side=True, history=base)
     pair = tokens.pairs(base.take([0]), "liked")[0]
     assert pair["in0"][0] == base.user[0] and pair["in1"][0] == base.movie[0] and pair["label"] in (0, 1)
     assert max(max(t) for t in tokens.user) < tokens.vocab0 and max(max(t) for t in tokens.movie) < tokens.vocab1
 
 
-def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, capsys, monkeypatch):
+def test_the_example_prints_every_task_beside_its_baselines(ml, tmp_path, capsys, monkeypatch):
     for module in ("faiss", "sklearn", "matplotlib"):
         pytest.importorskip(module)
-    for models in example.MODELS.values():  # the flow is under test, not the sizes: keep every model tiny
+    for models in ml.models.MODELS.values():  # the flow is under test, not the sizes: keep every model tiny
         for name, model in models.items():
             small = {**model.hyperparameters, "enc_dim": 8, "mlp_dim": 8}
             monkeypatch.setitem(models, name, dataclasses.replace(model, hyperparameters=small))
     ml_100k_folder(tmp_path / "ml")
     out = tmp_path / "out"
     args = ["--data-dir", str(tmp_path / "ml"), "--out", str(out), "--epochs", "2", "--min-ratings", "1", "-k", "3"]
-    results = example.main([*args, "--folds", "--validation-fraction", "0.2", "--map-method", "pca", "--ensemble", "2"])
+    results = ml.movielens.main([*args, "--folds", "--validation-fraction", "0.2", "--map-method", "pca", "--ensemble", "2"])
     printed = capsys.readouterr().out
     for text in (
         "baseline: user + movie biases",
@@ -99,18 +104,21 @@ def test_the_example_prints_every_task_beside_its_baselines(example, tmp_path, c
         assert 0 <= results["classification"][f"Object2Vec {model} regression, stacked (5 folds)"]["accuracy"] <= 1
     assert results["neighbours"]["die_hard_rank_from_terminator"]["cosine"] >= 1
     assert 0 <= results["recommend"]["baseline: popularity (ratings in ua.base)"]["hits@3"] <= 1
+    assert 0 <= results["recommend"]["Object2Vec ids+features two-tower (cosine, faiss index)"]["hits@3"] <= 1
+    speed = results["recommend"]["retrieval_speed"]
+    assert speed["users"] == 30 and speed["index_seconds"] > 0 and speed["mlp_seconds"] > 0
     assert (out / "movielens_map.png").stat().st_size > 10_000 and (out / "model" / "config.json").is_file()
     assert (out / "results.json").is_file()
 
 
-def test_top_n_records_label_ratings_one_and_never_draw_a_rated_movie_as_a_negative(example, tmp_path):
+def test_top_n_records_label_ratings_one_and_never_draw_a_rated_movie_as_a_negative(ml, tmp_path):
     ml_100k_folder(tmp_path / "ml")
-    ml = example.MovieLens.open(tmp_path / "ml")
-    base, _ = ml.split("ua")
-    tokens = example.Tokens(ml.users, ml.movies, side=True, history=base, kind="rating")
+    movielens = ml.data.MovieLens.open(tmp_path / "ml")
+    base, _ = movielens.split("ua")
+    tokens = ml.data.Tokens(movielens.users, movielens.movies, side=True, history=base, kind="rating")
     rated = set(zip(base.user.tolist(), base.movie.tolist(), strict=True))
     movies = list(enumerate(tokens.movie))[1:]
-    records = example.topn_pairs(tokens, base, 3, movies, rated, seed=0)
+    records = ml.models.topn_pairs(tokens, base, 3, movies, rated, seed=0)
     positives = [r for r in records if r["label"] == 1]
     negatives = [r for r in records if r["label"] == 0]
     assert len(positives) == len(base) and 0 < len(negatives) <= 3 * len(base)
@@ -119,11 +127,11 @@ def test_top_n_records_label_ratings_one_and_never_draw_a_rated_movie_as_a_negat
         assert (user, movie) not in rated
 
 
-def test_a_pairs_in1_leaves_out_its_own_raters_token(example, tmp_path):
+def test_a_pairs_in1_leaves_out_its_own_raters_token(ml, tmp_path):
     ml_100k_folder(tmp_path / "ml")
-    ml = example.MovieLens.open(tmp_path / "ml")
-    base, _ = ml.split("ua")
-    tokens = example.Tokens(ml.users, ml.movies, side=True, history=base, kind="rating", raters=5)
+    movielens = ml.data.MovieLens.open(tmp_path / "ml")
+    base, _ = movielens.split("ua")
+    tokens = ml.data.Tokens(movielens.users, movielens.movies, side=True, history=base, kind="rating", raters=5)
     assert all(len(r) <= 5 for r in tokens.raters) and max(max(t) for t in tokens.movie) < tokens.vocab1
     i = next(i for i, (u, m) in enumerate(zip(base.user.tolist(), base.movie.tolist(), strict=True)) if u in tokens.raters[m])
     user, movie = int(base.user[i]), int(base.movie[i])
@@ -133,23 +141,23 @@ def test_a_pairs_in1_leaves_out_its_own_raters_token(example, tmp_path):
     assert pair["in1"] == [t for t in tokens.movie[movie] if t != own]
 
 
-def test_stack_folds_deal_every_rating_to_one_fold_evenly(example):
+def test_stack_folds_deal_every_rating_to_one_fold_evenly(ml):
     args = argparse.Namespace(seed=3, stack_folds=5)
-    folds = example.stack_folds(103, args)
+    folds = ml.stack.stack_folds(103, args)
     assert sorted(np.bincount(folds).tolist()) == [20, 20, 21, 21, 21]
-    assert np.array_equal(folds, example.stack_folds(103, args))  # the same folds for every member
-    assert not np.array_equal(folds, example.stack_folds(103, argparse.Namespace(seed=4, stack_folds=5)))
+    assert np.array_equal(folds, ml.stack.stack_folds(103, args))  # the same folds for every member
+    assert not np.array_equal(folds, ml.stack.stack_folds(103, argparse.Namespace(seed=4, stack_folds=5)))
 
 
-def test_rating_statistics_read_only_the_ratings_given(example):
-    train = example.Ratings(np.array([1, 1, 2]), np.array([5, 6, 5]), np.array([4, 2, 5]), np.zeros(3, np.int64))
-    stats = example.rating_statistics(train, np.array([1, 3]), np.array([5, 7]))
+def test_rating_statistics_read_only_the_ratings_given(ml):
+    train = ml.data.Ratings(np.array([1, 1, 2]), np.array([5, 6, 5]), np.array([4, 2, 5]), np.zeros(3, np.int64))
+    stats = ml.baselines.rating_statistics(train, np.array([1, 3]), np.array([5, 7]))
     np.testing.assert_allclose(stats[0], [3.0, 0.5, np.log1p(2), (9 + 17.5) / 7, (2 + 2.75) / 7, np.log1p(2)])
     np.testing.assert_allclose(stats[1], [0.0, 0.0, 0.0, 3.5, 0.55, 0.0])  # a user and a movie it never saw
 
 
 @pytest.mark.parametrize("folds", ["1", "-2"])
-def test_a_stack_needs_two_folds_or_none(example, folds, capsys):
+def test_a_stack_needs_two_folds_or_none(ml, folds, capsys):
     with pytest.raises(SystemExit):
-        example.main(["--stack-folds", folds])
+        ml.movielens.main(["--stack-folds", folds])
     assert f"--stack-folds must be 0 (no stack) or at least 2; got {folds}" in capsys.readouterr().err

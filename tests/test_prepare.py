@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from click.testing import CliRunner
 
 from object2vec import DataError, Object2Vec
 from object2vec.cli import main
-from object2vec.text.prepare import PrepareError, Table, prepare
+from object2vec.text.prepare import PrepareError, PrepareOptions, Table, prepare
 
 ANIMALS = ["cat", "dog", "cow", "owl"]
 PLACES = ["park", "barn", "field", "lake"]
@@ -200,6 +202,51 @@ def test_bad_column_choices_are_refused_with_the_choices_at_hand(tmp_path, table
 def test_vocab_from_or_train_is_required(tmp_path):
     with pytest.raises(PrepareError, match="give --train, or --vocab-from"):
         prepare(tmp_path / "out", COLUMNS, test=write_csv(tmp_path / "t.csv", 2))
+
+
+# --------------------------------------------------------------------------------------------------
+# Options: one frozen value, the command line's defaults included
+
+
+def test_an_options_object_and_keyword_changes_prepare_the_same_files(tmp_path):
+    train = write_csv(tmp_path / "train.csv", 8)
+    prepare(tmp_path / "a", COLUMNS, PrepareOptions(train=train, shared_vocab=True, min_count=2))
+    prepare(tmp_path / "b", COLUMNS, train=str(train), shared_vocab=True, min_count=2)
+    prepare(tmp_path / "c", COLUMNS, PrepareOptions(train=train), shared_vocab=True, min_count=2)
+    for name in ("train.jsonl", "vocab.json", "hyperparameters.json", "tokenization.json"):
+        assert (
+            (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes()
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("min_count", 0, "an integer >= 1"),
+        ("max_size", 1, "an integer >= 2"),
+        ("label_type", "ordinal", "one of auto, class, number"),
+        ("length_percentile", 0.5, "a number in [1, 100]"),
+        ("max_seq_len", 5001, "an integer in [1, 5000]"),
+        ("vector_words", -1, "an integer >= 0"),
+        ("lowercase", "yes", "true, false or None"),
+    ],
+)
+def test_an_invalid_option_is_refused_naming_the_field_and_the_range(field, value, expected):
+    with pytest.raises(PrepareError, match=rf"^{field} must be {re.escape(expected)}.*; got {re.escape(repr(value))}$"):
+        PrepareOptions(**{field: value})
+
+
+def test_an_unknown_option_is_refused_with_the_known_ones(tmp_path):
+    with pytest.raises(TypeError, match=r"unknown prepare option.* min_counts; the options are train, validation"):
+        prepare(tmp_path / "out", COLUMNS, train=write_csv(tmp_path / "t.csv", 2), min_counts=2)
+
+
+def test_every_option_is_a_flag_of_the_command_with_the_same_default():
+    command = main.commands["prepare"]
+    flags = command.make_context("prepare", ["-o", "out", "--left", "a", "--right", "b"]).params  # nothing else given
+    for field in dataclasses.fields(PrepareOptions):
+        assert field.name in flags, field.name
+        assert flags[field.name] == field.default, field.name
 
 
 # --------------------------------------------------------------------------------------------------

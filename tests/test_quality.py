@@ -57,7 +57,7 @@ def _held_out_true_and_shuffled(n: int, seed: int) -> list[dict]:
 
 
 def test_negative_sampling_learns_from_positives_only():
-    """AWS saw 0.167 test accuracy without negatives and 0.92-0.94 with them (spec §7.3)."""
+    """AWS saw 0.167 test accuracy without negatives and 0.92-0.94 with them (the AWS document-embedding notebook)."""
     positives_only = [r for r in make_pairs(8000, seed=1) if r["label"] == 1]
     held_out = _held_out_true_and_shuffled(500, seed=5)
     params = {**COMMON, "enc0_network": "pooled_embedding", "enc_dim": 32, "epochs": 6, "seed": 0, "device": "cpu"}

@@ -1,4 +1,4 @@
-"""The HTTP endpoint speaks SageMaker Object2Vec's inference contract (spec §4) and survives bad input."""
+"""The HTTP endpoint speaks SageMaker Object2Vec's inference contract (instances in; scores or embeddings out) and survives bad input."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_execution_parameters_tell_batch_transform_how_to_call(client):
     assert r.json() == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
 
 
-# --- every request/response shape of spec §4 -----------------------------------------------------------
+# --- every request/response shape SageMaker documents -----------------------------------------------------------
 
 
 def test_json_pair_request_gets_softmax_scores_of_length_num_classes(client, classifier_dir):
@@ -226,6 +226,13 @@ def test_bad_token_ids_are_400_naming_instance_and_field(client, instance, field
     assert body["error"].startswith(f"instances[2]: {field}: ")
 
 
+def test_a_client_is_told_what_is_wrong_but_not_to_retrain_the_model(client):
+    body = error_of(post(client, {"instances": [PAIR, {"in0": [1, 200], "in1": [3]}]}), 400)
+    expected = "token 1 is 200, not less than enc0_vocab_size=200; expected a token id in [0, 200)"
+    assert body["problems"] == [{"instance": 1, "field": "in0", "message": expected}]
+    assert body["error"] == f"instances[1]: in0: {expected}"
+
+
 def test_every_bad_instance_is_listed(client):
     body = error_of(post(client, {"instances": [{"in0": [999]}, PAIR, {"in1": [-5]}, {"x": 1}]}), 400)
     assert [p["instance"] for p in body["problems"]] == [0, 2, 3]
@@ -283,11 +290,11 @@ def test_unexpected_failure_is_a_json_500_and_the_server_keeps_serving(classifie
 
 
 def test_one_log_line_per_request(client, caplog):
-    with caplog.at_level("INFO", logger="object2vec.serve"):
+    with caplog.at_level("INFO", logger="object2vec.serving.app"):
         post(client, {"instances": [PAIR, PAIR]})
         post(client, {"instances": []})
         client.get("/ping")
-    lines = [r.getMessage() for r in caplog.records if r.name == "object2vec.serve"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "object2vec.serving.app"]
     assert len(lines) == 3
     assert lines[0].startswith("POST /invocations 200 2 instances ") and lines[0].endswith(" ms")
     assert lines[1].startswith("POST /invocations 400")

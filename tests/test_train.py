@@ -78,7 +78,7 @@ def _fit_on_validation_losses(monkeypatch, losses: list[float], **hp_values) -> 
     net = Object2VecNet(hp)
     reported, snapshots = iter(losses), []
 
-    def fake_evaluate(net, data, device, batch_size=0):
+    def fake_evaluate(net, data, device, batch_size=0, objective=None):
         snapshots.append(net.output.weight.detach().clone())
         return {"accuracy": 0.5, "cross_entropy": next(reported)}
 

@@ -24,6 +24,9 @@ _EXPORTS = {
     "ModelFormatError": "object2vec.errors",
     "NotFittedError": "object2vec.errors",
     "Object2VecError": "object2vec.errors",
+    "TuningConfigError": "object2vec.errors",
+    "tune": "object2vec.tuning.runner",
+    "read_tuning_config": "object2vec.tuning.parse",
 }
 
 __all__ = [
@@ -37,16 +40,21 @@ __all__ = [
     "PairData",
     "Schema",
     "Side",
+    "TuningConfigError",
     "__version__",
     "hyperparameter_table",
     "read_pairs",
+    "read_tuning_config",
+    "tune",
 ]
 
 if TYPE_CHECKING:
     from .data.pairs import PairData, Schema, Side, read_pairs
-    from .errors import DataError, HyperparameterError, ModelFormatError, NotFittedError, Object2VecError
+    from .errors import DataError, HyperparameterError, ModelFormatError, NotFittedError, Object2VecError, TuningConfigError
     from .estimator import Object2Vec
     from .hyperparameters import Hyperparameters, hyperparameter_table
+    from .tuning.parse import read_tuning_config
+    from .tuning.runner import tune
 
 
 def __getattr__(name: str) -> Any:

@@ -18,6 +18,12 @@ EXTRAS = {
     "sklearn": ("viz", "scikit-learn"),
     "matplotlib": ("viz", "matplotlib"),
     "umap": ("viz", "umap-learn"),
+    "onnx": ("onnx", "onnx"),
+    "huggingface_hub": ("hub", "huggingface_hub"),
+    "onnxruntime": ("onnx", "onnxruntime"),
+    "optuna": ("tune", "optuna"),
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow", "mlflow-skinny"),
 }
 
 

@@ -8,6 +8,7 @@ model refuse to run before ``fit`` or :meth:`Object2Vec.load`.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,20 +18,25 @@ import numpy as np
 import torch
 
 from . import model_folder, reporting
+from .data.inputs import as_records, as_source, is_labels
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
-from .errors import DataError, DeviceError, NotFittedError
+from .errors import DataError, DeviceError, NotFittedError, Problem
 from .hyperparameters import Hyperparameters
-from .nn.model import Object2VecNet
+from .nn.model import Object2VecNet, pair_scores
 from .text.auxiliary import AuxiliaryChannel
 from .text.tokenize import TextCodec, read_text_pairs
 from .training import distributed
-from .training.batches import sequential_batches, side_tensors
+from .training.batches import batch_inputs, sequential_batches, side_tensors, side_weights
+from .training.callbacks import Callback
 from .training.loop import fit
-from .training.metrics import EVAL_BATCH_SIZE, evaluate
+from .training.metrics import EVAL_BATCH_SIZE, evaluate, loss_of
 from .training.precision import resolve_precision
 
+logger = logging.getLogger(__name__)
+
 Sequences = Sequence[Sequence[int] | str]
+_RUN_OPTIONS = ("seed", "device", "precision", "cache")  # constructor arguments that are not hyperparameters
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -86,8 +92,9 @@ class Object2Vec:
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:1``, ...
         precision: training arithmetic: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), or ``auto``
             (bf16 where the hardware has bf16 units). Prediction and evaluation run in fp32.
-        cache: keep a binary copy of parsed training files (``object2vec.data.cache_dir()``), so the
-            next run on an unchanged file skips JSON parsing.
+        cache: keep a binary copy of parsed training files (``object2vec.files.cache_dir()``), so the
+            next run on an unchanged file skips JSON parsing (keyed by the file's bytes and checked on
+            every load: :mod:`object2vec.data.cache`).
         **hyperparameters: SageMaker Object2Vec hyperparameters, typed or as strings
             (see ``docs/hyperparameters.md``).
 
@@ -107,9 +114,19 @@ class Object2Vec:
         self.device = device
         self.precision = precision
         self.cache = cache
-        self.hyperparameters = hyperparameters
+        clash = sorted(name for name in hyperparameters if hasattr(type(self), name))
+        if clash:
+            raise TypeError(f"Object2Vec() got {', '.join(map(repr, clash))}: not hyperparameters (they name its methods)")
+        vars(self).update(hyperparameters)  # one attribute per parameter, as scikit-learn expects
 
-    def get_params(self) -> dict[str, Any]:
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters given (not yet resolved or checked: ``fit`` does that)."""
+        return {k: v for k, v in vars(self).items() if k not in _RUN_OPTIONS and not k.startswith("_") and not k.endswith("_")}
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments, as scikit-learn's ``clone``, ``GridSearchCV`` and ``Pipeline`` read them
+        (``deep`` is accepted for the protocol: an Object2Vec holds no nested estimators)."""
         return {
             "seed": self.seed,
             "device": self.device,
@@ -117,6 +134,23 @@ class Object2Vec:
             "cache": self.cache,
             **self.hyperparameters,
         }
+
+    def set_params(self, **params: Any) -> Object2Vec:
+        """Set constructor arguments (any hyperparameter too); checked when ``fit`` runs. Returns ``self``."""
+        for name, value in params.items():
+            if name.startswith("_") or name.endswith("_") or hasattr(type(self), name):
+                raise ValueError(f"{name!r} is not a parameter of Object2Vec (fitted attributes end with '_')")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Object2Vec({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn >= 1.6 asks estimators for their tags: pairs of token ids, not a numeric matrix."""
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False), requires_fit=True)
 
     # ---------------------------------------------------------------------------------------------
     def fit(
@@ -131,8 +165,14 @@ class Object2Vec:
         checkpoint_every: int = 0,
         resume: bool = False,
         on_step: Callable[[Batch], None] | None = None,
+        y: Any = None,
+        callbacks: Sequence[Callback] = (),
     ) -> Object2Vec:
-        """Train on ``train`` (path, folder, ``.jsonl.gz`` or list of records); returns ``self``.
+        """Train on ``train`` (path, folder, ``.jsonl.gz``, records, a DataFrame, an ``(n, 2)`` id array:
+        :mod:`object2vec.data.inputs`); returns ``self``.
+
+        scikit-learn style ``fit(X, y)`` works too: labels given as ``y=`` (or as a 1-D array in
+        ``validation``'s place, which is how scikit-learn passes them) become the records' labels.
 
         ``validation`` drives early stopping and best-epoch restore; ``test`` is scored once at the
         end. Every split is read and validated before training starts. ``auxiliary`` is SageMaker's
@@ -141,27 +181,31 @@ class Object2Vec:
         prepare``); it is a data location, so it is given here rather than to the constructor.
         A model trained with a vocabulary also reads raw strings in ``predict``/``embed``/``evaluate``.
         ``max_steps`` stops after that many optimizer steps (a smoke test). ``checkpoint_dir``,
-        ``checkpoint_every``, ``resume`` and ``on_step`` are passed to :func:`object2vec.train.fit`.
+        ``checkpoint_every``, ``resume``, ``on_step`` and ``callbacks`` (told about each epoch, see
+        :mod:`object2vec.training.callbacks`) are passed to :func:`object2vec.training.loop.fit`.
 
         Under ``torchrun`` every rank reads only its shard of each split and all ranks end with the
         same weights (``docs/distributed.md``).
         """
+        if y is None and validation is not None and is_labels(validation):  # fit(X, y), scikit-learn's call
+            validation, y = None, validation
+        train, validation, test = as_source(train, y), as_source(validation), as_source(test)
         hp = Hyperparameters.from_dict(self.hyperparameters)
         resolve_precision(self.precision, resolve_device(self.device))  # refuse a bad option before reading data
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             hp = hp.resolve()
         for w in caught:
-            reporting.logger.warning(str(w.message))
+            logger.warning(str(w.message))
             warnings.warn(w.message, stacklevel=2)
-        if forced := _forced_token_dims(hp):
-            reporting.emit(forced)
+        if (forced := _forced_token_dims(hp)) and reporting.is_main_process():
+            logger.info(forced)
         channel = AuxiliaryChannel.open(hp, auxiliary)  # cheap checks of every named file, before any data
         schema = Schema.from_hyperparameters(hp)
         device = distributed.setup(resolve_device(self.device))
         ctx = distributed.context()
         splits = {}
-        problems: list[str] = []
+        problems: list[Problem] = []
         count = 0
         for name, source in (("train", train), ("validation", validation), ("test", test)):
             if source is None:
@@ -169,7 +213,7 @@ class Object2Vec:
             try:
                 splits[name] = read_pairs(source, schema, cache=self.cache, shard=(ctx.rank, ctx.world_size))
             except DataError as e:  # report every split's problems together
-                problems += e.problems
+                problems += e.found
                 count += e.count
         reports = distributed.gather_objects((problems, count))  # every rank stops if any rank found a problem
         if sum(c for _, c in reports):
@@ -190,6 +234,7 @@ class Object2Vec:
             checkpoint_every=checkpoint_every,
             resume=resume,
             on_step=on_step,
+            callbacks=callbacks,
         )
         self.model_ = net
         self.hyperparameters_ = hp
@@ -212,62 +257,82 @@ class Object2Vec:
     def _text(self) -> TextCodec | None:
         return getattr(self, "text_", None)
 
-    def evaluate(self, data: Source) -> dict[str, float]:
+    def evaluate(self, data: Source, y: Any = None) -> dict[str, float]:
         """SageMaker's metrics on labelled pairs: accuracy and cross_entropy, or mean_squared_error and rmse.
 
-        Like ``predict``, takes raw strings as ``in0``/``in1`` when the model has a vocabulary.
+        Like ``predict``, takes raw strings as ``in0``/``in1`` when the model has a vocabulary, and
+        every form of pairs ``fit`` takes (``y=``: the labels, scikit-learn style).
         """
         net = self._fitted()
+        data = as_source(data, y)
         return evaluate(net, read_text_pairs(data, Schema.from_hyperparameters(net.hp), self._text), self._device)
 
-    def score(self, data: Source) -> float:
-        """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error."""
-        metrics = self.evaluate(data)
-        return metrics["accuracy"] if "accuracy" in metrics else -metrics["mean_squared_error"]
+    def score(self, data: Source, y: Any = None) -> float:
+        """Higher is better (scikit-learn convention): accuracy, or minus the mean squared error (for an
+        embedding objective without SageMaker's, minus its loss)."""
+        metrics = self.evaluate(data, y)
+        if "accuracy" in metrics:
+            return metrics["accuracy"]
+        return -metrics["mean_squared_error" if "mean_squared_error" in metrics else loss_of(self._fitted().hp)]
 
     @torch.inference_mode()
     def predict(self, pairs: Source, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
         """Scores of pairs: softmax probabilities ``(n, num_classes)``, or ``(n, 1)`` for regression.
 
+        A model trained with ``objective=cosine`` or ``contrastive`` (no output layer) scores a pair by
+        the cosine of its two encodings, ``(n, 1)`` in ``[-1, 1]``.
+
         ``in0``/``in1`` are lists of token ids or, for a model trained with ``enc*_vocab_file``, raw
         strings (``{"in0": "a sentence", "in1": [4, 2]}``), tokenized exactly as in training
-        (:mod:`object2vec.text`).
+        (:mod:`object2vec.text.tokenize`).
         """
         net = self._fitted()
-        data = read_text_pairs(pairs, Schema.from_hyperparameters(net.hp), self._text, require_label=False)
+        data = read_text_pairs(as_source(pairs), Schema.from_hyperparameters(net.hp), self._text, require_label=False)
         out = []
         for batch in sequential_batches(data, batch_size):
-            t0 = side_tensors(data.in0, batch.left, self._device)
-            t1 = side_tensors(data.in1, batch.right, self._device)
-            y = net(*t0, *t1)
-            out.append((y[:, None] if net.hp.is_regression else torch.softmax(y, dim=1)).float().cpu().numpy())
+            out.append(pair_scores(net(*batch_inputs(data, batch, self._device)), net.hp).float().cpu().numpy())
         return np.concatenate(out)
 
     @torch.inference_mode()
-    def embed(self, in0: Sequences | None = None, in1: Sequences | None = None, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+    def embed(
+        self,
+        in0: Sequences | None = None,
+        in1: Sequences | None = None,
+        batch_size: int = EVAL_BATCH_SIZE,
+        normalize: bool = False,
+        weights: Sequence[Sequence[float]] | None = None,
+    ) -> np.ndarray:
         """Encoder vectors ``(n, enc_dim)`` (float32) for token sequences of one side.
 
         Pass exactly one of ``in0`` (through enc0) or ``in1`` (through enc1). Items are lists of token
-        ids or, for a model trained with a vocabulary, raw strings.
+        ids or, for a model trained with a vocabulary, raw strings. ``normalize`` scales each vector
+        to length 1 (a zero vector stays zero), so inner products are cosines. ``weights``: each id
+        list's per-token weights, for a side pooled by a weighted mean (``encX_pooling=weighted_mean``;
+        strings get theirs from the model's text features).
         """
         net = self._fitted()
         if (in0 is None) == (in1 is None):
             raise ValueError("embed takes exactly one of in0=... or in1=...")
         side_name = "in0" if in0 is not None else "in1"
         seqs = in0 if in0 is not None else in1
-        records = [{side_name: s} for s in seqs]  # type: ignore[union-attr]
+        listed = [{side_name: s} for s in seqs]  # type: ignore[union-attr]
+        if weights is not None:
+            listed = [{**r, f"{side_name}_weights": w} for r, w in zip(listed, weights, strict=True)]
+        records = as_records(listed)
         data = read_text_pairs(records, Schema.from_hyperparameters(net.hp), self._text, require_label=False, sides=(side_name,))
         side: Side = data.in0 if side_name == "in0" else data.in1
         index = 0 if side_name == "in0" else 1
         out = []
         for start in range(0, len(side), batch_size):
             idx = np.arange(start, min(start + batch_size, len(side)))
-            out.append(net.encode(index, *side_tensors(side, idx, self._device)).float().cpu().numpy())
+            rows = side_weights(side, idx, self._device)
+            vectors = net.encode(index, *side_tensors(side, idx, self._device), rows).float()
+            out.append((torch.nn.functional.normalize(vectors, dim=1) if normalize else vectors).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, net.hp.enc_dim), np.float32)
 
     # ---------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model folder (see :mod:`object2vec.io`)."""
+        """Write the model folder (see :mod:`object2vec.model_folder`)."""
         net = self._fitted()
         text = self._text
         model_folder.save(
@@ -285,6 +350,28 @@ class Object2Vec:
         model.history_ = metrics.get("epochs", [])
         model.text_ = model_folder.load_text(path, net.hp)
         return model
+
+    # ---------------------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """:meth:`save` plus a ``README.md`` model card, ready for the Hugging Face Hub (:mod:`object2vec.hub`)."""
+        from .hub import save_pretrained
+
+        save_pretrained(self, path)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, device: str = "auto", **download: Any) -> Object2Vec:
+        """Load a model folder, or a Hugging Face Hub repository id (downloaded with ``huggingface_hub``;
+        ``revision=``, ``token=``, ``cache_dir=`` are passed to ``snapshot_download``)."""
+        from .hub import from_pretrained
+
+        return from_pretrained(cls, source, device, **download)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload Object2Vec model", revision: str | None = None) -> str:  # fmt: skip
+        """Upload the model folder and its model card to Hub repository ``repo_id`` (created if needed)."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, commit_message=commit_message, revision=revision)
 
 
 __all__ = ["Object2Vec", "PairData"]

@@ -3,7 +3,8 @@
 Every file is written through :func:`atomic_path` (a temporary name in the same folder, flushed to
 disk, then ``os.replace``), so a crash, a full disk or a kill never leaves a half-written file under
 a real name, and an existing file is either the old one or the new one. Folders written as a unit
-(the binary data cache) go through :func:`atomic_folder`.
+(the binary data cache) go through :func:`atomic_folder`. Cache entries are keyed and checked by
+:func:`content_digest`, a hash of the bytes themselves, never by names, sizes or times.
 """
 
 from __future__ import annotations
@@ -12,12 +13,25 @@ import contextlib
 import ctypes
 import functools
 import json
+import mmap
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:  # xxHash's XXH3 reads ~25 GB/s; blake2b (the standard library's fastest) ~0.8 GB/s
+    from xxhash import xxh3_128 as _hasher
+
+    DIGEST = "xxh3_128"
+except ImportError:  # pragma: no cover - xxhash is a dependency; this only keeps a bare install working
+    from hashlib import blake2b as _hasher  # type: ignore[assignment]
+
+    DIGEST = "blake2b"
+
+_WINDOW = 64 << 20  # bytes of a file mapped at once while hashing (a multiple of mmap.ALLOCATIONGRANULARITY)
 
 
 def cache_dir() -> Path:
@@ -132,9 +146,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; when the block ends without an exception it
-    replaces ``path`` (which must not exist or be an empty folder); otherwise it is removed."""
+    becomes ``path``; otherwise it is removed.
+
+    ``path`` must not exist or be an empty folder, unless ``replace``: then a folder already there is
+    first renamed out of the way and removed (a reader meanwhile finds either folder, or none).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
@@ -142,7 +160,86 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         for child in tmp.iterdir():
             _fsync(child)
+        if replace:
+            remove_folder(path)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_folder(path: str | os.PathLike) -> None:
+    """Remove a folder (if there is one) by first renaming it to a hidden name, so that no reader
+    ever sees it half-deleted."""
+    path = Path(path)
+    aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """A hash of a file's bytes (XXH3-128, or blake2b without xxhash), named by its algorithm.
+
+    The file is memory-mapped a window at a time, so hashing a file in the page cache runs at memory
+    speed (13 MB in about 0.7 ms with XXH3, where parsing it as JSON Lines takes 50 ms or more) and
+    adds at most one window to the process's resident memory.
+
+    >>> import tempfile
+    >>> a, b = Path(tempfile.mkdtemp()) / "a", Path(tempfile.mkdtemp()) / "b"
+    >>> _ = a.write_bytes(b"same"), b.write_bytes(b"same")
+    >>> content_digest(a) == content_digest(b) != content_digest(__file__)
+    True
+    """
+    hasher = _hasher()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        for offset in range(0, size, _WINDOW):  # an empty file has no window (and cannot be mapped)
+            with mmap.mmap(fh.fileno(), min(_WINDOW, size - offset), offset=offset, access=mmap.ACCESS_READ) as view:
+                hasher.update(view)
+    return f"{DIGEST}:{hasher.hexdigest()}"
+
+
+_AT_RENAME_EXCHANGE = 2
+
+
+def replace_folder(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the complete folder ``source`` at ``target``, replacing any folder there, in one step.
+
+    On Linux the two are swapped atomically (``renameat2`` with ``RENAME_EXCHANGE``), so a reader
+    of ``target`` sees the old folder or the new one, never a mix or nothing; the old one is then
+    removed. Elsewhere the old folder is moved aside first, so for an instant there is none.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("old", "new"):
+    ...     (root / name).mkdir(); _ = (root / name / "x.txt").write_text(name)
+    >>> replace_folder(root / "new", root / "old")
+    >>> (root / "old" / "x.txt").read_text(), sorted(p.name for p in root.iterdir())
+    ('new', ['old'])
+    """
+    source, target = Path(source), Path(target)
+    if not target.exists():
+        os.replace(source, target)
+        return
+    exchange = _renameat2()
+    if (
+        exchange is not None
+        and exchange(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _AT_RENAME_EXCHANGE) == 0
+    ):
+        shutil.rmtree(source)  # now the old folder
+        return
+    aside = target.parent / f".{target.name}.{os.getpid()}.old"
+    os.replace(target, aside)
+    os.replace(source, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@functools.cache
+def _renameat2() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None

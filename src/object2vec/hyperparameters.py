@@ -6,9 +6,14 @@ three cannot drift. Values may be typed (``enc_dim=64``) or SageMaker strings (`
 ``"hadamard, concat"``, ``"auto"``); both go through the same parser, and every bad field is reported
 in one :class:`~object2vec.errors.HyperparameterError`.
 
+Fields marked as *extensions* (``extension=True`` in the table) are not SageMaker's: they are off by
+default, listed apart in ``object2vec hyperparameters`` and the docs, and at their defaults a
+configuration trains exactly as SageMaker's does.
+
 ``enc1_*`` fields default to ``None`` ("not set"). With ``enc1_network="enc0"`` (the default) the
 second encoder copies enc0's settings, as SageMaker does; unlike SageMaker we *warn* when a value the
-user set explicitly is overridden that way (SageMaker's silent override confused users, spec §8).
+user set explicitly is overridden that way (SageMaker's silent override confused users: an explicit
+``enc1_vocab_size=3`` was ignored and training failed on in1's token id 2, aws/sagemaker-python-sdk issue 834).
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ class Float(Constraint):
         return float(value)
 
     def describe(self) -> str:
+        if self.low == -math.inf and self.high == math.inf:
+            return "a number"
         return f"a number in [{self.low:g}, {self.high:g}]"
 
 
@@ -176,25 +183,34 @@ REQUIRED = object()  # marks a hyperparameter with no default that must be given
 UNSET = None  # an enc1_* value the user did not set
 
 
-def _hp(constraint: Constraint, default: Any, doc: str, *, required: bool = False) -> Any:
-    """One row of the hyperparameter table, stored on the dataclass field itself."""
+def _hp(constraint: Constraint, default: Any, doc: str, *, required: bool = False, extension: bool = False) -> Any:
+    """One row of the hyperparameter table, stored on the dataclass field itself.
+
+    ``extension`` marks a hyperparameter SageMaker's Object2Vec does not have: its default must leave
+    SageMaker's behaviour unchanged.
+    """
     return field(
         default=None if required else default,
         kw_only=True,
-        metadata={"constraint": constraint, "default": REQUIRED if required else default, "doc": doc},
+        metadata={"constraint": constraint, "default": REQUIRED if required else default, "doc": doc, "extension": extension},
     )
 
 
-def _enc1(constraint: Constraint, default: Any, doc: str) -> Any:
+def _enc1(constraint: Constraint, default: Any, doc: str, *, extension: bool = False) -> Any:
     """An ``enc1_*`` field: unset (None) unless given; resolves to enc0's value or ``default``."""
     return field(
         default=None,
         kw_only=True,
-        metadata={"constraint": constraint, "default": default, "doc": doc, "inherits": True},
+        metadata={"constraint": constraint, "default": default, "doc": doc, "inherits": True, "extension": extension},
     )
 
 
 NETWORKS = ("hcnn", "bilstm", "pooled_embedding")
+# What training minimises (an extension): SageMaker's output-layer loss, an objective on the cosine of
+# the two encodings, or both ("sagemaker+..."), see object2vec.training.objectives
+OBJECTIVES = ("sagemaker", "cosine", "contrastive", "sagemaker+cosine", "sagemaker+contrastive")
+# How pooled_embedding joins its token vectors (an extension; SageMaker's is the mean), see object2vec.nn.encoders
+POOLINGS = ("mean", "sum", "max", "weighted_mean")
 OPTIMIZERS = ("adam", "adagrad", "rmsprop", "sgd", "adadelta")
 ROW_SPARSE_OPTIMIZERS = ("adam", "adagrad", "sgd")
 AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
@@ -208,6 +224,7 @@ ENCODER_KEYS = (
     "freeze_pretrained_embedding",
     "pretrained_embedding_file",
     "vocab_file",
+    "pooling",
 )
 # Keys SageMaker itself puts in hyperparameters.json, accepted and ignored: every key starting with "_"
 # (tuning jobs add _tuning_objective_metric; notebooks pass MXNet's _kvstore, _num_gpus, _num_kv_servers)
@@ -238,6 +255,7 @@ class EncoderConfig:
     freeze_pretrained_embedding: bool
     pretrained_embedding_file: str
     vocab_file: str
+    pooling: str = "mean"
 
 
 @dataclass(frozen=True)
@@ -314,6 +332,81 @@ class Hyperparameters:
     early_stopping_tolerance: float = _hp(Float(1e-6, 0.1), 0.01, "Validation-loss reduction that counts as an improvement.")
     negative_sampling_rate: int = _hp(Int(0), 0, "Negatives (label 0) drawn per positive pair each epoch; 0 = off.")
     bucket_width: int = _hp(Int(0, 100), 0, "Batch pairs whose lengths differ by at most this; 0 = off.")
+    # -- extensions: objectives that shape the embedding space (docs/objectives.md)
+    objective: str = _hp(
+        Choice(OBJECTIVES),
+        "sagemaker",
+        "What training minimises: sagemaker = the output layer's loss; cosine = the cosine of the two encodings fitted to "
+        "the scaled label; contrastive = in-batch negatives (label 1 = positive pair); sagemaker+X = both, weighted. "
+        "Without the sagemaker part the model has no MLP and its pair score is the cosine.",
+        extension=True,
+    )
+    objective_weight: float = _hp(
+        Float(0.0, 1000.0),
+        1.0,
+        "sagemaker+X: weight of the cosine or contrastive loss added to the output layer's.",
+        extension=True,
+    )
+    cosine_label_min: float = _hp(
+        Float(-math.inf, math.inf),
+        0.0,
+        "cosine objectives: the label fitted by cosine 0 (target = scaled to [0, 1]).",
+        extension=True,
+    )
+    cosine_label_max: float = _hp(
+        Float(-math.inf, math.inf), 1.0, "cosine objectives: the label that cosine 1 stands for.", extension=True
+    )
+    contrastive_temperature: float = _hp(
+        Float(0.001, 10.0), 0.05, "contrastive objectives: softmax temperature over cosines (0.05 = scale 20).", extension=True
+    )
+    contrastive_symmetric: bool = _hp(
+        Bool(), False, "contrastive objectives: also rank each in1 against every in0 of the batch.", extension=True
+    )
+    contrastive_hard_negatives: bool = _hp(
+        Bool(),
+        False,
+        "contrastive objectives: the in1 of label-0 pairs join the candidates (pure contrastive: each positive brings a "
+        "label-0 pair of the same in0 into its batch).",
+        extension=True,
+    )
+    contrastive_logq_correction: bool = _hp(
+        Bool(),
+        False,
+        "contrastive objectives: subtract log(frequency of each in1 among training positives) from its in-batch logit, so "
+        "popular items are not over-penalised as negatives (retrieval by cosine then ranks by P(in1 given in0)).",
+        extension=True,
+    )
+    # -- extensions: text classification (docs/text_classification.md)
+    enc0_pooling: str = _hp(
+        Choice(POOLINGS),
+        "mean",
+        "pooled_embedding: how token vectors are joined: mean (SageMaker's), sum, max (per dimension), or weighted_mean "
+        "(each token's weight from the record's in0_weights).",
+        extension=True,
+    )
+    enc1_pooling: str | None = _enc1(
+        Choice(POOLINGS), "mean", "As enc0_pooling, for enc1 (weights from in1_weights).", extension=True
+    )
+    mini_batch_tokens: int = _hp(
+        Int(0, 10_000_000),
+        0,
+        "Cut batches by tokens (in0 + in1, after truncation) instead of pairs: each batch holds at most this many, "
+        "mini_batch_size still caps its pairs; 0 = off.",
+        extension=True,
+    )
+    negative_sampling_distinct: bool = _hp(
+        Bool(),
+        False,
+        "Draw a negative again while its in1 equals its positive's (StarSpace's negatives: a label is never its own negative).",
+        extension=True,
+    )
+    negative_sampling_grouped: bool = _hp(
+        Bool(),
+        False,
+        "Train each positive pair and its negatives in one batch, in0 encoded once for all of them (StarSpace's "
+        "training; the label-pair path runs several times faster).",
+        extension=True,
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -448,10 +541,39 @@ class Hyperparameters:
                 f"token_embedding_storage_type=row_sparse supports optimizer {', '.join(ROW_SPARSE_OPTIMIZERS)}; "
                 f"got {self.optimizer}. Use one of those or token_embedding_storage_type=dense."
             )
+        seen = set()
+        for side in (0, 1):
+            network, pooling = getattr(self, f"enc{side}_network"), getattr(self, f"enc{side}_pooling")
+            if pooling != "mean" and network != "pooled_embedding" and (network, pooling) not in seen:
+                seen.add((network, pooling))  # enc1_network=enc0 copied enc0's: one problem, named once
+                problems.append(
+                    f"enc{side}_pooling={pooling} joins pooled_embedding's token vectors; enc{side}_network={network} "
+                    f"has its own pooling. Use enc{side}_network=pooled_embedding or enc{side}_pooling=mean."
+                )
+        for name in ("negative_sampling_distinct", "negative_sampling_grouped"):
+            if getattr(self, name) and not self.negative_sampling_rate:
+                problems.append(
+                    f"{name}=True changes how negatives are drawn, but negative_sampling_rate=0 draws none; "
+                    "set negative_sampling_rate > 0."
+                )
         if self.negative_sampling_rate and self.is_regression:
             problems.append(
                 f"negative_sampling_rate={self.negative_sampling_rate} labels drawn pairs as class 0, so it needs "
                 "output_layer=softmax; got output_layer=mean_squared_error."
+            )
+        if self.embedding_objective == "contrastive" and self.is_regression:
+            problems.append(
+                f"objective={self.objective} reads label 1 as a positive pair and label 0 as a negative, so it needs "
+                "output_layer=softmax; got output_layer=mean_squared_error."
+            )
+        if self.objective == "contrastive" and self.negative_sampling_rate:
+            problems.append(
+                f"objective=contrastive trains on in-batch negatives, so negative_sampling_rate={self.negative_sampling_rate} "
+                "would only add pairs it ignores; set negative_sampling_rate=0 (or use objective=sagemaker+contrastive)."
+            )
+        if self.embedding_objective == "cosine" and not self.cosine_label_min < self.cosine_label_max:
+            problems.append(
+                f"cosine_label_min must be below cosine_label_max; got {self.cosine_label_min:g} and {self.cosine_label_max:g}."
             )
         if problems:
             raise HyperparameterError(problems)
@@ -473,13 +595,25 @@ class Hyperparameters:
     def output_dim(self) -> int:
         return 1 if self.is_regression else self.num_classes
 
+    @property
+    def has_head(self) -> bool:
+        """Whether the model has SageMaker's comparator, MLP and output layer (every objective but
+        ``cosine`` and ``contrastive`` alone, whose pair score is the cosine of the two encodings)."""
+        return self.objective.startswith("sagemaker")
+
+    @property
+    def embedding_objective(self) -> str | None:
+        """``cosine``, ``contrastive`` or None: the objective on the encodings themselves."""
+        name = self.objective.removeprefix("sagemaker").removeprefix("+")
+        return name or None
+
 
 def _bad(f: dataclasses.Field, value: Any) -> str:
     return f"{f.name} must be {f.metadata['constraint'].describe()}; got {value!r}."
 
 
-def hyperparameter_table() -> list[dict[str, str]]:
-    """Rows of (name, valid values, default, description): the source of CLI help and docs."""
+def hyperparameter_table() -> list[dict[str, Any]]:
+    """Rows of (name, valid values, default, description, extension): the source of CLI help and docs."""
     rows = []
     for f in fields(Hyperparameters):
         default = f.metadata["default"]
@@ -491,7 +625,15 @@ def hyperparameter_table() -> list[dict[str, str]]:
                 shown = '""'
             if f.metadata.get("inherits"):
                 shown = f"enc0's value if enc1_network=enc0, else {shown}"
-        rows.append({"name": f.name, "valid": f.metadata["constraint"].describe(), "default": shown, "doc": f.metadata["doc"]})
+        rows.append(
+            {
+                "name": f.name,
+                "valid": f.metadata["constraint"].describe(),
+                "default": shown,
+                "doc": f.metadata["doc"],
+                "extension": bool(f.metadata.get("extension")),
+            }
+        )
     return rows
 
 
@@ -500,16 +642,29 @@ def hyperparameters_markdown() -> str:
     lines = [
         "# Hyperparameters",
         "",
-        "Generated from `object2vec.config.Hyperparameters` by `object2vec hyperparameters --markdown`;",
+        "Generated from `object2vec.hyperparameters.Hyperparameters` by `object2vec hyperparameters --markdown`;",
         "do not edit by hand. Names, ranges and defaults follow SageMaker Object2Vec. Values may be",
         "typed (Python) or strings (SageMaker `hyperparameters.json`, CLI `-p name=value`).",
         "Keys SageMaker adds on its own are accepted and ignored (one log line names them): every key",
         "starting with `_` (`_tuning_objective_metric` of tuning jobs; MXNet's `_kvstore`, `_num_gpus`,",
         "`_num_kv_servers`) or with `sagemaker_` (the SDK's `sagemaker_estimator_class_name`, ...).",
         "",
-        "| name | valid values | default | meaning |",
-        "|---|---|---|---|",
     ]
-    for r in hyperparameter_table():
-        lines.append(f"| `{r['name']}` | {r['valid']} | {r['default']} | {r['doc']} |")
+    header = ["| name | valid values | default | meaning |", "|---|---|---|---|"]
+    rows = hyperparameter_table()
+    lines += header + [_markdown_row(r) for r in rows if not r["extension"]]
+    lines += [
+        "",
+        "## Extensions",
+        "",
+        "Not in SageMaker's Object2Vec. Each is off at its default, where a configuration trains exactly as",
+        "SageMaker's does; `object2vec hyperparameters` lists them apart.",
+        "",
+        *header,
+        *[_markdown_row(r) for r in rows if r["extension"]],
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_row(r: dict[str, Any]) -> str:
+    return f"| `{r['name']}` | {r['valid']} | {r['default']} | {r['doc']} |"

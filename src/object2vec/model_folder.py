@@ -47,7 +47,7 @@ def save(
     """Write ``net`` (and its metrics) to ``folder``; returns the folder.
 
     ``assets`` (file name -> bytes) go to ``folder/auxiliary/``: the text files a model needs to read
-    strings (:meth:`object2vec.text.TextCodec.assets`).
+    strings (:meth:`object2vec.text.tokenize.TextCodec.assets`).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ def load(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple
 def load_text(folder: str | os.PathLike, hp: Hyperparameters) -> TextCodec | None:
     """The text codec saved with a model (``None`` if it was trained without a vocabulary)."""
     hp = hp.resolve()
-    names = (hp.enc0_vocab_file, hp.enc1_vocab_file)
+    names = (hp.encoder(0).vocab_file, hp.encoder(1).vocab_file)
     if not any(names):
         return None
     try:

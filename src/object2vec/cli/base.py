@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -53,6 +54,28 @@ def notes() -> Iterator[None]:
             click.echo(f"note: {w.message}", err=True)
 
 
+def read_hyperparameters_file(path: Path) -> dict[str, Any]:
+    """SageMaker's ``hyperparameters.json``: a JSON object of name -> value (strings, usually)."""
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise Object2VecError(f"{path}: is not valid JSON ({e}); expected an object of name -> value") from None
+    if not isinstance(values, dict):
+        raise Object2VecError(f"{path}: holds {type(values).__name__}; expected a JSON object of name -> value")
+    return values
+
+
+def parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``-p name=value`` options as a dict."""
+    out = {}
+    for item in pairs:
+        if "=" not in item:
+            raise Object2VecError(f"-p {item!r}: expected name=value, e.g. -p enc_dim=64")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
 def load_model(model_dir: Path, device: str) -> Any:
     """The trained :class:`~object2vec.estimator.Object2Vec` in ``model_dir`` (imports torch)."""
     from ..estimator import Object2Vec
@@ -69,3 +92,4 @@ def fmt(value: Any) -> str:
 @click.version_option(package_name="object2vec")
 def main() -> None:
     """Object2Vec: embeddings of pairs, SageMaker-compatible, trained with PyTorch."""
+    reporting.set_progress_bars(True)  # long steps show a bar when stderr is a terminal ('train' decides again)

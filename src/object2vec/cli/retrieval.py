@@ -1,8 +1,8 @@
 """``object2vec index | recommend | cluster | plot`` and ``evaluate --ranking``: what embeddings are for.
 
-Each command is a thin layer over one module (:mod:`object2vec.neighbors`, :mod:`object2vec.recommend`,
-:mod:`object2vec.clustering`, :mod:`object2vec.maps`); item files are read by
-:mod:`object2vec.items`. faiss, scikit-learn, matplotlib and umap are imported inside the commands,
+Each command is a thin layer over one module (:mod:`object2vec.retrieval.neighbors`, :mod:`object2vec.retrieval.recommend`,
+:mod:`object2vec.retrieval.clustering`, :mod:`object2vec.retrieval.plots`); item files are read by
+:mod:`object2vec.retrieval.items`. faiss, scikit-learn, matplotlib and umap are imported inside the commands,
 so ``object2vec --help`` stays fast and a missing extra is one clear error. Tables are printed for
 people; ``--json`` prints JSON for programs. Warnings (k clipped to the catalogue, ...) print as
 ``note:`` lines on stderr.
@@ -18,10 +18,12 @@ from typing import Any
 import click
 import numpy as np
 
-from ..errors import DataError, Object2VecError
+from .. import console
+from ..errors import DataError, Line, Object2VecError, Problem
 from .base import DEVICE_HELP, fmt, friendly_errors, load_model, main, notes
 
 SIDE = click.Choice(["in0", "in1"])
+_NAMES_LINE = '{"id": ..., "name": ...}'  # a line of a --names file
 
 
 def _sequence(text: str) -> list[int] | str:
@@ -77,6 +79,9 @@ def index_group() -> None:
 @click.option(
     "--projector", type=click.Path(file_okay=False, path_type=Path), help="Also write TensorBoard projector TSVs to this folder."
 )
+@click.option(
+    "--normalize", is_flag=True, help="Scale the vectors to length 1 before indexing and export (ip and l2 then rank as cosine)."
+)
 @click.option("--seed", default=0, type=int, help="Seed for the IVF k-means and the recall sample.")
 @click.option("--device", default="auto", help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
@@ -95,21 +100,30 @@ def index_build(
     recall_sample: int,
     npy: Path | None,
     projector: Path | None,
+    normalize: bool,
     seed: int,
     device: str,
     as_json: bool,
 ) -> None:
     """Embed a catalogue of items with one side's encoder and write a neighbour index.
 
-    For hnsw/ivf, also builds the exact index in memory and reports recall@10 of the approximate one
-    on a sample of the items as queries.
+    The metric is cosine unless --metric says otherwise: what the cosine and contrastive objectives
+    train, and for other models the usual choice. For hnsw/ivf, also builds the exact index in
+    memory and reports recall@10 of the approximate one on a sample of the items as queries.
     """
     from ..retrieval.neighbors import NeighborIndex, recall_at_k
 
     model = load_model(model_dir, device)
     items = _items(model, ids_file, side)
     vectors = items.vectors(model)
-    info = {"model": str(model_dir.resolve()), "side": items.side, "items": str(ids_file.resolve()) if ids_file else None}
+    if normalize:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    info = {
+        "model": str(model_dir.resolve()),
+        "side": items.side,
+        "items": str(ids_file.resolve()) if ids_file else None,
+        "normalized": normalize,
+    }
     with notes():
         index = NeighborIndex.build(
             vectors, items.ids, metric, kind, hnsw_m=hnsw_m, ef_search=ef_search, nlist=nlist, nprobe=nprobe, seed=seed, info=info
@@ -120,12 +134,14 @@ def index_build(
             "dim": index.dim,
             "metric": metric,
             "kind": kind,
+            "normalized": normalize,
             **index.meta["params"],
         }
         if kind != "exact":
-            exact = NeighborIndex.build(vectors, items.ids, metric, "exact")
             rows = np.random.default_rng(seed).choice(len(items), size=min(recall_sample, len(items)), replace=False)
-            summary["recall@10"] = round(recall_at_k(index, exact, vectors[np.sort(rows)], k=10), 4)
+            with console.working(f"recall@10 on {len(rows)} sampled items"):
+                exact = NeighborIndex.build(vectors, items.ids, metric, "exact")
+                summary["recall@10"] = round(recall_at_k(index, exact, vectors[np.sort(rows)], k=10), 4)
             summary["recall_queries"] = len(rows)
     index.save(output)
     summary["index"] = str(output)
@@ -198,6 +214,8 @@ def index_query(
             else:
                 items = _items(model, input_file, side)
                 queries, vectors = list(items.ids), items.vectors(model)
+            if index.meta.get("info", {}).get("normalized"):  # queries as the indexed vectors were
+                vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             found, scores = index.search(vectors, k)
             results += [(q, ids, row[: len(ids)]) for q, ids, row in zip(queries, found, scores, strict=True)]
     score_name = "distance" if index.metric == "l2" else "score"
@@ -246,7 +264,7 @@ def _index_model(index: Any, model_dir: Path | None, index_dir: Path) -> Path:
     "--by",
     default="score",
     type=click.Choice(["score", "embedding"]),
-    help="The model's pair score, or cosine of the two embeddings.",
+    help="The model's pair score (the cosine for a cosine or contrastive model), or cosine of the two embeddings.",
 )
 @click.option("--positive-class", type=click.IntRange(0), help="Classification: the class whose log-odds ranks [the last class].")
 @click.option("--device", default="auto", help=DEVICE_HELP)
@@ -277,7 +295,8 @@ def recommend(
     if as_json:
         click.echo(json.dumps([{"id": i, "score": s} for i, s in ranked]))
         return
-    what = "log-odds" if by == "score" and not model.hyperparameters_.is_regression else "score" if by == "score" else "cosine"
+    hp = model.hyperparameters_
+    what = "cosine" if by == "embedding" or not hp.has_head else "score" if hp.is_regression else "log-odds"
     click.echo(f"{'rank':>4}  {'id':<24} {what}")
     for rank, (i, s) in enumerate(ranked, 1):
         click.echo(f"{rank:>4}  {i!s:<24} {s:.4f}")
@@ -318,8 +337,10 @@ def cluster(
     model = load_model(model_dir, device)
     items = _items(model, data, side)
     vectors = items.vectors(model)
-    assignments, _ = kmeans(vectors, k, seed, backend=backend)
-    scores = cluster_scores(vectors, assignments, items.labels, seed)
+    with console.working(f"k-means: {len(items)} items into {k} clusters"):
+        assignments, _ = kmeans(vectors, k, seed, backend=backend)
+    with console.working("scoring the clusters"):
+        scores = cluster_scores(vectors, assignments, items.labels, seed)
     sizes = np.bincount(assignments, minlength=k).tolist()
     if output is not None:
         lines = [json.dumps({"id": i, "cluster": int(c)}) + "\n" for i, c in zip(items.ids, assignments, strict=True)]
@@ -392,11 +413,12 @@ def plot(
     elif color_by == "cluster":
         from ..retrieval.clustering import kmeans
 
-        colors = [f"cluster {c}" for c in kmeans(vectors, min(k, len(items)), seed)[0]]
+        with console.working(f"k-means: {len(items)} items into {min(k, len(items))} clusters"):
+            colors = [f"cluster {c}" for c in kmeans(vectors, min(k, len(items)), seed)[0]]
     names = items.names
     if names_file is not None:
         names = _read_names(names_file, items)
-    with notes():
+    with notes(), console.working(f"{method} map of {len(items)} items"):
         plot_map(
             vectors, output, method, colors, names, title, seed, max_names, legend_title=None if colors is None else color_by
         )
@@ -412,7 +434,7 @@ def _read_names(path: Path, items: Any) -> list[str | None]:
     try:
         text = path.read_text()
     except UnicodeDecodeError as e:
-        raise DataError([f"{path}: is not UTF-8 text ({e})"]) from None
+        raise DataError([Problem(Line(str(path)), None, f"is not UTF-8 text ({e})")]) from None
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -420,12 +442,12 @@ def _read_names(path: Path, items: Any) -> list[str | None]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError([f'{path}:{lineno}: not valid JSON ({e}); expected {{"id": ..., "name": ...}}']) from None
+                raise DataError([Problem(Line(str(path), lineno), None, f"not valid JSON ({e})", _NAMES_LINE)]) from None
             key, name = rec.get("id"), rec.get("name")
         elif "\t" in line:
             key, name = line.split("\t", 1)
         else:
-            raise DataError([f'{path}:{lineno}: expected {{"id": ..., "name": ...}} or id<TAB>name; got {line[:40]!r}'])
+            raise DataError([Problem(Line(str(path), lineno), None, f"got {line[:40]!r}", f"{_NAMES_LINE} or id<TAB>name")])
         row = lookup(positions, key)
         if row is not None and name is not None:
             names[row] = str(name)

@@ -29,7 +29,8 @@ _MAX_SEQLENS = click.option(
 
 
 def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt: str, keep: str, on_error: str,
-               device: str, max_seqlens: str | None) -> None:  # fmt: skip
+               device: str, max_seqlens: str | None, normalize: bool = False, labels: str | None = None,
+               top_k: int = 1) -> None:  # fmt: skip
     from ..serving.predictor import Predictor, parse_max_seqlens
     from ..serving.transform import transform
 
@@ -37,10 +38,19 @@ def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt:
         lens = parse_max_seqlens(max_seqlens) if max_seqlens else None
     except ValueError as e:
         raise Object2VecError(f"--infer-max-seqlens: {e}") from None
-    predictor = Predictor.load(model_dir, device=device)
+    predictor = Predictor.load(model_dir, device=device, normalize=normalize)
     keys = tuple(k.strip() for k in keep.split(",") if k.strip())
-    report = transform(predictor, source, output, mode=mode, fmt=fmt, keep=keys, on_error=on_error, max_seqlens=lens)
-    click.echo(f"{'predict' if mode == 'scores' else 'embed'}: {report}", err=True)
+    catalogue = None
+    if labels is not None:
+        from ..retrieval.labels import label_catalogue
+
+        catalogue = label_catalogue(predictor.model, None if labels == "all" else labels)
+        mode = "labels"
+    report = transform(
+        predictor, source, output, mode=mode, fmt=fmt, keep=keys, on_error=on_error, max_seqlens=lens,
+        labels=catalogue, top_k=top_k,
+    )  # fmt: skip
+    click.echo(f"{'predict' if mode in ('scores', 'labels') else 'embed'}: {report}", err=True)
 
 
 @main.command()
@@ -51,11 +61,26 @@ def _transform(model_dir: Path, source: str, output: str | None, mode: str, fmt:
 @_ON_ERROR
 @_MAX_SEQLENS
 @_DEVICE
+@click.option(
+    "--labels",
+    metavar="FILE|all",
+    help="Rank candidate labels for each line's in0 instead: an item file of in1 labels (prepare's labels.jsonl) "
+    'or \'all\' (every in1 token id). Writes {"labels": [...], "scores": [...]}, best first.',
+)
+@click.option("--top-k", default=1, show_default=True, type=click.IntRange(1), help="With --labels: how many labels per line.")
 @friendly_errors
 def predict(model_dir: Path, input_path: str, output: str | None, keep: str, on_error: str, infer_max_seqlens: str | None,
-            device: str) -> None:  # fmt: skip
-    """Score pairs from INPUT (JSON Lines, '-' for stdin): one {"scores": [...]} per line, in order."""
-    _transform(model_dir, input_path, output, "scores", "jsonl", keep, on_error, device, infer_max_seqlens)
+            device: str, labels: str | None, top_k: int) -> None:  # fmt: skip
+    """Score pairs from INPUT (JSON Lines, '-' for stdin): one {"scores": [...]} per line, in order.
+
+    With --labels, score each line's in0 against every label and write the best (StarSpace's predict):
+
+    \b
+      object2vec predict model/ docs.jsonl --labels data/labels.jsonl --top-k 3
+    """
+    _transform(
+        model_dir, input_path, output, "scores", "jsonl", keep, on_error, device, infer_max_seqlens, labels=labels, top_k=top_k
+    )
 
 
 @main.command()
@@ -64,15 +89,16 @@ def predict(model_dir: Path, input_path: str, output: str | None, keep: str, on_
 @click.option("--side", type=click.Choice(["in0", "in1"]), required=True, help="Which encoder: in0 (enc0) or in1 (enc1).")
 @click.option("-o", "--output", help="Output file (default: stdout for jsonl), written atomically.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), default="jsonl", help="npy: one float32 matrix (needs -o).")
+@click.option("--normalize", is_flag=True, help="Scale each embedding to length 1 (inner products become cosines).")
 @_KEEP
 @_ON_ERROR
 @_MAX_SEQLENS
 @_DEVICE
 @friendly_errors
-def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: str, keep: str, on_error: str,
-          infer_max_seqlens: str | None, device: str) -> None:  # fmt: skip
+def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: str, normalize: bool, keep: str,
+          on_error: str, infer_max_seqlens: str | None, device: str) -> None:  # fmt: skip
     """Embed one side of each line of INPUT: one {"embeddings": [...]} per line, or an .npy matrix."""
-    _transform(model_dir, input_path, output, side, fmt, keep, on_error, device, infer_max_seqlens)
+    _transform(model_dir, input_path, output, side, fmt, keep, on_error, device, infer_max_seqlens, normalize=normalize)
 
 
 @main.command()
@@ -89,17 +115,23 @@ def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: 
     "--sagemaker", is_flag=True, help="Container mode: load /opt/ml/model, listen on 0.0.0.0:8080, use the GPU if there is one."
 )
 @click.option("--sagemaker-root", type=click.Path(path_type=Path), help="Instead of /opt/ml ($OBJECT2VEC_SAGEMAKER_ROOT).")
+@click.option(
+    "--runtime",
+    default="torch",
+    type=click.Choice(["torch", "onnx"]),
+    help="onnx: serve the graphs of 'object2vec export --format onnx' (MODEL_DIR is the export folder; CPU).",
+)
 @click.option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available) [auto with --sagemaker, else cpu].")
 @friendly_errors
 def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payload_mb: float | None, sagemaker: bool,
-          sagemaker_root: Path | None, device: str | None) -> None:  # fmt: skip
+          sagemaker_root: Path | None, runtime: str, device: str | None) -> None:  # fmt: skip
     """Answer SageMaker inference requests for MODEL_DIR: GET /ping, POST /invocations, GET /execution-parameters."""
     from ..estimator import resolve_device
     from ..serving import container
     from ..serving.app import ServeSettings, preferred_mode_from_env
     from ..serving.app import serve as run_server
 
-    device = device or ("auto" if sagemaker else "cpu")
+    device = device or ("auto" if sagemaker and runtime == "torch" else "cpu")  # the onnx runtime serves on the CPU
     on_gpu = resolve_device(device).type == "cuda"  # a device this machine lacks stops here, with one line
     if sagemaker:
         paths = container.ContainerPaths.resolve(sagemaker_root)
@@ -115,6 +147,7 @@ def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payloa
         max_payload_mb=max_payload_mb or container.max_payload_mb(),
         workers=workers,
         preferred_mode=preferred_mode_from_env(),
+        runtime=runtime,
     )
     run_server(settings, host=host, port=port)
     sys.exit(0)

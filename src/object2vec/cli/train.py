@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .. import reporting
+from .. import console, reporting
 from ..errors import Object2VecError
 from ..hyperparameters import Hyperparameters, hyperparameter_table, hyperparameters_markdown, sagemaker_keys
-from .base import friendly_errors, main
+from .base import friendly_errors, main, parse_pairs, read_hyperparameters_file
+
+logger = logging.getLogger(__name__)
 
 
 def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,29 +38,9 @@ def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             name,
             default=None,
             metavar="VALUE",
-            help=f"{row['doc']} [{row['valid']}; default: {row['default']}]",
+            help=("[extension] " if row["extension"] else "") + f"{row['doc']} [{row['valid']}; default: {row['default']}]",
         )(fn)
     return fn
-
-
-def _read_hyperparameters_file(path: Path) -> dict[str, Any]:
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise Object2VecError(f"{path}: is not valid JSON ({e}); expected an object of name -> value") from None
-    if not isinstance(values, dict):
-        raise Object2VecError(f"{path}: holds {type(values).__name__}; expected a JSON object of name -> value")
-    return values
-
-
-def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in pairs:
-        if "=" not in item:
-            raise Object2VecError(f"-p {item!r}: expected name=value, e.g. -p enc_dim=64")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
 
 
 @main.command()
@@ -108,6 +92,20 @@ def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="Validate hyperparameters and data, train one batch, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @click.option(
+    "--log-format",
+    type=click.Choice(reporting.LOG_FORMATS),
+    help="sagemaker: SageMaker's #quality_metric/#throughput_metric/#progress_metric lines; human: a line per epoch "
+    "with an ETA, progress bars and a table at the end; both. [human when stdout and stderr are terminals, "
+    "else sagemaker; --sagemaker: sagemaker]",
+)
+@click.option(
+    "--log-to",
+    multiple=True,
+    metavar="TRACKER",
+    help="Also log hyperparameters and each epoch's metrics to tensorboard[:DIR] (default DIR: runs/NAME-TIME) "
+    "or mlflow[:URI] (MLflow also keeps the model folder); repeatable.",
+)
+@click.option(
     "--sagemaker",
     is_flag=True,
     help="Container mode: hyperparameters and channels from /opt/ml/input, model to /opt/ml/model, "
@@ -134,6 +132,8 @@ def train(
     resume: bool,
     dry_run: bool,
     quiet: bool,
+    log_format: str | None,
+    log_to: tuple[str, ...],
     sagemaker: bool,
     sagemaker_root: Path | None,
     **named: str | None,
@@ -148,9 +148,10 @@ def train(
     if nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(_relaunch_under_torchrun(nproc))
 
-    reporting.configure_cli_logging(verbose=not quiet)
+    log_format = _log_format(log_format, sagemaker)
+    reporting.configure_cli_logging(verbose=not quiet, log_format=log_format)
     run = TrainRun(train_path, validation, test, auxiliary, output, seed, device, precision, cache,
-                   checkpoint_dir, checkpoint_every, resume, dry_run)  # fmt: skip
+                   checkpoint_dir, checkpoint_every, resume, dry_run, log_format=log_format, log_to=log_to)  # fmt: skip
     if sagemaker:
         from ..serving import container
 
@@ -161,14 +162,14 @@ def train(
             run = dataclasses.replace(
                 run, train=channels["train"], validation=channels["validation"], test=channels["test"],
                 auxiliary=auxiliary or channels["auxiliary"], output=paths.model, checkpoint_dir=checkpoints,
-                resume=resume or (checkpoints / "latest.pt").exists(),
+                resume=resume or (checkpoints / "latest.pt").exists(), tensorboard_dir=paths.root / "output" / "tensorboard",
             )  # fmt: skip
-            _train({**container.read_hyperparameters(paths), **_parse_pairs(params)}, named, run)
+            _train({**container.read_hyperparameters(paths), **parse_pairs(params)}, named, run)
         return
     if train_path is None:
         raise Object2VecError("--train is required: the training pairs (or --sagemaker to read /opt/ml/input/data/train)")
-    hyperparameters: dict[str, Any] = _read_hyperparameters_file(hp_file) if hp_file else {}
-    hyperparameters.update(_parse_pairs(params))
+    hyperparameters: dict[str, Any] = read_hyperparameters_file(hp_file) if hp_file else {}
+    hyperparameters.update(parse_pairs(params))
     _train(hyperparameters, named, run)
 
 
@@ -189,30 +190,47 @@ class TrainRun:
     checkpoint_every: int = 0
     resume: bool = False
     dry_run: bool = False
+    log_format: str = "sagemaker"  # which lines show (object2vec.reporting)
+    log_to: tuple[str, ...] = ()  # experiment trackers: tensorboard[:DIR], mlflow[:URI]
+    tensorboard_dir: Path | None = None  # where --log-to tensorboard writes without a DIR
+
+
+def _log_format(requested: str | None, sagemaker: bool) -> str:
+    """The --log-format in effect: SageMaker's lines in container mode and for programs, a person's at a terminal."""
+    if sagemaker:
+        if requested == "human":
+            raise Object2VecError("--sagemaker keeps SageMaker's metric lines: use --log-format sagemaker or both")
+        return requested or "sagemaker"
+    return requested or reporting.default_log_format()
 
 
 def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: TrainRun) -> None:
     from ..estimator import Object2Vec
     from ..training import distributed
 
+    assert run.train is not None  # the command checks --train; container.channels() the train channel
+    started = time.perf_counter()
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
     if ignored := sagemaker_keys(hyperparameters):
-        reporting.emit(
-            "Ignoring keys SageMaker adds on its own (not Object2Vec hyperparameters): "
-            + ", ".join(f"{k}={v!r}" for k, v in sorted(ignored.items()))
-        )
+        if reporting.is_main_process():
+            logger.info(
+                "Ignoring keys SageMaker adds on its own (not Object2Vec hyperparameters): "
+                + ", ".join(f"{k}={v!r}" for k, v in sorted(ignored.items()))
+            )
         hyperparameters = {k: v for k, v in hyperparameters.items() if k not in ignored}
-    Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
+    hp = Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     output, checkpoint_dir = run.output, run.checkpoint_dir
     if output is None and not run.dry_run:
         raise Object2VecError("--output is required: the folder to write the trained model to (or pass --dry-run)")
     if checkpoint_dir is None and output is not None and not run.dry_run:
         checkpoint_dir = output / "checkpoints"
     model = Object2Vec(seed=run.seed, device=run.device, precision=run.precision, cache=run.cache, **hyperparameters)
+    trackers = [] if run.dry_run else _open_trackers(run, hp, model.get_params())  # a bad --log-to fails before any data
     try:
         model.fit(
             run.train, run.validation, run.test, auxiliary=run.auxiliary, max_steps=1 if run.dry_run else None,
             checkpoint_dir=checkpoint_dir, checkpoint_every=run.checkpoint_every, resume=run.resume,
+            callbacks=[] if run.dry_run else [console.EpochLines(hp.epochs), *trackers],
         )  # fmt: skip
         if run.dry_run:
             click.echo("dry run: hyperparameters and data are valid; one training step ran; nothing was written.")
@@ -221,7 +239,17 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
             model.save(output)
             if checkpoint_dir == output / "checkpoints":  # the model is the durable result now
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)
-            click.echo(f"model written to {output}")
+            for tracker in trackers:
+                tracker.finish(model.metrics_, output)
+            if run.log_format == "sagemaker":
+                click.echo(f"model written to {output}")
+            else:
+                for line in console.summary_table(model.metrics_, hp.epochs, time.perf_counter() - started, output):
+                    click.echo(line)
+    except BaseException:
+        for tracker in trackers:
+            tracker.fail()
+        raise
     finally:
         distributed.teardown()
 
@@ -236,6 +264,30 @@ def _sagemaker_processes(device: str) -> int:
     if resolve_device(device).type != "cuda" or ":" in device:
         return 1
     return max(1, torch.cuda.device_count())
+
+
+def _open_trackers(run: TrainRun, hp: Hyperparameters, options: dict[str, Any]) -> list[Any]:
+    """The --log-to trackers, each given the resolved hyperparameters and the run's options."""
+    if not run.log_to:
+        return []
+    import warnings
+
+    from ..training.tracking import open_tracker
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fit reports what resolving warns about
+        resolved = hp.resolve()
+    params = {**resolved.to_dict(as_strings=True), **{k: options[k] for k in ("seed", "device", "precision")}}
+    name = run.output.name if run.output is not None else None
+    trackers: list[Any] = []
+    try:
+        for spec in run.log_to:
+            trackers.append(open_tracker(spec, params, name, run.tensorboard_dir))
+    except BaseException:
+        for tracker in trackers:
+            tracker.fail()
+        raise
+    return trackers
 
 
 def _relaunch_under_torchrun(nproc: int) -> int:
@@ -264,11 +316,15 @@ def _relaunch_under_torchrun(nproc: int) -> int:
 @main.command()
 @click.option("--markdown", is_flag=True, help="Print the Markdown table of docs/hyperparameters.md.")
 def hyperparameters(markdown: bool) -> None:
-    """List every hyperparameter with its valid values and default."""
+    """List every hyperparameter with its valid values and default; extensions (not in SageMaker) last."""
     if markdown:
         click.echo(hyperparameters_markdown(), nl=False)
         return
-    for row in hyperparameter_table():
+    rows = hyperparameter_table()
+    for row in (r for r in rows if not r["extension"]):
+        click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")
+    click.echo("\nextensions (not in SageMaker Object2Vec; off at their defaults):")
+    for row in (r for r in rows if r["extension"]):
         click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")
 
 

@@ -1,8 +1,8 @@
-"""The second path of :mod:`object2vec.jsonl` (after the compiled scanner): blocks of JSON Lines parsed by pyarrow.
+"""The second path of :mod:`object2vec.data.jsonl` (after the compiled scanner): blocks of JSON Lines parsed by pyarrow.
 
 ``pyarrow.json.read_json`` turns bytes into packed arrays in C++, several times faster than decoding
 records one by one in Python, but it reads more leniently than the contract of
-:func:`object2vec.data.read_pairs`: it takes ``null`` for a missing field, an empty list, several
+:func:`object2vec.data.pairs.read_pairs`: it takes ``null`` for a missing field, an empty list, several
 objects on one line or one object over several lines, and invalid UTF-8 inside an ignored string.
 So a block is taken from pyarrow only when it provably holds exactly what the per-record reader
 would accept, and otherwise ``None`` sends it to that reader, which words every problem with its
@@ -41,12 +41,13 @@ def _pyarrow() -> tuple[Any, Any] | None:
 
 
 @cache
-def _parse_options(sides: tuple[str, ...], require_label: bool) -> Any | None:
+def _parse_options(sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()) -> Any | None:
     arrow = _pyarrow()
     if arrow is None:
         return None
     pa, pa_json = arrow
     fields = [(side, pa.list_(pa.int64())) for side in sides]
+    fields += [(f"{side}_weights", pa.list_(pa.float64())) for side in weights]  # ints and floats alike
     if require_label:
         fields.append(("label", pa.float64()))  # ints and floats alike; the raw labels are float64 anyway
     return pa_json.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
@@ -82,23 +83,26 @@ def one_object_a_line(block: bytes, starts: np.ndarray) -> bool:
 
 
 def parse(
-    block: bytes, sides: tuple[str, ...], require_label: bool
-) -> tuple[np.ndarray, tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None] | None]:
-    """``(line starts, (tokens, lengths, labels))`` of a block of whole lines: int64 tokens and
-    lengths, float64 labels; ``None`` instead of the arrays unless the block provably holds one valid
-    object a line (see the module). pyarrow and numpy release the GIL, so blocks are parsed on
-    several threads at once (each call single-threaded: less overhead)."""
+    block: bytes, sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()
+) -> tuple[np.ndarray, tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None, dict[str, np.ndarray]] | None]:
+    """``(line starts, (tokens, lengths, labels, weights))`` of a block of whole lines: int64 tokens and
+    lengths, float64 labels, float64 per-token weights of the sides ``weights`` (``in0_weights``: as
+    many as the side's tokens, checked here; their values are the caller's to check); ``None``
+    instead of the arrays unless the block provably holds one valid object a line (see the module).
+    pyarrow and numpy release the GIL, so blocks are parsed on several threads at once (each call
+    single-threaded: less overhead)."""
     starts = line_starts(block)
     if not one_object_a_line(block, starts):
         return starts, None
-    table = read_table(block, sides, require_label)
-    return starts, (None if table is None else arrays(table, starts, sides, require_label))
+    table = read_table(block, sides, require_label, weights)
+    return starts, (None if table is None else arrays(table, starts, sides, require_label, weights))
 
 
-def read_table(block: bytes, sides: tuple[str, ...], require_label: bool) -> Any | None:
-    """pyarrow's table of ``block`` (its fields ``sides`` and ``label``), or ``None`` if pyarrow is
-    missing or refuses the block. Releases the GIL: blocks can be read on several threads at once."""
-    options = _parse_options(sides, require_label)
+def read_table(block: bytes, sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()) -> Any | None:
+    """pyarrow's table of ``block`` (its fields ``sides``, ``label`` and the ``weights`` sides' weights),
+    or ``None`` if pyarrow is missing or refuses the block. Releases the GIL: blocks can be read on
+    several threads at once."""
+    options = _parse_options(sides, require_label, weights)
     if options is None:
         return None
     pa, pa_json = _pyarrow()  # type: ignore[misc]
@@ -110,8 +114,8 @@ def read_table(block: bytes, sides: tuple[str, ...], require_label: bool) -> Any
 
 
 def arrays(
-    table: Any, starts: np.ndarray, sides: tuple[str, ...], require_label: bool
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None] | None:
+    table: Any, starts: np.ndarray, sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None, dict[str, np.ndarray]] | None:
     """The arrays of ``table``, read from a block with these line ``starts`` that passed
     :func:`one_object_a_line`; ``None`` if it does not hold one valid object a line after all."""
     if table.num_rows != len(starts):
@@ -132,4 +136,13 @@ def arrays(
         if column.null_count:  # missing or null
             return None
         labels = column.to_numpy().astype(np.float64, copy=False)
-    return tokens, lengths, labels
+    read = {}
+    for side in weights:
+        column = table.column(f"{side}_weights").combine_chunks()
+        values = column.flatten()
+        if column.null_count or values.null_count:  # missing weights, or a null weight
+            return None
+        if not np.array_equal(column.value_lengths().to_numpy(), lengths[side]):  # a weight per token
+            return None
+        read[side] = values.to_numpy().astype(np.float64, copy=False)
+    return tokens, lengths, labels, read

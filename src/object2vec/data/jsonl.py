@@ -1,11 +1,11 @@
 """JSON Lines files (and in-memory records) to type-checked arrays, before any schema check.
 
-What :func:`object2vec.data.read_pairs` reads goes through here: files are cut into blocks of whole
+What :func:`object2vec.data.pairs.read_pairs` reads goes through here: files are cut into blocks of whole
 lines; on a worker thread each block is read by the compiled scanner when it holds only plain
-labelled pairs (:func:`object2vec.kernels.parse_pairs`), else by pyarrow when it provably holds one
-valid record a line (:mod:`object2vec.arrow_lines`), else record by record by :class:`Parser`, which
-words every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
-sequence limits or the label kind, so it is what the binary cache keeps (:func:`read_file`).
+labelled pairs (:func:`object2vec.native.kernels.parse_pairs`), else by pyarrow when it provably holds one
+valid record a line (:mod:`object2vec.data.arrow`), else record by record by :class:`Parser`, which
+finds every problem with its line. The result, a :class:`Raw`, does not depend on vocabulary sizes,
+sequence limits or the label kind, so it is what the binary cache keeps (:mod:`object2vec.data.cache`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -21,7 +20,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -30,18 +29,18 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from ..errors import DataError, Problems
-from ..files import atomic_folder, cache_dir
+from .. import console
+from ..errors import DataError, Line, Location, Problem, Problems
 from ..native import kernels
 from . import arrow as arrow_lines
 
 PathLike = str | os.PathLike
 _BLOCK_BYTES = 4 << 20  # lines parsed per block: bounded memory, enough blocks to keep every worker busy
 _AHEAD = 2  # blocks parsed at once on worker threads (pyarrow and numpy release the GIL)
-CACHE_VERSION = 2  # 2: tokens stored as uint16 where every id fits
 _MISSING = object()
 _INT32 = np.iinfo(np.int32)
 _UINT16 = np.iinfo(np.uint16)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # a larger weight would be infinite in training
 
 
 # --------------------------------------------------------------------------------------------------
@@ -56,10 +55,12 @@ def list_files(path: PathLike) -> list[Path]:
             f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
         )
         if not files:
-            raise DataError([f"{p}: the directory holds no data files; expected JSON Lines files (.jsonl or .jsonl.gz)"])
+            raise DataError(
+                [Problem(Line(str(p)), None, "the directory holds no data files", "JSON Lines files (.jsonl or .jsonl.gz)")]
+            )
         return files
     if not p.exists():
-        raise DataError([f"{p}: no such file or directory"])
+        raise DataError([Problem(Line(str(p)), None, "no such file or directory")])
     return [p]
 
 
@@ -88,15 +89,15 @@ def byte_range(file: Path, shard: tuple[int, int]) -> tuple[int, int] | None:
 
 
 class LineOf:
-    """``file:line`` for a byte offset: counts newlines before it (only when a problem is worded)."""
+    """The :class:`Line` of a byte offset: counts newlines before it (only when a problem is found)."""
 
     def __init__(self, file: Path):
         self.file = file
 
-    def __call__(self, offset: int) -> str:
+    def __call__(self, offset: int) -> Line:
         with open(self.file, "rb") as fh:
             line = fh.read(offset).count(b"\n") + 1
-        return f"{self.file}:{line}"
+        return Line(str(self.file), line)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,6 +117,7 @@ class Raw:
     lengths: dict[str, np.ndarray]  # side -> int64
     labels: np.ndarray | None  # float64
     where: np.ndarray  # int64 line numbers (files) or record indices
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # side -> flat float32, beside the tokens (if read)
 
 
 class Parser:
@@ -126,6 +128,10 @@ class Parser:
     slow path, which checks record by record and words each problem. ``from_json`` says that the
     records were decoded from JSON text (so they hold only JSON types), which lets the fast path
     check token types by re-serialising instead of calling ``type`` on every token.
+
+    ``weights`` names the sides whose per-token weights are read (``in0_weights`` beside ``in0``: a
+    list of as many finite numbers >= 0 as there are tokens, not all 0), for a model that pools that
+    side by a weighted mean; other records' weights, like every other key, are ignored.
     """
 
     def __init__(
@@ -133,12 +139,13 @@ class Parser:
         sides: tuple[str, ...],
         require_label: bool,
         problems: Problems,
-        locate: Callable[[int], str],
+        locate: Callable[[int], Location],
         expected_label: str,
         from_json: bool = False,
+        weights: tuple[str, ...] = (),
     ):
         self.sides, self.require_label, self.problems, self.locate = sides, require_label, problems, locate
-        self.expected_label, self.from_json = expected_label, from_json
+        self.expected_label, self.from_json, self.weights = expected_label, from_json, weights
 
     def block(self, recs: list[Any], where: np.ndarray) -> Raw:
         return self._fast(recs, where) or self._slow(recs, where)
@@ -171,38 +178,48 @@ class Parser:
                 label_array = np.array(labels, dtype=np.float64)
             except OverflowError:
                 return None
-        return Raw(tokens, lengths, label_array, where)
+        weights = {}
+        for side in self.weights:
+            try:
+                lists = list(map(itemgetter(f"{side}_weights"), recs))
+            except KeyError:
+                return None
+            if set(map(type, lists)) != {list} or not np.array_equal(
+                np.fromiter(map(len, lists), np.int64, len(lists)), lengths[side]
+            ):
+                return None
+            if not set(map(type, chain.from_iterable(lists))) <= {int, float}:
+                return None
+            try:
+                flat = np.fromiter(chain.from_iterable(lists), dtype=np.float64, count=int(lengths[side].sum()))
+            except OverflowError:
+                return None
+            if not valid_weights(flat, lengths[side]):
+                return None
+            weights[side] = flat.astype(np.float32)
+        return Raw(tokens, lengths, label_array, where, weights)
 
     def _slow(self, recs: list[Any], where: np.ndarray) -> Raw:
         flat: dict[str, list[int]] = {s: [] for s in self.sides}
         lens: dict[str, list[int]] = {s: [] for s in self.sides}
+        weights: dict[str, list[float]] = {s: [] for s in self.weights}
         labels: list[float] = []
         kept: list[int] = []
         for i, rec in enumerate(recs):
-            at = self.locate(int(where[i]))
-            if isinstance(rec, ValueError):
-                self.problems.add(f"{at}: malformed JSON ({rec}); expected one JSON object per line")
+            found = self._problems_of(rec)
+            if found:
+                at = self.locate(int(where[i]))  # only now: a line of a byte range is counted from the file
+                for problem in found:
+                    self.problems.add(problem.at(at))
                 continue
-            if type(rec) is not dict:
-                self.problems.add(
-                    f'{at}: record is {jtype(rec)}; expected a JSON object like {{"label": 1, "in0": [4, 2], "in1": [7]}}'
-                )
-                continue
-            ok = all([self._check_sequence(rec.get(side), side, at) for side in self.sides])
-            label = rec.get("label", _MISSING) if self.require_label else 0.0
-            if label is _MISSING:
-                self.problems.add(f"{at}: label: missing; expected {self.expected_label}")
-                ok = False
-            elif type(label) not in (int, float):
-                self.problems.add(f"{at}: label: got {show(label)} ({jtype(label)}); expected {self.expected_label}")
-                ok = False
-            elif abs(label) > 1e300 and math.isfinite(label):
+            label = rec["label"] if self.require_label else 0.0
+            if abs(label) > 1e300 and math.isfinite(label):
                 label = float("inf")
-            if not ok:
-                continue
             for side in self.sides:
                 flat[side].extend(rec[side])
                 lens[side].append(len(rec[side]))
+            for side in self.weights:
+                weights[side].extend(rec[f"{side}_weights"])
             labels.append(float(label))
             kept.append(i)
         tokens = {}
@@ -217,21 +234,56 @@ class Parser:
             {side: np.asarray(lens[side], dtype=np.int64) for side in self.sides},
             np.asarray(labels, dtype=np.float64) if self.require_label else None,
             where[np.asarray(kept, dtype=np.int64)] if kept else where[:0],
+            {side: np.asarray(weights[side], dtype=np.float32) for side in self.weights},
         )
 
-    def _check_sequence(self, seq: Any, side: str, at: str) -> bool:
-        if seq is None:
-            self.problems.add(f"{at}: {side}: missing; expected a non-empty list of integer token ids")
-        elif type(seq) is not list:
-            self.problems.add(f"{at}: {side}: got {show(seq)} ({jtype(seq)}); expected a non-empty list of integer token ids")
-        elif not seq:
-            self.problems.add(f"{at}: {side}: empty list; expected at least one token id")
-        elif set(map(type, seq)) != {int}:
-            k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
-            self.problems.add(f"{at}: {side}: token {k} is {show(bad)} ({jtype(bad)}); expected an integer token id")
-        else:
-            return True
-        return False
+    def _problems_of(self, rec: Any) -> list[Problem]:
+        """What is wrong with one decoded record (unlocated: the caller knows where it is)."""
+        if isinstance(rec, ValueError):
+            return [Problem(None, None, f"malformed JSON ({rec})", "one JSON object per line")]
+        if type(rec) is not dict:
+            example = '{"label": 1, "in0": [4, 2], "in1": [7]}'
+            return [Problem(None, None, f"record is {jtype(rec)}", f"a JSON object like {example}")]
+        found = [problem for side in self.sides if (problem := _sequence_problem(rec.get(side), side))]
+        if self.require_label:
+            label = rec.get("label", _MISSING)
+            if label is _MISSING:
+                found.append(Problem(None, "label", "missing", self.expected_label))
+            elif type(label) not in (int, float):
+                found.append(Problem(None, "label", f"got {show(label)} ({jtype(label)})", self.expected_label))
+        found += [problem for side in self.weights if (problem := _weights_problem(rec, side))]
+        return found
+
+
+def _sequence_problem(seq: Any, side: str) -> Problem | None:
+    if seq is None:
+        return Problem(None, side, "missing", "a non-empty list of integer token ids")
+    if type(seq) is not list:
+        return Problem(None, side, f"got {show(seq)} ({jtype(seq)})", "a non-empty list of integer token ids")
+    if not seq:
+        return Problem(None, side, "empty list", "at least one token id")
+    if set(map(type, seq)) != {int}:
+        k, bad = next((k, t) for k, t in enumerate(seq) if type(t) is not int)
+        return Problem(None, side, f"token {k} is {show(bad)} ({jtype(bad)})", "an integer token id")
+    return None
+
+
+def _weights_problem(rec: dict[str, Any], side: str) -> Problem | None:
+    """``{side}_weights``: as many finite numbers >= 0 as ``side`` has tokens, not all 0."""
+    key, seq, weights = f"{side}_weights", rec.get(side), rec.get(f"{side}_weights")
+    expected = f"a list of one weight (a finite number >= 0) per {side} token, not all 0"
+    if weights is None:
+        return Problem(None, key, "missing", f"{expected} ({side} is pooled by a weighted mean)")
+    if type(weights) is not list:
+        return Problem(None, key, f"got {show(weights)} ({jtype(weights)})", expected)
+    if type(seq) is list and len(weights) != len(seq):
+        return Problem(None, key, f"has {len(weights)} weights for {len(seq)} tokens", expected)
+    bad = next(((k, w) for k, w in enumerate(weights) if type(w) not in (int, float) or not 0 <= w <= _FLOAT32_MAX), None)
+    if bad is not None:
+        return Problem(None, key, f"weight {bad[0]} is {show(bad[1])}", expected)
+    if not any(weights):
+        return Problem(None, key, "every weight is 0", expected)
+    return None
 
 
 def _json_ints(lists: list[list[Any]]) -> bool:
@@ -247,6 +299,15 @@ def _json_ints(lists: list[list[Any]]) -> bool:
     except orjson.JSONEncodeError:
         return False
     return text.count(b"[") == len(lists) + 1 and not any(mark in text for mark in (b".", b"e", b"n", b'"', b"{"))
+
+
+def valid_weights(flat: np.ndarray, lengths: np.ndarray) -> bool:
+    """Whether per-token weights are finite (as float32) and >= 0 and no sequence's weights are all 0."""
+    if not len(flat):
+        return True
+    if not (np.isfinite(flat).all() and flat.min() >= 0 and flat.max() <= _FLOAT32_MAX):
+        return False
+    return bool((np.add.reduceat(flat, np.cumsum(lengths) - lengths) > 0).all())
 
 
 def narrow(flat: np.ndarray) -> np.ndarray:
@@ -296,9 +357,10 @@ class _Growing:
 class _Accumulator:
     """Collects a file's :class:`Raw` blocks into one :class:`Raw` without a second copy."""
 
-    def __init__(self, sides: tuple[str, ...], require_label: bool):
+    def __init__(self, sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()):
         self.tokens = {s: _Growing(np.uint16) for s in sides}
         self.lengths = {s: _Growing(np.int64) for s in sides}
+        self.weights = {s: _Growing(np.float32) for s in weights}
         self.labels = _Growing(np.float64) if require_label else None
         self.where = _Growing(np.int64)
 
@@ -306,6 +368,8 @@ class _Accumulator:
         for side, grow in self.tokens.items():
             grow.append(raw.tokens[side], done)
             self.lengths[side].append(raw.lengths[side], done)
+        for side, grow in self.weights.items():
+            grow.append(raw.weights[side], done)
         if self.labels is not None:
             self.labels.append(raw.labels, done)  # type: ignore[arg-type]
         self.where.append(raw.where, done)
@@ -316,6 +380,7 @@ class _Accumulator:
             {s: g.finish() for s, g in self.lengths.items()},
             self.labels.finish() if self.labels is not None else None,
             self.where.finish(),
+            {s: g.finish() for s, g in self.weights.items()},
         )
 
 
@@ -414,17 +479,29 @@ def _blocks(fh: BinaryIO, span: tuple[int, int] | None) -> Iterator[tuple[bytes,
         pos += len(block)
 
 
-def _parse_block(block: bytes, sides: tuple[str, ...], require_label: bool) -> tuple[np.ndarray, Any]:
+def _parse_block(
+    block: bytes, sides: tuple[str, ...], require_label: bool, weights: tuple[str, ...] = ()
+) -> tuple[np.ndarray, Any]:
     """The compiled scanner (:func:`kernels.parse_pairs`) for labelled pairs, else
-    :func:`arrow_lines.parse`; tokens narrowed on the same worker thread (both release the GIL)."""
-    scanned = kernels.parse_pairs(block) if sides == ("in0", "in1") and require_label else None
+    :func:`arrow_lines.parse`; tokens narrowed on the same worker thread (both release the GIL).
+    Per-token weights are read by pyarrow (the scanner refuses a block with any key but label, in0
+    and in1) and checked here; a block that fails goes to the per-record reader, which names the line."""
+    scanned = kernels.parse_pairs(block) if sides == ("in0", "in1") and require_label and not weights else None
     if scanned is not None:
         starts, tokens, lengths, labels = scanned
-        return starts, ({side: narrow(t) for side, t in tokens.items()}, lengths, labels)
-    starts, parsed = arrow_lines.parse(block, sides, require_label)
+        return starts, ({side: narrow(t) for side, t in tokens.items()}, lengths, labels, {})
+    starts, parsed = arrow_lines.parse(block, sides, require_label, weights)
     if parsed is not None:
-        tokens, lengths, labels = parsed
-        parsed = ({side: narrow(t) for side, t in tokens.items()}, lengths, labels)
+        tokens, lengths, maybe_labels, read = parsed
+        if all(valid_weights(read[side], lengths[side]) for side in weights):
+            parsed = (
+                {side: narrow(t) for side, t in tokens.items()},
+                lengths,
+                maybe_labels,
+                {s: w.astype(np.float32) for s, w in read.items()},
+            )
+        else:
+            parsed = None
     return starts, parsed
 
 
@@ -438,7 +515,7 @@ def _read_ahead(blocks: Iterator[tuple[bytes, int]], parser: Parser, arrow: bool
     with ThreadPoolExecutor(max_workers=_AHEAD, thread_name_prefix="object2vec-read") as pool:
         pending: deque[tuple[bytes, int, Future]] = deque()
         for block, pos in blocks:
-            pending.append((block, pos, pool.submit(_parse_block, block, parser.sides, parser.require_label)))
+            pending.append((block, pos, pool.submit(_parse_block, block, parser.sides, parser.require_label, parser.weights)))
             if len(pending) > _AHEAD:
                 block, pos, parsed = pending.popleft()
                 yield block, pos, parsed.result()
@@ -456,13 +533,13 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
     ``where`` holds line numbers, or byte offsets when reading a byte range (see :class:`LineOf`).
     A damaged file becomes a problem, not an exception.
     """
-    acc = _Accumulator(parser.sides, parser.require_label)
+    acc = _Accumulator(parser.sides, parser.require_label, parser.weights)
     lineno = 0
     span = byte_range(file, shard)
     try:
         gz = _is_gzip(file)
         first, last = span if span is not None else (0, file.stat().st_size)
-        with open_lines(file) as fh, _gc_paused():
+        with open_lines(file) as fh, _gc_paused(), console.FileProgress(fh, f"reading {file.name}", (first, last)) as bar:
             if span is not None and span[0] > 0:
                 fh.seek(span[0] - 1)
                 if fh.read(1) != b"\n":
@@ -472,7 +549,8 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
                 where = pos + starts if span is not None else np.arange(lineno + 1, lineno + 1 + len(starts), dtype=np.int64)
                 lineno += len(starts)  # every line read counts, also those another rank parses
                 if parsed is not None:
-                    raw = Raw(*parsed, where)
+                    tokens, lengths, labels, weights = parsed
+                    raw = Raw(tokens, lengths, labels, where, weights)
                 else:
                     lines = block.split(b"\n")
                     if block.endswith(b"\n"):
@@ -484,69 +562,13 @@ def parse_file(file: Path, parser: Parser, shard: tuple[int, int] = (0, 1)) -> R
                 # share of the input read so far, to size the arrays once (unknown inside a gzip stream)
                 done = None if gz else min(max(pos + len(block) - first, 1) / max(last - first, 1), 1.0)
                 acc.add(raw, done)
+                bar.update(None if gz else pos + len(block))  # gzip: how far into the compressed file
     except OSError as e:
         parser.problems.add(
-            f"{file}: cannot be read ({e.strerror or e})"
+            Problem(Line(str(file)), None, f"cannot be read ({e.strerror or e})")
             if lineno == 0
-            else f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file"
+            else Problem(Line(str(file), lineno + 1), None, f"cannot be read ({e})", "a complete file")
         )
     except (EOFError, zlib.error) as e:
-        parser.problems.add(f"{file}:{lineno + 1}: cannot be read ({e}); expected a complete file")
+        parser.problems.add(Problem(Line(str(file), lineno + 1), None, f"cannot be read ({e})", "a complete file"))
     return acc.finish()
-
-
-# --------------------------------------------------------------------------------------------------
-# The binary cache
-
-
-def _cache_key(file: Path, sides: tuple[str, ...], require_label: bool, shard: tuple[int, int]) -> str:
-    stat = file.stat()
-    ident = f"{CACHE_VERSION}|{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{','.join(sides)}|{require_label}|{shard}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:32]
-
-
-def _cache_names(sides: tuple[str, ...], require_label: bool) -> list[str]:
-    names = [f"{s}.{kind}" for s in sides for kind in ("tokens", "lengths")] + ["where"]
-    return names + (["labels"] if require_label else [])
-
-
-def _load_cached(folder: Path, sides: tuple[str, ...], require_label: bool) -> Raw | None:
-    try:
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _cache_names(sides, require_label)}
-    except (OSError, ValueError):
-        return None
-    return Raw(
-        {s: np.asarray(arrays[f"{s}.tokens"]) for s in sides},
-        {s: np.asarray(arrays[f"{s}.lengths"]) for s in sides},
-        np.asarray(arrays["labels"]) if require_label else None,
-        arrays["where"],  # stays memory-mapped: only read to word a problem
-    )
-
-
-def _store_cache(folder: Path, raw: Raw, sides: tuple[str, ...], require_label: bool) -> None:
-    """Write atomically (temporary folder + rename); a read-only or full disk just means no cache."""
-    arrays = {f"{s}.tokens": raw.tokens[s] for s in sides} | {f"{s}.lengths": raw.lengths[s] for s in sides}
-    arrays["where"] = raw.where
-    if require_label:
-        arrays["labels"] = raw.labels
-    if any(a.dtype == np.int64 for name, a in arrays.items() if name.endswith(".tokens")):
-        return  # ids beyond int32 are errors; such a file is not worth caching
-    try:
-        with atomic_folder(folder) as tmp:
-            for name, array in arrays.items():
-                np.save(tmp / f"{name}.npy", array)
-    except OSError:
-        pass
-
-
-def read_file(file: Path, parser: Parser, cache: bool, shard: tuple[int, int]) -> Raw:
-    folder = cache_dir() / _cache_key(file, parser.sides, parser.require_label, shard) if cache else None
-    if folder is not None and folder.is_dir():
-        raw = _load_cached(folder, parser.sides, parser.require_label)
-        if raw is not None:
-            return raw
-    count_before = parser.problems.count
-    raw = parse_file(file, parser, shard)
-    if folder is not None and parser.problems.count == count_before and len(raw.where):
-        _store_cache(folder, raw, parser.sides, parser.require_label)
-    return raw

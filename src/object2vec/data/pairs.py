@@ -7,24 +7,29 @@ for ids below 65,536 (any vocabulary up to that size), else ``int32``; batches a
 about 1 GB this way, against tens of GB as Python dicts. Token id 0 is an ordinary token; sequence
 ends come from the offsets, never from a padding id.
 
-Every record is checked while it is read (:mod:`object2vec.jsonl` reads files into type-checked
+Every record is checked while it is read (:mod:`object2vec.data.jsonl` reads files into type-checked
 arrays; the schema checks here are vectorised over them), and all problems are reported together
-(the first 20 and the total), each as ``file:line: field: what is wrong; what was expected``.
+(the first 20 in file order, and the total), each a :class:`~object2vec.errors.Problem` read as
+``file:line: field: what is wrong; what was expected`` (``records[i]`` for records given in Python).
 Nothing is trained on a file that has a problem.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from functools import cached_property
+from typing import Any, Union, cast
 
 import numpy as np
 
-from ..errors import DataError, Problems
+from ..errors import DataError, Line, Location, Problem, Problems
+from ..files import cache_dir
 from ..hyperparameters import Hyperparameters
-from .jsonl import LineOf, Parser, Raw, byte_range, cache_dir, list_files, narrow, open_lines, read_file
+from .cache import read_file
+from .jsonl import LineOf, Parser, Raw, byte_range, list_files, narrow, open_lines
 
 __all__ = ["PairData", "Schema", "Side", "cache_dir", "list_files", "open_lines", "read_pairs"]
 
@@ -37,10 +42,12 @@ Source = Union[PathLike, Records, "PairData"]
 
 @dataclass(frozen=True)
 class Side:
-    """One side (in0 or in1) of many pairs: ``tokens[offsets[i]:offsets[i+1]]`` is sequence ``i``."""
+    """One side (in0 or in1) of many pairs: ``tokens[offsets[i]:offsets[i+1]]`` is sequence ``i``,
+    and ``weights`` the same slice of its per-token weights (read only for a weighted-mean pooling)."""
 
     tokens: np.ndarray  # (total_tokens,) uint16 or int32 (the narrowest that holds every id)
     offsets: np.ndarray  # (n + 1,) int64, offsets[0] == 0
+    weights: np.ndarray | None = None  # (total_tokens,) float32, or None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -54,25 +61,78 @@ class Side:
 
     def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Flat tokens and lengths of sequences ``idx``, gathered without a Python loop."""
+        positions, lengths = self.positions(idx)
+        return self.tokens[positions], lengths
+
+    def take_weights(self, idx: np.ndarray) -> np.ndarray | None:
+        """Flat per-token weights of sequences ``idx`` (as :meth:`take` gathers their tokens), or None."""
+        return None if self.weights is None else self.weights[self.positions(idx)[0]]
+
+    def positions(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the tokens of sequences ``idx`` lie in ``tokens``, in order, and their lengths."""
         starts = self.offsets[idx]
         lengths = self.offsets[idx + 1] - starts
         ends = np.cumsum(lengths)
         # position j of the output reads tokens[starts[k] + (j - ends[k-1])] for its sequence k
         shift = np.repeat(starts - (ends - lengths), lengths)
-        return self.tokens[shift + np.arange(ends[-1] if len(ends) else 0)], lengths
+        return shift + np.arange(ends[-1] if len(ends) else 0), lengths
 
     @classmethod
-    def from_lists(cls, seqs: Iterable[Sequence[int]]) -> Side:
+    def from_lists(cls, seqs: Iterable[Sequence[int]], weights: Iterable[Sequence[float]] | None = None) -> Side:
         seqs = list(seqs)
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         flat = np.asarray([t for s in seqs for t in s], dtype=np.int64).reshape(-1)
-        return cls(narrow(flat), offsets)
+        flat_weights = None if weights is None else np.asarray([w for s in weights for w in s], dtype=np.float32).reshape(-1)
+        return cls(narrow(flat), offsets, flat_weights)
 
     @property
     def nbytes(self) -> int:
-        return self.tokens.nbytes + self.offsets.nbytes
+        return self.tokens.nbytes + self.offsets.nbytes + (0 if self.weights is None else self.weights.nbytes)
+
+    @cached_property
+    def keys(self) -> np.ndarray:
+        """One int64 key per sequence (:func:`sequence_keys`), computed on first use and kept."""
+        return sequence_keys(self.tokens, self.offsets)
+
+
+_KEY_PRIMES = (2_147_483_647, 2_147_483_629)  # two primes below 2**31: each term (token + 1) * a stays below 2**53
+_KEY_CHUNK = 1 << 22  # tokens hashed at once: bounded temporaries on large data
+
+
+def sequence_keys(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """A 62-bit key per sequence: equal sequences get equal keys, and two different ones the same key
+    with probability about 2**-61 (two polynomial hashes modulo primes, position-dependent factors).
+
+    Contrastive objectives compare keys to tell a repeated item in a batch from a true negative, and
+    to find the label-0 pairs of an in0 (:mod:`object2vec.data.contrastive`).
+
+    >>> side = Side.from_lists([[3, 1], [1, 3], [3, 1]])
+    >>> k = sequence_keys(side.tokens, side.offsets)
+    >>> bool(k[0] == k[2]), bool(k[0] == k[1])
+    (True, False)
+    """
+    n = len(offsets) - 1
+    keys = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return keys
+    longest = int(np.diff(offsets).max())
+    rng = np.random.default_rng(0x0B2EC)  # fixed: keys must agree across processes and runs
+    factors = [rng.integers(1, p, size=longest, dtype=np.int64) for p in _KEY_PRIMES]
+    start = 0
+    while start < n:  # whole sequences, about _KEY_CHUNK tokens at a time
+        stop = max(start + 1, int(np.searchsorted(offsets, offsets[start] + _KEY_CHUNK, side="right")) - 1)
+        stop = min(stop, n)
+        lo, hi = int(offsets[start]), int(offsets[stop])
+        lengths = np.diff(offsets[start : stop + 1])
+        position = np.arange(hi - lo) - np.repeat(offsets[start:stop] - lo, lengths)
+        token = tokens[lo:hi].astype(np.int64) + 1
+        bounds = offsets[start:stop] - lo
+        parts = [np.add.reduceat(token * a[position] % p, bounds) % p for a, p in zip(factors, _KEY_PRIMES, strict=True)]
+        keys[start:stop] = parts[0] * _KEY_PRIMES[1] + parts[1]
+        start = stop
+    return keys
 
 
 @dataclass(frozen=True)
@@ -99,16 +159,22 @@ class Schema:
     max_seq_len: tuple[int, int]
     regression: bool
     num_classes: int
+    weighted: tuple[bool, bool] = (False, False)  # whether each side needs per-token weights (``in0_weights``)
 
     @classmethod
     def from_hyperparameters(cls, hp: Hyperparameters) -> Schema:
         hp = hp.resolve()
         return cls(
-            vocab_size=(hp.enc0_vocab_size, hp.enc1_vocab_size),
-            max_seq_len=(hp.enc0_max_seq_len, hp.enc1_max_seq_len),
+            vocab_size=(hp.encoder(0).vocab_size, hp.encoder(1).vocab_size),
+            max_seq_len=(hp.encoder(0).max_seq_len, hp.encoder(1).max_seq_len),
             regression=hp.is_regression,
             num_classes=hp.num_classes,
+            weighted=(hp.encoder(0).pooling == "weighted_mean", hp.encoder(1).pooling == "weighted_mean"),
         )
+
+    def weighted_sides(self, sides: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of ``sides`` carry per-token weights."""
+        return tuple(side for side in sides if self.weighted[_side_index(side)])
 
     def expected_label(self) -> str:
         if self.regression:
@@ -117,10 +183,10 @@ class Schema:
 
 
 # --------------------------------------------------------------------------------------------------
-# Schema checks, vectorised over the arrays of :mod:`object2vec.jsonl`
+# Schema checks, vectorised over the arrays of :mod:`object2vec.data.jsonl`
 
 
-def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int], str]) -> dict[str, Any]:
+def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int], Location]) -> dict[str, Any]:
     """Schema checks and truncation, vectorised; returns the final arrays (valid only without problems)."""
     out: dict[str, Any] = {}
     bad_records: set[int] = set()
@@ -128,13 +194,17 @@ def _check(raw: Raw, schema: Schema, problems: Problems, locate: Callable[[int],
         index = _side_index(side)
         vocab, limit = schema.vocab_size[index], schema.max_seq_len[index]
         lens = raw.lengths[side]
+        weights = raw.weights.get(side)
         if len(flat) and (flat.min() < 0 or flat.max() >= vocab):
             _report_tokens(flat, lens, vocab, side, raw.where, problems, locate, bad_records)
         if len(lens) and lens.max() > limit:  # truncate: keep the first `limit` tokens of each sequence
             starts = np.repeat(np.cumsum(lens) - lens, lens)
             keep = (np.arange(len(flat)) - starts) < limit
             flat, lens = flat[keep], np.minimum(lens, limit)
-        out[side] = (flat, lens)
+            if weights is not None:
+                weights = weights[keep]
+                _report_weightless(weights, lens, limit, side, raw.where, problems, locate)
+        out[side] = (flat, lens, weights)
     if raw.labels is not None:
         out["labels"] = _check_labels(raw.labels, schema, raw.where, problems, locate)
     return out
@@ -147,7 +217,7 @@ def _report_tokens(
     side: str,
     where: np.ndarray,
     problems: Problems,
-    locate: Callable[[int], str],
+    locate: Callable[[int], Location],
     bad: set[int],
 ) -> None:
     ends = np.cumsum(lens)
@@ -160,21 +230,38 @@ def _report_tokens(
         reported.add(rec)
         bad.add(rec)
         k, value = int(pos - (ends[rec] - lens[rec])), int(flat[pos])
-        at = locate(int(where[rec]))
+        at, expected, advice = locate(int(where[rec])), f"a token id in [0, {vocab})", f"raise {name} or re-index"
         if value == -(2**63):
-            problems.add(
-                f"{at}: {side}: token {k} does not fit in 64 bits; expected a token id in [0, {vocab}) (raise {name} or re-index)"
-            )
-        elif value < 0:
-            problems.add(f"{at}: {side}: token {k} is {value}; expected a token id in [0, {vocab}) (ids are never negative)")
+            problems.add(Problem(at, side, f"token {k} does not fit in 64 bits", expected, advice))
+        elif value < 0:  # not advice to whoever trains: a negative id is wrong for every model
+            problems.add(Problem(at, side, f"token {k} is {value}", f"{expected} (ids are never negative)"))
         else:
-            problems.add(
-                f"{at}: {side}: token {k} is {value}, not less than {name}={vocab}; expected a token id in [0, {vocab}) (raise {name} or re-index)"
+            problems.add(Problem(at, side, f"token {k} is {value}, not less than {name}={vocab}", expected, advice))
+
+
+def _report_weightless(
+    weights: np.ndarray,
+    lens: np.ndarray,
+    limit: int,
+    side: str,
+    where: np.ndarray,
+    problems: Problems,
+    locate: Callable[[int], Location],
+) -> None:
+    """Sequences whose kept (first ``limit``) tokens all weigh 0: a weighted mean of nothing."""
+    if not len(weights):
+        return
+    for rec in np.flatnonzero(np.add.reduceat(weights, np.cumsum(lens) - lens) <= 0)[: MAX_SHOWN + 1].tolist():
+        problems.add(
+            Problem(
+                locate(int(where[rec])), f"{side}_weights", f"the first {limit} weights (max_seq_len) are all 0",
+                "a positive weight among the tokens kept", f"or a larger enc{_side_index(side)}_max_seq_len",
             )
+        )  # fmt: skip
 
 
 def _check_labels(
-    labels: np.ndarray, schema: Schema, where: np.ndarray, problems: Problems, locate: Callable[[int], str]
+    labels: np.ndarray, schema: Schema, where: np.ndarray, problems: Problems, locate: Callable[[int], Location]
 ) -> np.ndarray:
     expected = schema.expected_label()
     finite = np.isfinite(labels)
@@ -186,9 +273,9 @@ def _check_labels(
         shown = repr(int(value)) if finite[i] and value == int(value) else repr(float(value))
         at = locate(int(where[i]))
         if not finite[i]:
-            problems.add(f"{at}: label: {shown} is not a finite number; expected {expected}")
+            problems.add(Problem(at, "label", f"{shown} is not a finite number", expected))
         else:
-            problems.add(f"{at}: label: {shown} is out of range; expected {expected} (raise num_classes or re-label)")
+            problems.add(Problem(at, "label", f"{shown} is out of range", expected, "raise num_classes or re-label"))
     problems.count += max(int(bad.sum()) - (MAX_SHOWN + 1), 0)
     if bad.any():
         labels = np.where(bad, 0.0, labels)  # the read fails anyway; avoid casting NaN to int
@@ -200,7 +287,7 @@ def _side_index(side: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Sources: files (through object2vec.jsonl and its binary cache) and in-memory records
+# Sources: files (through object2vec.data.jsonl and its binary cache) and in-memory records
 
 
 def read_pairs(
@@ -220,9 +307,10 @@ def read_pairs(
         schema: vocabulary sizes, sequence limits and label kind to check against.
         require_label: training and evaluation need labels; prediction does not.
         sides: which of in0/in1 each record must carry.
-        cache: keep a binary copy of each parsed file under :func:`cache_dir`, keyed by path, size
-            and modification time, so the next read skips JSON parsing (a changed file is parsed
-            again). Schema checks run on every read, so one cache serves every model.
+        cache: keep a binary copy of each parsed file under :func:`cache_dir`, keyed by a hash of
+            the file's bytes, so the next read skips JSON parsing (a changed file is parsed again;
+            a damaged or altered copy is detected, and replaced: :mod:`object2vec.data.cache`).
+            Schema checks run on every read, so one cache serves every model.
         shard: ``(rank, world_size)``: read only this rank's share: a byte range of each file
             (every ``world_size``-th line of a gzip file, every ``world_size``-th record in memory).
 
@@ -232,7 +320,9 @@ def read_pairs(
         The pairs as packed arrays, sequences truncated to ``max_seq_len``.
 
     Raises:
-        DataError: listing the first 20 problems (``file:line: field: ...``) and their count.
+        DataError: listing the first 20 problems in file order (``file:line: field: ...``) and their
+            count; ``DataError.found`` holds them as :class:`~object2vec.errors.Problem` values whose
+            location is a ``Line`` or, for records, the record's index.
 
     >>> schema = Schema((10, 10), (5, 5), regression=False, num_classes=2)
     >>> data = read_pairs([{"label": 1, "in0": [0, 3], "in1": [9]}], schema)
@@ -242,18 +332,24 @@ def read_pairs(
     if isinstance(source, PairData):
         return source
     problems = Problems()
-    parts: list[tuple[Raw, Callable[[int], str]]] = []
+    parts: list[tuple[Raw, Callable[[int], Location]]] = []
+    locate: Callable[[int], Location]  # where record i is, for messages
     if _is_records(source):
-        locate = "records[{}]".format
-        parser = Parser(sides, require_label, problems, locate, schema.expected_label())
+        locate = int  # problems name records[i] (or what the caller calls them)
+        parser = Parser(sides, require_label, problems, locate, schema.expected_label(), weights=schema.weighted_sides(sides))
         recs = list(source)[shard[0] :: shard[1]]  # type: ignore[arg-type]
         parts.append((parser.block(recs, np.arange(shard[0], shard[0] + shard[1] * len(recs), shard[1], dtype=np.int64)), locate))
     else:
-        paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)  # type: ignore[arg-type]
+        # records and PairData are handled above: what is left is a path or a list of paths
+        paths = cast(list[PathLike], [source] if isinstance(source, (str, os.PathLike)) else list(source))
         for path in paths:
             for file in list_files(path):
-                locate = LineOf(file) if byte_range(file, shard) else f"{file}:{{}}".format
-                parser = Parser(sides, require_label, problems, locate, schema.expected_label(), from_json=True)
+                problems.expect(file)
+                locate = LineOf(file) if byte_range(file, shard) else functools.partial(Line, str(file))
+                parser = Parser(
+                    sides, require_label, problems, locate, schema.expected_label(), from_json=True,
+                    weights=schema.weighted_sides(sides),
+                )  # fmt: skip
                 parts.append((read_file(file, parser, cache, shard), locate))
     checked = [_check(raw, schema, problems, locate) for raw, locate in parts]
     del parts  # the raw labels and line numbers are not needed any more: free them before assembling
@@ -261,7 +357,7 @@ def read_pairs(
         raise DataError(problems.shown, problems.count)
     data = _assemble(checked, sides, require_label, schema)
     if len(data) == 0:
-        raise DataError([f"{_describe(source)}: no records; expected at least one JSON object per line"])
+        raise DataError([Problem(_describe(source), None, "no records", "at least one JSON object per line")])
     return data
 
 
@@ -276,7 +372,9 @@ def _assemble(checked: list[dict[str, Any]], sides: tuple[str, ...], require_lab
         lengths = np.concatenate([c[side][1] for c in checked]) if checked else np.zeros(0, np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        built.append(Side(tokens[0] if len(tokens) == 1 else np.concatenate(tokens), offsets))
+        weights = [c[side][2] for c in checked if c[side][2] is not None]
+        joined = None if not weights else weights[0] if len(weights) == 1 else np.concatenate(weights)
+        built.append(Side(tokens[0] if len(tokens) == 1 else np.concatenate(tokens), offsets, joined))
     labels = None
     if require_label:
         dtype = np.float32 if schema.regression else np.int8

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..files import atomic_write_bytes
+
 
 def make_pairs(
     n: int,
@@ -80,11 +82,63 @@ def _sequences(
 def write_jsonl(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write records as JSON Lines (gzip when the name ends in ``.gz``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = b"".join(orjson.dumps(r) + b"\n" for r in records)
     if path.suffix == ".gz":
         import gzip
 
         data = gzip.compress(data)
-    path.write_bytes(data)
+    atomic_write_bytes(path, data)
     return path
+
+
+def make_documents(
+    n: int,
+    *,
+    vocab_size: int = 30_000,
+    classes: int = 20,
+    lengths: tuple[int, int] = (100, 1000),
+    topic_words: int = 500,
+    topic_share: tuple[float, float] = (0.1, 0.4),
+    shared_topics: float = 0.5,
+    label_noise: float = 0.05,
+    seed: int = 0,
+    structure_seed: int = 1234,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` labelled documents of token ids that look like news text to a bag-of-words classifier.
+
+    Every token is drawn either from a background Zipf distribution over the whole vocabulary
+    (function words and everything else) or, with a per-document probability drawn from
+    ``topic_share``, from the document's class topic: ``topic_words`` ids with Zipf weights. Classes
+    come in pairs whose topics share a ``shared_topics`` fraction of their words (the hard
+    confusions: sports/football), and a ``label_noise`` fraction of documents is written about a
+    random other class. Lengths are log-uniform in ``lengths``. The same ``structure_seed`` gives
+    the same task; ``seed`` draws the documents.
+
+    Returns the documents (int64 arrays) and their classes.
+
+    >>> docs, labels = make_documents(3, vocab_size=1000, classes=4, lengths=(5, 9), topic_words=50, seed=1)
+    >>> len(docs), all(5 <= len(d) <= 9 for d in docs), labels.tolist()
+    (3, True, [1, 2, 3])
+    """
+    structure = np.random.default_rng(structure_seed)
+    background = 1.0 / np.arange(1, vocab_size + 1) ** 1.05
+    background_cdf = np.cumsum(background / background.sum())
+    low = min(200, vocab_size // 4)  # topics avoid the most frequent (function) words
+    topics = np.stack([structure.choice(np.arange(low, vocab_size), size=topic_words, replace=False) for _ in range(classes)])
+    shared = int(topic_words * shared_topics)
+    for c in range(0, classes - 1, 2):
+        topics[c + 1, :shared] = topics[c, :shared]
+    topic_weights = 1.0 / np.arange(1, topic_words + 1) ** 0.8
+    topic_cdf = np.cumsum(topic_weights / topic_weights.sum())
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    written = np.where(rng.random(n) < label_noise, rng.integers(0, classes, n), labels)
+    sizes = np.exp(rng.uniform(np.log(lengths[0]), np.log(lengths[1] + 1), n)).astype(np.int64).clip(*lengths)
+    share = np.repeat(rng.uniform(*topic_share, n), sizes)
+    owner = np.repeat(written, sizes)
+    total = int(sizes.sum())
+    topical = rng.random(total) < share
+    picks = np.minimum(np.searchsorted(topic_cdf, rng.random(total)), topic_words - 1)
+    words = np.minimum(np.searchsorted(background_cdf, rng.random(total)), vocab_size - 1)
+    tokens = np.where(topical, topics[owner, picks], words).astype(np.int64)
+    return np.split(tokens, np.cumsum(sizes)[:-1]), labels

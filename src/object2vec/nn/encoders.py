@@ -1,13 +1,18 @@
 """The three encoders. Each maps ``(tokens, lengths)`` to ``(batch, enc_dim)``.
 
 Input is *flat*: ``tokens`` is every sequence of the batch concatenated, ``(sum(lengths),)``, and
-``lengths`` is ``(batch,)``. Sequence ends come from the lengths, so token id 0 is an ordinary token
+``lengths`` is ``(batch,)``; ``weights`` (``(sum(lengths),)`` or ``None``) are per-token weights, read
+only by pooled_embedding's weighted mean. Sequence ends come from the lengths, so token id 0 is an ordinary token
 and padding never reaches a result: an encoding does not depend on which other sequences share
-its batch (``tests/test_encoders.py`` checks this for every encoder).
+its batch (``tests/test_model.py::test_encoding_does_not_depend_on_the_rest_of_the_batch`` checks
+this for every encoder).
 
-Design decisions for what SageMaker does not document (spec §6, ``docs/architecture.md``):
+SageMaker documents what each encoder is (a mean of token vectors, a hierarchical CNN, a multi-layer
+bidirectional LSTM), its layer counts and filter width, but not its pooling, projection or dropout;
+those are our decisions (``docs/architecture.md`` gives the reasons):
 
-* ``pooled_embedding``: mean of the token vectors, token dim = enc_dim, no projection.
+* ``pooled_embedding``: mean of the token vectors, token dim = enc_dim, no projection (the
+  ``encX_pooling`` extension: sum, max or a weighted mean instead).
 * ``hcnn``: ``layers`` stacked convolutions of width ``cnn_filter_width`` (each layer reads the one
   below: "hierarchical"), ReLU, padded positions zeroed after each layer; each layer is max-pooled over
   the valid positions; the pooled vectors are concatenated and linearly projected to enc_dim. Each
@@ -19,7 +24,8 @@ Design decisions for what SageMaker does not document (spec §6, ``docs/architec
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -49,20 +55,28 @@ def pad(flat: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 class PooledEmbedding(nn.Module):
-    """Mean of the token embeddings (``embedding_bag``: no padding is ever built)."""
+    """Mean of the token embeddings (``embedding_bag``: no padding is ever built).
+
+    The ``encX_pooling`` extension joins them otherwise: ``sum``, ``max`` (per dimension) or
+    ``weighted_mean`` (each token's vector times its weight over the sequence's total weight, the
+    weights given per token beside the ids).
+    """
 
     def __init__(self, config: EncoderConfig, enc_dim: int, embedding: TokenEmbedding):
         super().__init__()
         if embedding.embedding_dim != enc_dim:
             raise ValueError(f"pooled_embedding needs token dim == enc_dim ({enc_dim}); got {embedding.embedding_dim}")
         self.embedding = embedding
+        self.pooling = config.pooling
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.embedding.bag_mean(tokens, lengths)  # (B, enc_dim)
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pooling == "mean":  # SageMaker's: per-token weights, if any, are not read
+            return self.embedding.bag_mean(tokens, lengths)  # (B, enc_dim)
+        return self.embedding.bag(tokens, lengths, self.pooling, weights)  # (B, enc_dim)
 
 
 class _ReluMax(torch.autograd.Function):
-    """A bf16 hcnn layer's relu (padding zeroed) and max over time by :mod:`object2vec.kernels`.
+    """A bf16 hcnn layer's relu (padding zeroed) and max over time by :mod:`object2vec.native.kernels`.
 
     The output stays bf16 for the next convolution, the max is fp32, and the backward sums the two
     gradients of the output in fp32 before rounding once: what the fp32 branch point below computes
@@ -100,17 +114,16 @@ class HCNN(nn.Module):
         self.embedding = embedding
         channels = math.ceil(enc_dim / config.layers)
         widths = [embedding.embedding_dim] + [channels] * config.layers
-        self.convs = nn.ModuleList(
-            nn.Conv1d(widths[i], widths[i + 1], config.cnn_filter_width, padding="same") for i in range(config.layers)
-        )
+        convs = [nn.Conv1d(widths[i], widths[i + 1], config.cnn_filter_width, padding="same") for i in range(config.layers)]
+        self.convs = nn.ModuleList(convs)
         self.project = nn.Linear(channels * config.layers, enc_dim)
-        for conv in self.convs:
+        for conv in convs:
             # He init keeps activations at the embeddings' scale through the ReLU stack; a zero bias keeps
             # the pooled features input-driven at the start (torch's default bias swamps them: slow start)
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # Conv1d(bias=True): never None here
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         rows = self.embedding(tokens)  # (N, D)
         device = rows.device.type
         if torch.is_autocast_enabled(device):  # cast the rows, contiguous, instead of the transposed (B, D, T) view:
@@ -123,7 +136,7 @@ class HCNN(nn.Module):
         padded = None if mask is None else ~mask  # (B, T)
         padding = None if padded is None else padded[:, None, None, :]  # (B, 1, 1, T)
         pooled = []
-        for conv in self.convs:
+        for conv in cast(Iterable[nn.Conv1d], self.convs):
             y = _conv_same(x, conv)
             if kernels.relu_max_applies(y):  # bf16: one compiled pass each way, the same numbers as below
                 x, top = _ReluMax.apply(y, padded)
@@ -150,9 +163,9 @@ class BiLSTM(nn.Module):
         self.lstm = nn.LSTM(embedding.embedding_dim, hidden, num_layers=config.layers, bidirectional=True, batch_first=True)
         self.project = nn.Linear(2 * hidden, enc_dim)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         x, mask = pad(self.embedding(tokens), lengths)  # (B, T, D), (B, T) or None: no padding
-        if recurrent.applies(x):  # bf16 on a CPU: bf16 products, fp32 cell state (see object2vec.recurrent)
+        if recurrent.applies(x):  # bf16 on a CPU: bf16 products, fp32 cell state (see object2vec.nn.recurrent)
             return self.project(recurrent.bilstm_max(self.lstm, x, lengths))
         # Elsewhere the recurrence stays fp32 under a bf16 autocast: nn.LSTM's bf16 cell state lost 4.3
         # accuracy points on average (one seed in six fell from 0.93 to 0.70) in the benchmark's parity check.

@@ -7,7 +7,7 @@ torch's fp32 GEMMs on AVX-512 BF16 CPUs) and everything that carries over time s
 
 * the input's products with both directions' input weights: one GEMM for the whole batch;
 * each step: one batched GEMM of the previous ``h`` (bf16) with the recurrent weights, then a
-  compiled kernel (:mod:`object2vec.kernels`) adds the two products and the bias in fp32, applies the
+  compiled kernel (:mod:`object2vec.native.kernels`) adds the two products and the bias in fp32, applies the
   gates and updates the fp32 cell state; direction 1 reads each sequence backwards from its last
   valid token, as a packed sequence does, so padded batches need no reversal copies;
 * the last layer's max over time is kept as the steps run (value and position), so its ``(B, T, 2H)``

@@ -58,7 +58,7 @@ def kmeans(
 
 
 def cluster_scores(
-    vectors: np.ndarray, assignments: Sequence[int], labels: Sequence[Any] | None = None, seed: int = 0
+    vectors: np.ndarray, assignments: Sequence[int] | np.ndarray, labels: Sequence[Any] | None = None, seed: int = 0
 ) -> dict[str, float | None]:
     """``{"silhouette", "adjusted_rand", "nmi"}``; a score that is undefined or needs labels is ``None``.
 

@@ -32,11 +32,13 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .. import console
 from ..data.pairs import Schema, list_files, open_lines
-from ..errors import DataError, Problems, UnknownIdError
+from ..errors import DataError, Line, Location, Problem, Problems, UnknownIdError, location_text, relocate
 from ..text.tokenize import read_text_pairs
 
 SIDES = ("in0", "in1")
+EMBED_CHUNK = 16384  # items embedded per call, for the progress bar: a multiple of the model's batch (4096)
 ItemId = str | int
 
 
@@ -67,7 +69,12 @@ class Items:
     def vectors(self, model: Any) -> np.ndarray:
         """The side's encoder vectors ``(n, enc_dim)``, computed once per model."""
         if self._vectors is None or self._vectors[0] is not model:
-            self._vectors = (model, model.embed(**{self.side: self.sequences}))
+            parts = []
+            with console.progress(len(self), desc=f"embedding {self.side}", unit=" items", unit_scale=True) as bar:
+                for start in range(0, max(len(self), 1), EMBED_CHUNK):
+                    parts.append(model.embed(**{self.side: self.sequences[start : start + EMBED_CHUNK]}))
+                    bar.update(len(parts[-1]))
+            self._vectors = (model, np.concatenate(parts))
         return self._vectors[1]
 
     def subset(self, rows: Sequence[int]) -> Items:
@@ -101,7 +108,7 @@ def embed_one(model: Any, side: str, seq: Any, what: str) -> np.ndarray:
     try:
         return model.embed(**{side: [seq]})[0]
     except DataError as e:
-        raise DataError([p.replace("records[0]", what, 1) for p in e.problems], e.count) from None
+        raise DataError(relocate(e.found, [what]), e.count) from None
 
 
 def vocabulary_items(model: Any, side: str) -> Items:
@@ -131,13 +138,13 @@ def read_items(source: Any, model: Any, side: str | None = None) -> Items:
     located = list(_located(source, problems))
     problems.raise_if_any()
     if not located:
-        raise DataError([f"{_describe(source)}: no items; expected one JSON object per line"])
+        raise DataError([Problem(_describe(source), None, "no items", "one JSON object per line")])
     side = _infer_side(side, [rec for _, rec in located], source)
     ids: list[ItemId] = []
     sequences: list[Any] = []
     labels: list[Any] = []
     names: list[str | None] = []
-    places: list[str] = []
+    places: list[Location] = []
     for place, rec in located:
         seq, item_id = _plain(rec.get(side)), _plain(rec.get("id"))
         if item_id is None:
@@ -146,18 +153,18 @@ def read_items(source: Any, model: Any, side: str | None = None) -> Items:
             elif isinstance(seq, str):
                 item_id = seq
             elif seq is not None:
-                problems.add(f'{place}: id: missing; an item whose {side} is not one token id or a text needs an "id"')
+                problems.add(Problem(place, "id", f'missing; an item whose {side} is not one token id or a text needs an "id"'))
                 continue
         elif isinstance(item_id, bool) or not isinstance(item_id, (str, int)):
-            problems.add(f"{place}: id: {item_id!r} is a {type(item_id).__name__}; expected a string or an integer")
+            problems.add(Problem(place, "id", f"{item_id!r} is a {type(item_id).__name__}", "a string or an integer"))
             continue
         label = rec.get("label")
         if label is not None and (isinstance(label, (list, dict)) or (isinstance(label, float) and not np.isfinite(label))):
-            problems.add(f"{place}: label: {label!r} is not a category; expected a string or a number")
+            problems.add(Problem(place, "label", f"{label!r} is not a category", "a string or a number"))
             continue
         name = rec.get("name")
         if name is not None and not isinstance(name, str):
-            problems.add(f"{place}: name: {name!r} is a {type(name).__name__}; expected a string")
+            problems.add(Problem(place, "name", f"{name!r} is a {type(name).__name__}", "a string"))
             continue
         ids.append(item_id)
         sequences.append(seq)
@@ -190,35 +197,38 @@ def as_items(candidates: Any, model: Any, side: str) -> Items:
             r if isinstance(r, Mapping) else {side: [int(r)] if isinstance(r, (int, np.integer)) else r} for r in candidates
         ]
     if not records:
-        raise DataError([f"candidates: empty; expected at least one {side} item to rank"])
+        raise DataError([Problem("candidates", None, "empty", f"at least one {side} item to rank")])
     return read_items(records, model, side)
 
 
 # --------------------------------------------------------------------------------------------------
 
 
-def _located(source: Any, problems: Problems) -> Iterable[tuple[str, dict[str, Any]]]:
+def _located(source: Any, problems: Problems) -> Iterable[tuple[Location, dict[str, Any]]]:
+    """``(place, record)`` for each record: its index in a list, or its :class:`Line` in a file."""
     if isinstance(source, (list, tuple)):
         for i, rec in enumerate(source):
             if isinstance(rec, Mapping):
-                yield f"records[{i}]", dict(rec)
+                yield i, dict(rec)
             else:
-                problems.add(f"records[{i}]: is a {type(rec).__name__}; expected an object with {SIDES[0]} or {SIDES[1]}")
+                problems.add(Problem(i, None, f"is a {type(rec).__name__}", f"an object with {SIDES[0]} or {SIDES[1]}"))
         return
     for file in list_files(source):
+        problems.expect(file)
         with open_lines(file) as fh:
             for lineno, raw in enumerate(fh, 1):
                 if not raw.strip():
                     continue
+                at = Line(str(file), lineno)
                 try:
                     rec = orjson.loads(raw)
                 except orjson.JSONDecodeError as e:
-                    problems.add(f"{file}:{lineno}: not valid JSON ({e}); expected one JSON object per line")
+                    problems.add(Problem(at, None, f"not valid JSON ({e})", "one JSON object per line"))
                     continue
                 if not isinstance(rec, dict):
-                    problems.add(f"{file}:{lineno}: is a {type(rec).__name__}; expected a JSON object")
+                    problems.add(Problem(at, None, f"is a {type(rec).__name__}", "a JSON object"))
                     continue
-                yield f"{file}:{lineno}", rec
+                yield at, rec
 
 
 def _plain(value: Any) -> Any:
@@ -241,22 +251,21 @@ def _infer_side(side: str | None, records: list[dict[str, Any]], source: Any) ->
     if len(carried) == 1:
         return carried[0]
     what = "both in0 and in1" if carried else "neither in0 nor in1"
-    raise DataError([f"{_describe(source)}: the records carry {what}; choose a side (--side in0 or --side in1)"])
+    raise DataError([Problem(_describe(source), None, f"the records carry {what}; choose a side (--side in0 or --side in1)")])
 
 
-def _checked_side(sequences: list[Any], side: str, model: Any, places: list[str]) -> Any:
+def _checked_side(sequences: list[Any], side: str, model: Any, places: list[Location]) -> Any:
     """The sequences validated (and text encoded) exactly as training validates them."""
     net = model._fitted()
     records = [{side: s} for s in sequences] if sequences else [{side: None}]
     try:
         data = read_text_pairs(records, Schema.from_hyperparameters(net.hp), model._text, require_label=False, sides=(side,))
     except DataError as e:
-        renamed = [re.sub(r"^records\[(\d+)\]", lambda m: places[int(m.group(1))], p) for p in e.problems]
-        raise DataError(renamed, e.count) from None
+        raise DataError(relocate(e.found, places), e.count) from None
     return data.in0 if side == "in0" else data.in1
 
 
-def _deduplicated(items: Items, places: list[str]) -> Items:
+def _deduplicated(items: Items, places: list[Location]) -> Items:
     problems = Problems()
     first: dict[Any, int] = {}
     keep: list[int] = []
@@ -268,18 +277,22 @@ def _deduplicated(items: Items, places: list[str]) -> Items:
             continue
         assert items.labels is not None
         if items.sequences[row] != items.sequences[seen]:
-            problems.add(f"{places[row]}: id: {item_id!r} was already given to a different {items.side} at {places[seen]}")
+            earlier = location_text(places[seen])
+            problems.add(Problem(places[row], "id", f"{item_id!r} was already given to a different {items.side} at {earlier}"))
         elif items.labels[row] != items.labels[seen]:
-            problems.add(
-                f"{places[row]}: label: {items.labels[row]!r} differs from {items.labels[seen]!r} given to id {item_id!r} "
-                f"at {places[seen]}; expected one label per item"
-            )
+            earlier = location_text(places[seen])
+            differs = f"{items.labels[row]!r} differs from {items.labels[seen]!r} given to id {item_id!r} at {earlier}"
+            problems.add(Problem(places[row], "label", differs, "one label per item"))
     labelled = [places[r] for r in keep if items.labels[r] is not None]  # type: ignore[index]
     if labelled and len(labelled) < len(keep):
         missing = [places[r] for r in keep if items.labels[r] is None]  # type: ignore[index]
         problems.add(
-            f"{missing[0]}: label: missing, while {len(labelled)} other items have one; "
-            f"expected a label on every item or on none ({len(missing)} without)"
+            Problem(
+                missing[0],
+                "label",
+                f"missing, while {len(labelled)} other items have one",
+                f"a label on every item or on none ({len(missing)} without)",
+            )
         )
     problems.raise_if_any()
     out = items.subset(keep)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import console
 from .._optional import require
 from ..errors import IndexFormatError, UnknownIdError
 from ..files import atomic_write_bytes, atomic_write_json
@@ -41,6 +42,7 @@ FORMAT_VERSION = 1
 INDEX_FILE, IDS_FILE, META_FILE = "index.faiss", "ids.json", "meta.json"
 METRICS = ("cosine", "ip", "l2")
 KINDS = ("exact", "hnsw", "ivf")
+ADD_CHUNK = 65536  # vectors added per faiss call, so a long HNSW build can show its progress
 
 
 def _faiss() -> Any:
@@ -140,10 +142,14 @@ class NeighborIndex:
             quantizer = faiss.IndexFlat(dim, faiss_metric)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
             index.cp.seed = seed
-            index.train(x)
+            with console.working(f"training {nlist} IVF cells"):
+                index.train(x)
             index.nprobe = nprobe
             params = {"nlist": nlist, "nprobe": nprobe}
-        index.add(x)
+        with console.progress(n, desc=f"indexing ({kind})", unit=" vectors", unit_scale=True) as bar:
+            for start in range(0, n, ADD_CHUNK):
+                index.add(x[start : start + ADD_CHUNK])
+                bar.update(min(ADD_CHUNK, n - start))
         if kind == "ivf":
             index.make_direct_map()  # so vector_of can read a row back
         meta = {"metric": metric, "kind": kind, "dim": dim, "count": n, "params": params, "info": dict(info or {})}

@@ -115,7 +115,7 @@ def plot_map(
     if names is not None:
         named = [i for i, name in enumerate(names) if name]
         rng = np.random.default_rng(seed)
-        shown = rng.choice(named, size=min(max_names, len(named)), replace=False) if named else []
+        shown: list[int] = rng.choice(named, size=min(max_names, len(named)), replace=False).tolist() if named else []
         outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
         for i in shown:
             ax.annotate(_short(str(names[i])), xy[i], xytext=(3, 3), textcoords="offset points", fontsize=7, path_effects=outline)

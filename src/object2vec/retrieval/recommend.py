@@ -8,13 +8,16 @@ Two ways to score a candidate ``v`` for a query ``u``:
   the last class: 1 for binary labels) computed from the logits, ``z_pos - logsumexp(z_other)``;
   ``sigmoid(score)`` is the probability ``predict`` returns. Ranking by probabilities would make
   every confident item tie at 1.0 in float32. For regression the score is the predicted value.
+  A model trained with ``objective=cosine`` or ``contrastive`` (extensions) has no output layer: its
+  pair score is the cosine, the same ranking as ``by="embedding"``, which a neighbour index over the
+  item vectors (``object2vec index build``, cosine by default) serves without scoring every item.
 * ``by="embedding"``: the cosine similarity of the two encoders' vectors. It only means something
   when both encoders embed into one space (same kind of object on both sides, tied tokens, or a
-  model trained for it); ``score`` is the safer default.
+  model trained for it: the cosine and contrastive objectives); ``score`` is the safer default.
 
 Candidates default to the vocabulary of ``in1``: every token id ``0..enc1_vocab_size-1`` as a
 one-token item whose id is the token. Items of several tokens (or text) come as an item file
-(JSON Lines with ``id`` and ``in1``, see :mod:`object2vec.items`), a list of records, or a mapping
+(JSON Lines with ``id`` and ``in1``, see :mod:`object2vec.retrieval.items`), a list of records, or a mapping
 ``id -> in1``.
 
 Ranking metrics treat each held-out ``(in0, positive in1)`` pair as one case, ranked against that
@@ -66,10 +69,12 @@ def pair_scores(model: Any, u: np.ndarray, v: np.ndarray, positive_class: int | 
     """Scores ``(q, n)`` of every pair of query vectors ``u`` ``(q, d)`` and item vectors ``v`` ``(n, d)``.
 
     The comparator, MLP and output layer of the model, as in ``predict`` (see the module docstring
-    for what the score is).
+    for what the score is); the cosine for a model trained without them.
     """
     net = model._fitted()
     hp = net.hp
+    if not hp.has_head:
+        return cosine_scores(u, v)
     pos = _positive_class(hp, positive_class)
     device = next(net.parameters()).device
     vt = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(device)
@@ -120,7 +125,7 @@ def recommend(
         model: a trained :class:`~object2vec.Object2Vec`.
         in0: a token id (``5``), a list of token ids, or text for a model with a vocabulary.
         candidates: see the module docstring; ``None`` ranks the whole ``in1`` vocabulary.
-            Pass an :class:`~object2vec.items.Items` to reuse its vectors across calls.
+            Pass an :class:`~object2vec.retrieval.items.Items` to reuse its vectors across calls.
         exclude: ids to leave out (items already seen); ids that are not candidates are ignored.
         by: ``score`` (the model's pair score) or ``embedding`` (cosine similarity).
 
@@ -150,7 +155,10 @@ def recommend(
 
 
 def ranking_metrics(
-    scores_per_query: Sequence[np.ndarray], positives_per_query: Sequence[Sequence[int]], k: int = 10, ties: str = "pessimistic"
+    scores_per_query: Sequence[np.ndarray],
+    positives_per_query: Sequence[Sequence[int] | np.ndarray],
+    k: int = 10,
+    ties: str = "pessimistic",
 ) -> dict[str, float]:
     """hits@k, NDCG@k and MRR of held-out positives, with explicit tie handling.
 

@@ -27,7 +27,7 @@ from ..errors import Object2VecError
 from .predictor import InstanceError, Predictor
 from .protocol import JSON, ProtocolError, decode_instances, encode_predictions, parse_accept, parse_content_type
 
-log = logging.getLogger("object2vec.serve")
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker's default MaxPayloadInMB (batch transform) and real-time request limit
 PREFERRED_MODES = ("classification", "embedding")
@@ -44,6 +44,7 @@ class ServeSettings:
     workers: int = 1
     preferred_mode: str | None = None
     batch_size: int = 1024
+    runtime: str = "torch"  # or "onnx": the graphs of `object2vec export --format onnx` (an extension)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -165,7 +166,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _warm_up(predictor: Predictor, preferred_mode: str | None) -> None:
     """Run the preferred path once so the first real request does not pay for lazy initialisation."""
-    pair = {"in0": [0], "in1": [0]}
+    pair: dict[str, Any] = {"in0": [0], "in1": [0]}
     if predictor.model._text is not None:
         pair = {"in0": "", "in1": ""}
     try:
@@ -177,11 +178,20 @@ def _warm_up(predictor: Predictor, preferred_mode: str | None) -> None:
         pass
 
 
+def load_predictor(settings: ServeSettings, device: str | None = None) -> Predictor:
+    """The engine the settings name: the PyTorch model, or its exported ONNX graphs."""
+    if settings.runtime == "onnx":
+        from .onnx import OnnxPredictor
+
+        return OnnxPredictor.load(settings.model_dir, device or settings.device, settings.batch_size)
+    return Predictor.load(settings.model_dir, device or settings.device, settings.batch_size)
+
+
 def app_from_environment() -> FastAPI:
     """uvicorn factory for ``serve --workers N``: each worker process loads the model itself."""
     settings = ServeSettings.from_env()
     configure_threads(settings.workers)
-    return create_app(Predictor.load(settings.model_dir, settings.device, settings.batch_size), settings)
+    return create_app(load_predictor(settings), settings)
 
 
 def configure_threads(workers: int) -> None:
@@ -208,11 +218,11 @@ def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080, lo
     )
     if settings.workers == 1:
         configure_threads(1)
-        predictor = Predictor.load(settings.model_dir, settings.device, settings.batch_size)
+        predictor = load_predictor(settings)
         log.info("serving %s on %s", settings.model_dir, where)
         uvicorn.run(create_app(predictor, settings), **options)
         return
-    Predictor.load(settings.model_dir, "cpu", settings.batch_size)  # validate once in the parent
+    load_predictor(settings, device="cpu")  # validate once in the parent
     log.info("serving %s on %s", settings.model_dir, where)
     os.environ[_SETTINGS_ENV] = settings.to_env()
     uvicorn.run("object2vec.serving.app:app_from_environment", factory=True, workers=settings.workers, **options)

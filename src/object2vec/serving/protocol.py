@@ -1,4 +1,4 @@
-"""SageMaker's inference wire format for Object2Vec (spec §4), independent of any web framework.
+"""SageMaker's inference wire format for Object2Vec, independent of any web framework.
 
 Requests::
 
@@ -52,9 +52,19 @@ class ProtocolError(Exception):
 
     @classmethod
     def from_instances(cls, error: InstanceError) -> ProtocolError:
+        """400, the first problem's line as the error, and each problem as ``{"instance", "field", "message"}``
+        (``instance`` -1 for a problem of the whole request)."""
         first = error.problems[0]
         more = f" (and {error.count - 1} more)" if error.count > 1 else ""
-        return cls(400, f"{first}{more}", [p.as_dict() for p in error.problems])
+        details = [
+            {
+                "instance": p.location if isinstance(p.location, int) else -1,
+                "field": p.field,
+                "message": p.message(advice=False),
+            }
+            for p in error.found
+        ]
+        return cls(400, f"{first}{more}", details)
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,7 @@ def decode_instances(body: bytes, media: str) -> tuple[list[Any], Callable[[int]
         instances = doc["instances"]
         if type(instances) is not list:
             raise ProtocolError(400, f"instances is a JSON {type(instances).__name__}; expected a list of objects")
-        locate = "instances[{}]".format
+        locate: Callable[[int], str] = "instances[{}]".format
     else:
         instances, lines = [], []
         for lineno, line in enumerate(body.splitlines(), 1):

@@ -1,7 +1,9 @@
 """Batch transform: JSON Lines in, one result per line out, in input order, in bounded memory.
 
 ``object2vec predict`` scores pairs (``{"scores": [...]}``) and ``object2vec embed`` encodes one side
-(``{"embeddings": [...]}``, or a float32 ``.npy`` matrix). The input is read ``chunk`` lines at a
+(``{"embeddings": [...]}``, or a float32 ``.npy`` matrix). ``object2vec predict --labels`` scores
+each line's ``in0`` against every candidate label and writes the best (``{"labels": [...],
+"scores": [...]}``, :mod:`object2vec.retrieval.labels`). The input is read ``chunk`` lines at a
 time, so a 10-million-line file never sits in memory. Keys named by ``keep`` (default ``id``) are
 copied from each input line to its output line.
 
@@ -17,17 +19,21 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import orjson
 
+from .. import console
 from ..data.jsonl import decode_or_error, open_lines
 from ..errors import DataError
 from .predictor import InstanceError, Predictor
+
+if TYPE_CHECKING:
+    from ..retrieval.items import Items
 
 CHUNK_LINES = 4096
 _DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
@@ -54,24 +60,32 @@ def transform(
     on_error: str = "fail",
     max_seqlens: tuple[int, int] | None = None,
     chunk: int = CHUNK_LINES,
+    labels: Items | None = None,
+    top_k: int = 1,
 ) -> TransformReport:
     """Stream ``source`` (a path or ``-`` for stdin) through the model into ``output`` (path, ``-`` or None: stdout).
 
-    ``mode`` is ``scores`` (pairs), ``in0`` or ``in1`` (embeddings of that side).
+    ``mode`` is ``scores`` (pairs), ``in0`` or ``in1`` (embeddings of that side), or ``labels``: the
+    ``top_k`` best of the candidate ``labels`` (``in1`` items) for each line's ``in0``.
     """
-    if mode not in ("scores", "in0", "in1"):
-        raise ValueError(f"mode={mode!r}; expected scores, in0 or in1")
-    if fmt == "npy" and (mode == "scores" or output in (None, "-")):
+    if mode not in ("scores", "in0", "in1", "labels"):
+        raise ValueError(f"mode={mode!r}; expected scores, in0, in1 or labels")
+    if mode == "labels" and labels is None:
+        raise ValueError("mode=labels needs the candidate labels")
+    if fmt == "npy" and (mode in ("scores", "labels") or output in (None, "-")):
         raise DataError(["--format npy writes embeddings to a file: use embed with -o FILE.npy"])
     name = "<stdin>" if str(source) == "-" else str(source)
     report = TransformReport()
     key, width = ("scores", predictor.output_width["scores"]) if mode == "scores" else ("embeddings", predictor.hp.enc_dim)
     with _Sink(output, fmt, key, width) as sink:
-        for lines in _chunks(source, chunk):
+        doing = {"scores": "scoring", "labels": "labelling"}.get(mode, "embedding")
+        for lines in _chunks(source, chunk, f"{doing} {Path(name).name}"):
             report.lines += len(lines)
-            records, problems = _instances(lines, mode, name)
+            records, problems = _instances(lines, "in0" if mode == "labels" else mode, name)
             where = [f"{name}:{lineno}" for lineno, _ in lines]
             results = _run(predictor, records, max_seqlens, where, problems, on_error)
+            if mode == "labels":
+                results = _best_labels(predictor, results, labels, top_k)  # type: ignore[arg-type]
             for (_, rec), result in zip(lines, results, strict=True):
                 kept = {k: rec[k] for k in keep if type(rec) is dict and k in rec}
                 if isinstance(result, str):
@@ -83,9 +97,24 @@ def transform(
     return report
 
 
-def _chunks(source: str | Path, size: int) -> Iterator[list[tuple[int, Any]]]:
-    """``(line number, decoded JSON or the decoding error)`` for every non-blank line, ``size`` at a time."""
-    fh: BinaryIO = sys.stdin.buffer if str(source) == "-" else open_lines(Path(source))
+def _best_labels(predictor: Predictor, rows: list[Any], labels: Items, k: int) -> list[Any]:
+    """Each document vector of ``rows`` replaced by its ``k`` best labels; error messages stay."""
+    from ..retrieval.labels import top_labels
+
+    done = [i for i, row in enumerate(rows) if not isinstance(row, str)]
+    vectors = np.stack([rows[i] for i in done]) if done else np.zeros((0, predictor.hp.enc_dim), np.float32)
+    out = list(rows)
+    for i, (ids, scores) in zip(done, top_labels(predictor.model, vectors, labels, k), strict=True):
+        out[i] = {"labels": ids, "scores": scores}
+    return out
+
+
+def _chunks(source: str | Path, size: int, desc: str = "") -> Iterator[list[tuple[int, Any]]]:
+    """``(line number, decoded JSON or the decoding error)`` for every non-blank line, ``size`` at a time
+    (with a bar over the file's bytes at a terminal; stdin has no size, so no bar)."""
+    stdin = str(source) == "-"
+    fh: BinaryIO = sys.stdin.buffer if stdin else open_lines(Path(source))
+    bar = None if stdin else console.FileProgress(fh, desc)
     try:
         batch: list[tuple[int, Any]] = []
         for lineno, raw in enumerate(fh, 1):
@@ -95,10 +124,14 @@ def _chunks(source: str | Path, size: int) -> Iterator[list[tuple[int, Any]]]:
             if len(batch) == size:
                 yield batch
                 batch = []
+                if bar is not None:
+                    bar.update()
         if batch:
             yield batch
     finally:
-        if fh is not sys.stdin.buffer:
+        if bar is not None:
+            bar.close()
+        if not stdin:
             fh.close()
 
 
@@ -117,8 +150,9 @@ def _instances(lines: list[tuple[int, Any]], mode: str, name: str) -> tuple[list
         elif missing := [s for s in need if s not in rec]:
             hint = " (predict scores pairs; embed encodes one side)" if mode == "scores" else ""
             problems[k] = f"{at}: {missing[0]}: missing; expected a list of token ids{hint}"
-        else:  # a pair passes as is (other keys are ignored); an embedding request keeps only its side
-            records.append(rec if mode == "scores" else {mode: rec[mode]})
+        else:  # a pair passes as is (other keys are ignored); an embedding request keeps only its side (and weights)
+            weights = f"{mode}_weights"
+            records.append(rec if mode == "scores" else {mode: rec[mode], **({weights: rec[weights]} if weights in rec else {})})
             continue
         records.append(None)
     return records, problems
@@ -142,16 +176,16 @@ def _run(
     while True:
         try:
             batch = [records[k] for k in todo]
-            results = predictor.run(batch, max_seqlens, lambda j, todo=todo: where[todo[j]]) if batch else []
+            results = predictor.run(batch, max_seqlens, _locate_in(where, todo)) if batch else []
             break
         except InstanceError as e:
-            found = {todo[p.index]: str(p) for p in e.problems if p.index >= 0}
+            found = {todo[p.location]: line for p, line in zip(e.found, e.problems, strict=True) if isinstance(p.location, int)}
             if not found:  # the reader could not place a problem: find the bad records one by one
                 for k in todo:
                     try:
-                        predictor.run([records[k]], max_seqlens, lambda _, k=k: where[k])
+                        predictor.run([records[k]], max_seqlens, _locate_in(where, [k]))
                     except InstanceError as one:
-                        found[k] = "; ".join(map(str, one.problems))
+                        found[k] = "; ".join(one.problems)
             for k, message in found.items():
                 problems[k] = f"{problems[k]}; {message}" if k in problems else message
             todo = [k for k in todo if k not in found]
@@ -165,6 +199,11 @@ def _run(
     for k, result in zip(todo, results, strict=True):
         out[k] = next(iter(result.values()))
     return out
+
+
+def _locate_in(where: list[str], records: list[int]) -> Callable[[int], str]:
+    """Where the ``j``-th instance of a call is: ``where`` of record ``records[j]``."""
+    return lambda j: where[records[j]]
 
 
 class _Sink:
@@ -196,9 +235,11 @@ class _Sink:
                 self.side = self._temp(self.output.with_suffix(".rows.jsonl"))
         return self
 
-    def result(self, kept: dict[str, Any], row: np.ndarray) -> None:
+    def result(self, kept: dict[str, Any], row: np.ndarray | dict[str, Any]) -> None:
         if self.fmt == "npy":
-            self._row(row, kept)
+            self._row(row, kept)  # type: ignore[arg-type]
+        elif isinstance(row, dict):  # several keys (labels and their scores)
+            self.fh.write(orjson.dumps({**kept, **row}, option=_DUMP))
         else:
             self.fh.write(orjson.dumps({**kept, self.key: row}, option=_DUMP))
 

@@ -1,8 +1,8 @@
 """The auxiliary channel: vocabularies and pretrained token vectors, and the rows that stay frozen.
 
 SageMaker reads ``encX_vocab_file`` (JSON word -> id) and ``encX_pretrained_embedding_file`` (GloVe
-text) from the ``auxiliary`` channel and initialises each vocabulary word's row from its vector
-(spec §1.2, §2). Here:
+text) from the ``auxiliary`` channel and initialises each vocabulary word's row from its vector;
+rows stay frozen by default (``encX_freeze_pretrained_embedding=True``). Here:
 
 * vector files are GloVe text (``word v1 ... vD``) or word2vec text (the same after a ``count dim``
   header line), plain or gzip; they are **streamed**, and only vocabulary words are parsed, so a
@@ -24,6 +24,8 @@ table carries the ``frozen_rows`` mask, which its lazy optimizer skips.
 from __future__ import annotations
 
 import gzip
+import logging
+import os
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,10 +36,12 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .. import reporting
+from .. import console
 from ..data.pairs import open_lines
 from ..hyperparameters import Hyperparameters
 from .tokenize import AuxiliaryFileError, TextCodec, Vocabulary
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------------
 # Vector files
@@ -54,7 +58,7 @@ class VectorFile:
     (3, [('cat', [1.0, 2.0, 3.0])])
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.header = False
         self.dim = 0
@@ -81,9 +85,11 @@ class VectorFile:
                 f"{self.path}: cannot be read ({e.strerror}); expected a GloVe or word2vec text file"
             ) from None
         lineno = 0
-        with fh:
+        with fh, console.FileProgress(fh, f"reading {self.path.name}") as bar:
             try:
                 for lineno, raw in enumerate(fh, 1):
+                    if not lineno & 4095:
+                        bar.update()
                     line = raw.rstrip(b"\r\n")
                     if line.strip():
                         yield lineno, line
@@ -200,9 +206,9 @@ def _zero_frozen_gradient(table: nn.Embedding) -> Callable[[torch.Tensor], torch
             return grad
         if grad.is_sparse:
             grad = grad.coalesce()
-            keep = ~t.frozen_rows[grad.indices()[0]]
+            keep = ~t.get_buffer("frozen_rows")[grad.indices()[0]]
             return torch.sparse_coo_tensor(grad.indices()[:, keep], grad.values()[keep], grad.shape)
-        return grad.masked_fill(t.frozen_rows[:, None], 0)
+        return grad.masked_fill(t.get_buffer("frozen_rows")[:, None], 0)
 
     return hook
 
@@ -216,7 +222,7 @@ def restore_frozen_rows(module: nn.Module) -> None:
     with torch.no_grad():
         for table in module.modules():
             if isinstance(table, nn.Embedding) and hasattr(table, "frozen_index"):
-                table.weight.index_copy_(0, table.frozen_index, table.frozen_values)
+                table.weight.index_copy_(0, table.get_buffer("frozen_index"), table.get_buffer("frozen_values"))
 
 
 def _after_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
@@ -271,10 +277,10 @@ class AuxiliaryChannel:
     vectors: dict[int, VectorFile]  # by side; a tied table is listed under side 0 only
 
     @classmethod
-    def open(cls, hp: Hyperparameters, folder: str | Path | None) -> AuxiliaryChannel:
+    def open(cls, hp: Hyperparameters, folder: str | os.PathLike | None) -> AuxiliaryChannel:
         """Check every auxiliary file the hyperparameters name, cheaply (vector files: first line only).
 
-        Raises :class:`~object2vec.text.AuxiliaryFileError` naming the hyperparameter, the file and
+        Raises :class:`~object2vec.text.tokenize.AuxiliaryFileError` naming the hyperparameter, the file and
         what to change.
         """
         hp = hp.resolve()
@@ -337,7 +343,8 @@ class AuxiliaryChannel:
             cfg = hp.encoder(side)
             vocab = self.codec.vocabs[side] if self.codec else None
             assert vocab is not None  # open() refused a vector file without a vocabulary
-            table: nn.Embedding = net.encoders[side].embedding
+            table = net.get_submodule(f"encoders.{side}.embedding")
+            assert isinstance(table, nn.Embedding)  # every encoder reads an nn.Embedding subclass
             rows, vectors = vf.lookup(vocab)
             with torch.no_grad():
                 table.weight[torch.from_numpy(rows).to(table.weight.device)] = torch.from_numpy(vectors).to(table.weight)
@@ -346,7 +353,7 @@ class AuxiliaryChannel:
             coverage = Coverage(
                 side, cfg.pretrained_embedding_file, len(rows), len(set(vocab.ids.values())), cfg.freeze_pretrained_embedding
             )
-            reporting.logger.info(coverage.message())
+            logger.info(coverage.message())
             report.append(coverage)
         return report
 

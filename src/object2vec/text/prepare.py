@@ -10,6 +10,14 @@ column name or 0-based index. The output folder is an auxiliary channel and a da
     out/vectors.txt.gz                              the --vectors rows of vocabulary words (GloVe text)
     out/hyperparameters.json                        the values to train with (SageMaker string form)
 
+Text classification (an extension; ``docs/text_classification.md``): ``task="classify"`` reads one
+text and a label (``{"label": 2, "in0": [...], "in1": [0]}``: in1 is one constant token, softmax over
+the classes); ``task="label-pairs"`` writes StarSpace's document-label pairs (``{"label": 1, "in0":
+[...], "in1": [2]}``, negatives drawn in training) and ``labels.jsonl``, the candidates that
+``object2vec predict --labels`` scores. ``word_ngrams``, ``subwords``, ``buckets`` and
+``token_weights`` add hashed features and per-token weights (``in0_weights``) to the text sides
+(:mod:`object2vec.text.features`); IDF weights cost one more pass over the training split.
+
 The vocabulary is built from the training split only (validation and test words it lacks count as
 out-of-vocabulary, as they would for new data), or taken from an earlier run (``vocab_from``).
 Sequences are written whole; training truncates them at ``encX_max_seq_len``, whose suggested value
@@ -19,6 +27,7 @@ renamed only when all splits were read without a problem.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -34,30 +43,35 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .. import console
 from ..data.pairs import open_lines
-from ..errors import Object2VecError, Problems
+from ..errors import Line, Problem, Problems
+from ..files import atomic_path, atomic_write_bytes, atomic_write_json
 from .auxiliary import VectorFile
+from .features import DEFAULT_BUCKETS, DocumentFrequencies, Features
+from .prepare_options import MAX_SEQ_LEN, PrepareError, PrepareOptions
 from .tokenize import (
     SETTINGS_FILE,
-    UNKNOWN_TOKEN,
     AuxiliaryFileError,
     DefaultTokenizer,
     HuggingFaceTokenizer,
+    TextCodec,
+    TextError,
     Tokenizer,
     Vocabulary,
+    encode_text,
+    idf_file,
+    read_features,
     read_settings,
     tokenizer_from_settings,
 )
 
-SPLITS = ("train", "validation", "test")
+__all__ = ["PrepareError", "PrepareOptions", "PrepareReport", "Table", "prepare"]
+
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 MAX_CLASSES = 30  # SageMaker's num_classes limit
-MAX_SEQ_LEN = 5000  # SageMaker's encX_max_seq_len limit
 VECTORS_FILE = "vectors.txt.gz"
-
-
-class PrepareError(Object2VecError, ValueError):
-    """The options of ``prepare`` do not fit together or do not fit the input."""
+LABEL_ITEMS_FILE = "labels.jsonl"  # label-pairs: every label as an in1 item, for predict --labels
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,7 +83,7 @@ class Table:
     """How to read one kind of input file, and which columns hold the left text, right text and label."""
 
     left: str | int
-    right: str | int
+    right: str | int | None  # None: one text per record (the classify and label-pairs tasks)
     label: str | int | None = None
     format: str = "auto"  # auto (from the extension), csv, tsv or jsonl
     quoting: bool = True  # False: csv.QUOTE_NONE (quote characters are text, as in STS Benchmark)
@@ -84,39 +98,44 @@ class Table:
             raise PrepareError(f"{path}: cannot tell the format from the name; pass --format csv, tsv or jsonl")
         return kind
 
-    def rows(self, path: Path, problems: Problems) -> Iterator[tuple[str, str, str, Any]]:
-        """``(where, left, right, label)`` per record; ``label`` is None without a label column."""
+    def rows(self, path: Path, problems: Problems, doing: str = "reading") -> Iterator[tuple[Line, str, str, Any]]:
+        """``(where, left, right, label)`` per record; ``label`` is None without a label column.
+
+        At a terminal a bar follows the file's bytes, described as ``doing`` the file."""
         kind = self.file_format(path)
         try:
             fh = open_lines(path)
         except OSError as e:
             raise PrepareError(f"{path}: cannot be read ({e.strerror})") from None
-        with fh:
+        with fh, console.FileProgress(fh, f"{doing} {path.name}") as bar:
             text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
             try:
                 if kind == "jsonl":
-                    yield from self._json_rows(path, text, problems)
+                    rows = self._json_rows(path, text, problems)
                 else:
-                    yield from self._csv_rows(path, text, "\t" if kind == "tsv" else ",", problems)
+                    rows = self._csv_rows(path, text, "\t" if kind == "tsv" else ",", problems)
+                for n, row in enumerate(rows):
+                    if not n & 1023:
+                        bar.update()
+                    yield row
             except UnicodeDecodeError as e:
-                problems.add(f"{path}: is not UTF-8 text ({e}); expected UTF-8")
+                problems.add(Problem(Line(str(path)), None, f"is not UTF-8 text ({e})", "UTF-8"))
             except (OSError, EOFError, gzip.BadGzipFile) as e:
-                problems.add(f"{path}: cannot be read ({e}); expected a complete file")
+                problems.add(Problem(Line(str(path)), None, f"cannot be read ({e})", "a complete file"))
 
     def _csv_rows(
         self, path: Path, text: io.TextIOWrapper, delimiter: str, problems: Problems
-    ) -> Iterator[tuple[str, str, str, Any]]:
+    ) -> Iterator[tuple[Line, str, str, Any]]:
         csv.field_size_limit(2**31 - 1)  # a long document is a valid field
-        quoting = csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE
-        reader = csv.reader(text, delimiter=delimiter, quoting=quoting)
+        reader = csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE)
         named = [c for c in (self.left, self.right, self.label) if isinstance(c, str)]
         header = bool(named) if self.header is None else self.header
-        index: dict[str | int, int] = {c: c for c in (self.left, self.right, self.label) if isinstance(c, int)}
+        index: dict[str | int | None, int] = {c: c for c in (self.left, self.right, self.label) if isinstance(c, int)}
         try:
             if header:
                 names = next(reader, None)
                 if names is None:
-                    problems.add(f"{path}: is empty; expected a header row")
+                    problems.add(Problem(Line(str(path)), None, "is empty", "a header row"))
                     return
                 missing = [c for c in named if c not in names]
                 if missing:
@@ -128,48 +147,50 @@ class Table:
                 )
             need = max(index.values()) + 1
             for row in reader:
-                where = f"{path}:{reader.line_num}"
+                where = Line(str(path), reader.line_num)
                 if not row or row == [""]:
                     continue
                 if len(row) < need:
-                    problems.add(f"{where}: has {len(row)} fields; expected at least {need} (check --delimiter and --no-quoting)")
+                    problems.add(
+                        Problem(where, None, f"has {len(row)} fields", f"at least {need}", "check --delimiter and --no-quoting")
+                    )
                     continue
                 label = row[index[self.label]].strip() if self.label is not None else None
                 if label == "":
-                    problems.add(f"{where}: the label column {self.label!r} is empty; expected a label")
+                    problems.add(Problem(where, None, f"the label column {self.label!r} is empty", "a label"))
                     continue
-                yield where, row[index[self.left]], row[index[self.right]], label
+                yield where, row[index[self.left]], row[index[self.right]] if self.right is not None else "", label
         except csv.Error as e:
-            problems.add(f"{path}:{reader.line_num}: {e}")
+            problems.add(Problem(Line(str(path), reader.line_num), None, str(e)))
 
-    def _json_rows(self, path: Path, text: io.TextIOWrapper, problems: Problems) -> Iterator[tuple[str, str, str, Any]]:
+    def _json_rows(self, path: Path, text: io.TextIOWrapper, problems: Problems) -> Iterator[tuple[Line, str, str, Any]]:
         columns = [c for c in (self.left, self.right, self.label) if c is not None]
         if any(isinstance(c, int) for c in columns):
             raise PrepareError(f"{path}: JSON Lines columns are keys; got an index among {columns}")
         for lineno, line in enumerate(text, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
+            where = Line(str(path), lineno)
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                problems.add(f"{where}: malformed JSON ({e}); expected one JSON object per line")
+                problems.add(Problem(where, None, f"malformed JSON ({e})", "one JSON object per line"))
                 continue
             if not isinstance(rec, dict):
-                problems.add(f"{where}: is not a JSON object; expected one object per line")
+                problems.add(Problem(where, None, "is not a JSON object", "one object per line"))
                 continue
-            texts = []
-            for key in (self.left, self.right):
+            texts: list[Any] = []  # strings once the check below passes
+            for key in (self.left, self.right) if self.right is not None else (self.left,):
                 value = rec.get(key)
                 if not isinstance(value, str):
-                    problems.add(f"{where}: {key}: got {json.dumps(value)}; expected a string")
+                    problems.add(Problem(where, str(key), f"got {json.dumps(value)}", "a string"))
                 texts.append(value)
             label = rec.get(self.label) if self.label is not None else None
             if self.label is not None and (label is None or isinstance(label, (bool, dict, list))):
-                problems.add(f"{where}: {self.label}: got {json.dumps(label)}; expected a number or a string")
+                problems.add(Problem(where, str(self.label), f"got {json.dumps(label)}", "a number or a string"))
                 continue
             if all(isinstance(t, str) for t in texts):
-                yield where, texts[0], texts[1], label
+                yield where, texts[0], texts[1] if len(texts) > 1 else "", label
 
 
 def parse_column(value: str | int | None) -> str | int | None:
@@ -191,7 +212,7 @@ class Labels:
     classes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def infer(cls, values: list[Any], kind: str = "auto") -> Labels:
+    def infer(cls, values: list[Any], kind: str = "auto", limit: int | None = MAX_CLASSES) -> Labels:
         """``auto``: numbers if every label is a number and one is not a whole number, else classes.
 
         Classes that are all integers in [0, 30) keep their value as id (so 0/1 data stays 0/1, and
@@ -207,7 +228,7 @@ class Labels:
         distinct = sorted(set(keys), key=lambda k: (_as_number(k) is None, _as_number(k) or 0, k))
         if all(k.isdigit() and int(k) < MAX_CLASSES for k in distinct):
             return cls("class", {k: int(k) for k in distinct})
-        if len(distinct) > MAX_CLASSES:
+        if limit is not None and len(distinct) > limit:
             raise PrepareError(
                 f"the training labels have {len(distinct)} classes; Object2Vec takes at most {MAX_CLASSES} "
                 "(use --label-type number for a numeric target)"
@@ -218,15 +239,17 @@ class Labels:
     def num_classes(self) -> int:
         return max(2, max(self.classes.values(), default=0) + 1)
 
-    def encode(self, value: Any, where: str, problems: Problems) -> float | int | None:
+    def encode(self, value: Any, where: Line, problems: Problems) -> float | int | None:
         key = _label_key(value)
         if self.kind == "number":
             number = _as_number(key)
             if number is None or not math.isfinite(number):
-                problems.add(f"{where}: label {key!r} is not a finite number; expected a number (regression)")
+                problems.add(Problem(where, None, f"label {key!r} is not a finite number", "a number (regression)"))
             return number
         if key not in self.classes:
-            problems.add(f"{where}: label {key!r} is not a training class; expected one of {', '.join(list(self.classes)[:10])}")
+            problems.add(
+                Problem(where, None, f"label {key!r} is not a training class", f"one of {', '.join(list(self.classes)[:10])}")
+            )
             return None
         return self.classes[key]
 
@@ -281,7 +304,7 @@ class PrepareReport:
     out: Path
     splits: list[SplitStats]
     vocab_files: tuple[str, str]
-    vocabs: tuple[Vocabulary, Vocabulary]
+    vocabs: tuple[Vocabulary, Vocabulary | None]
     labels: Labels | None
     hyperparameters: dict[str, str]
     max_seq_len: tuple[int, int]
@@ -302,6 +325,8 @@ class PrepareReport:
         shared = self.vocab_files[0] == self.vocab_files[1]
         for k in (0,) if shared else (0, 1):
             v = self.vocabs[k]
+            if v is None:  # in1 is a constant or a label token (classify, label-pairs)
+                continue
             whose = "in0 and in1" if shared else f"in{k}"
             out.append(
                 f"vocabulary {self.vocab_files[k]}: {len(v):,} words for {whose}; unknown token {v.unknown_token!r} = id {v.unknown_id}"
@@ -331,163 +356,241 @@ class PrepareReport:
 # The pipeline
 
 
-def prepare(
-    out: str | os.PathLike,
-    table: Table,
-    *,
-    train: str | os.PathLike | None = None,
-    validation: str | os.PathLike | None = None,
-    test: str | os.PathLike | None = None,
-    vocab_from: str | os.PathLike | None = None,
-    tokenizer_file: str | os.PathLike | None = None,
-    lowercase: bool | None = None,
-    min_count: int = 1,
-    max_size: int | None = None,
-    shared_vocab: bool = False,
-    unknown_token: str = UNKNOWN_TOKEN,
-    label_type: str = "auto",
-    vectors: str | os.PathLike | None = None,
-    vector_words: int = 0,
-    length_percentile: float = 99.0,
-    max_seq_len: int | None = None,
-) -> PrepareReport:
+def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None = None, **changes: Any) -> PrepareReport:
     """Tokenize raw pairs, build (or reuse) the vocabulary, and write the output folder (module docstring).
 
     Args:
         out: the output folder (created).
         table: input format and columns.
-        train, validation, test: input files; ``train`` is needed unless ``vocab_from`` is given.
-        vocab_from: an earlier ``prepare`` output folder whose tokenizer, vocabularies and labels to apply.
-        tokenizer_file: a Hugging Face ``tokenizer.json`` instead of the default tokenizer.
-        lowercase: lowercase before splitting (default: yes for the default tokenizer, no for a file).
-        min_count, max_size: keep words seen ``min_count`` times; at most ``max_size`` ids (unknown included).
-        shared_vocab: one vocabulary for both sides (``vocab.json``), else one per side.
-        unknown_token: the word of id 0, which stands for every out-of-vocabulary token.
-        label_type: ``auto``, ``class`` or ``number`` (see :meth:`Labels.infer`).
-        vectors: GloVe/word2vec text vectors: the vocabulary words' rows are written to ``vectors.txt.gz``.
-        vector_words: also add the first ``vector_words`` words of ``vectors`` to the vocabulary
-            (GloVe lists words by frequency), so words unseen in training keep a meaning.
-        length_percentile, max_seq_len: the suggested ``max_seq_len`` (a fixed value wins).
+        options: inputs, vocabulary, labels, vectors and lengths (:class:`PrepareOptions`; its
+            defaults when left out); ``train`` is needed unless ``vocab_from`` is given.
+        **changes: fields of ``options`` to change, for short calls:
+            ``prepare(out, table, train="train.csv", shared_vocab=True)``.
+
+    Returns:
+        What was read, built and written (:meth:`PrepareReport.lines` is what the command prints).
+
+    Raises:
+        PrepareError: options that do not fit together or do not fit the input.
+        DataError: every problem of every split, each with its ``file:line``; nothing is written.
     """
+    opts = (options or PrepareOptions()).changed(**changes)
     out = Path(out)
-    inputs = {name: Path(p) for name, p in (("train", train), ("validation", validation), ("test", test)) if p is not None}
-    if not inputs:
-        raise PrepareError("nothing to prepare: give --train, --validation or --test")
-    if vocab_from is None and "train" not in inputs:
-        raise PrepareError(
-            "the vocabulary is built from the training split: give --train, or --vocab-from an earlier output folder"
-        )
-    if vector_words and vectors is None:
-        raise PrepareError("--vector-words adds words of the --vectors file; give --vectors too")
+    inputs = opts.inputs()
+    features = _features(opts, table)
     for name, path in inputs.items():
         if not path.is_file():
             raise PrepareError(f"--{name} {path}: no such file")
 
-    if vocab_from is not None:
-        tokenizer, vocabs, vocab_files, labels, old_hp = _load_previous(Path(vocab_from))
+    idf: tuple[Any, Any] = (None, None)
+    vocabs: tuple[Vocabulary, Vocabulary | None]
+    if opts.vocab_from is not None:
+        tokenizer, vocabs, vocab_files, labels, old_hp, features, idf = _load_previous(opts.vocab_from, opts.task)
         if table.label is not None and labels is None:
-            raise PrepareError(f"{vocab_from}: was prepared without labels, but --label was given")
+            raise PrepareError(f"{opts.vocab_from}: was prepared without labels, but --label was given")
     else:
-        tokenizer = _make_tokenizer(tokenizer_file, lowercase)
-        vocab_files = ("vocab.json", "vocab.json") if shared_vocab else ("enc0_vocab.json", "enc1_vocab.json")
+        tokenizer = _make_tokenizer(opts.tokenizer_file, opts.lowercase)
+        if opts.task != "pairs":
+            vocab_files = ("vocab.json", "")  # in1 is a constant or a label token: no text, no vocabulary
+        else:
+            vocab_files = ("vocab.json", "vocab.json") if opts.shared_vocab else ("enc0_vocab.json", "enc1_vocab.json")
         old_hp = {}
 
     problems = Problems()
-    vector_file = VectorFile(vectors) if vectors is not None else None
-    if vocab_from is None:
-        counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
-        label_values: list[Any] = []
-        for _where, left, right, label in table.rows(inputs["train"], problems):
-            counts[0].update(tokenizer(left))
-            counts[1].update(tokenizer(right))
-            if label is not None:
-                label_values.append(label)
-        problems.raise_if_any()
-        if not label_values and table.label is not None:
-            raise PrepareError(f"--train {inputs['train']}: has no records")
-        if shared_vocab:
-            counts = (counts[0] + counts[1],) * 2  # type: ignore[assignment]
-        first_words: list[str] = []
-        if vector_file is not None and vector_words:
-            first_words = [w for w, _ in vector_file.scan(lambda _w, k: k < vector_words)]
-        built = [
-            Vocabulary.build(c, min_count=min_count, max_size=max_size, unknown_token=unknown_token, extra=first_words)
-            for c in (counts[0],) + (() if shared_vocab else (counts[1],))
-        ]
-        vocabs = (built[0], built[-1])
-        labels = Labels.infer(label_values, label_type) if table.label is not None else None
+    vector_file = VectorFile(opts.vectors) if opts.vectors is not None else None
+    if opts.vocab_from is None:
+        vocabs, labels = _build_vocabularies(inputs["train"], table, tokenizer, vector_file, opts, features, problems)
+        if any(f is not None and f.weights == "idf" for f in features):
+            idf = _idf_tables(table, inputs["train"], tokenizer, vocabs, features, problems)
+    codec = TextCodec(tokenizer, vocabs, vocab_files, features, idf)
 
     out.mkdir(parents=True, exist_ok=True)
-    stats: list[SplitStats] = []
-    temps: list[tuple[Path, Path]] = []
-    try:
+    with contextlib.ExitStack() as written_if_all_valid:  # every split is renamed into place, or none
+        stats = []
         for name, path in inputs.items():
-            target = out / f"{name}.jsonl"
-            tmp = target.with_name(f".{target.name}.tmp")
-            temps.append((tmp, target))
-            stats.append(_write_split(name, path, tmp, table, tokenizer, vocabs, labels, problems))
+            problems.expect(path)
+            tmp = written_if_all_valid.enter_context(atomic_path(out / f"{name}.jsonl"))
+            stats.append(_write_split(name, path, tmp, table, codec, labels, opts.task, problems))
         problems.raise_if_any()
-        for tmp, target in temps:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-    written = [target.name for _, target in temps]
+    written = [f"{name}.jsonl" for name in inputs]
 
-    train_stats = next((s for s in stats if s.name == "train"), None)
-    if max_seq_len is not None:
-        lengths = (max_seq_len, max_seq_len)
-        percentile = None
-    elif train_stats is not None and vocab_from is None:
-        lengths = tuple(_percentile_length(s.lengths, length_percentile) for s in train_stats.sides)  # type: ignore[assignment]
-        if shared_vocab:
-            lengths = (max(lengths),) * 2
-        percentile = length_percentile
-    else:
-        lengths = (int(old_hp.get("enc0_max_seq_len", 1)), int(old_hp.get("enc1_max_seq_len", old_hp.get("enc0_max_seq_len", 1))))
-        percentile = None
-
+    lengths, percentile = _suggested_lengths(stats, opts, old_hp)
     report_vectors = None
-    if vocab_from is None:
-        for name in dict.fromkeys(vocab_files):
-            _atomic_write(out / name, vocabs[vocab_files.index(name)].to_json())
-            written.append(name)
-        settings = {
-            "format": "object2vec-tokenization",
-            "format_version": 1,
-            "tokenizer": tokenizer.settings(),
-            "unknown_token": unknown_token,
-        }
-        _atomic_write(out / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
-        written.append(SETTINGS_FILE)
-        if isinstance(tokenizer, HuggingFaceTokenizer):
-            _atomic_write(out / tokenizer.name, tokenizer.raw)
-            written.append(tokenizer.name)
-        if labels is not None and labels.kind == "class":
-            _atomic_write(out / "labels.json", (json.dumps(labels.classes, indent=2, ensure_ascii=False) + "\n").encode())
-            written.append("labels.json")
+    if opts.vocab_from is None:
+        written += _write_text_files(out, codec, labels, opts.task)
         if vector_file is not None:
             found = _write_vectors(vector_file, vocabs, out / VECTORS_FILE)
             written.append(VECTORS_FILE)
-            report_vectors = (str(vectors), found, vector_file.dim)
-        hp = _hyperparameters(vocabs, vocab_files, lengths, labels, vector_file)  # type: ignore[arg-type]
-        _atomic_write(out / "hyperparameters.json", (json.dumps(hp, indent=2) + "\n").encode())
+            report_vectors = (str(opts.vectors), found, vector_file.dim)
+        hp = _hyperparameters(vocabs, vocab_files, lengths, labels, vector_file, opts.task, features)
+        atomic_write_json(out / "hyperparameters.json", hp)
         written.append("hyperparameters.json")
     else:
         hp = dict(old_hp)
-    return PrepareReport(out, stats, vocab_files, vocabs, labels, hp, lengths, percentile, report_vectors, written)  # type: ignore[arg-type]
+    return PrepareReport(out, stats, vocab_files, vocabs, labels, hp, lengths, percentile, report_vectors, written)
 
 
-def _make_tokenizer(tokenizer_file: str | os.PathLike | None, lowercase: bool | None) -> Tokenizer:
+def _build_vocabularies(
+    train: Path,
+    table: Table,
+    tokenizer: Tokenizer,
+    vector_file: VectorFile | None,
+    opts: PrepareOptions,
+    features: tuple[Features | None, Features | None],
+    problems: Problems,
+) -> tuple[tuple[Vocabulary, Vocabulary | None], Labels | None]:
+    """The vocabularies (one per side, or one shared; none for in1 with one text a record) and the
+    labels of the training split."""
+    counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+    label_values: list[Any] = []
+    problems.expect(train)
+    pairs = opts.task == "pairs"
+    for where, left, right, label in table.rows(train, problems, "counting words in"):
+        for k, text in enumerate((left, right) if pairs else (left,)):
+            counts[k].update(_split(text, tokenizer, features[k], where, k, problems))
+        if label is not None:
+            label_values.append(label)
+    problems.raise_if_any()
+    if not label_values and table.label is not None:
+        raise PrepareError(f"--train {train}: has no records")
+    if opts.shared_vocab:
+        counts = (counts[0] + counts[1],) * 2
+    first_words: list[str] = []
+    if vector_file is not None and opts.vector_words:
+        first_words = [w for w, _ in vector_file.scan(lambda _w, k: k < opts.vector_words)]
+    built = [
+        Vocabulary.build(c, min_count=opts.min_count, max_size=opts.max_size, unknown_token=opts.unknown_token, extra=first_words)
+        for c in (counts[0],) + (() if opts.shared_vocab or not pairs else (counts[1],))
+    ]
+    labels = None
+    if table.label is not None:  # label-pairs: labels are in1 tokens, not softmax classes (no limit of 30)
+        labels = Labels.infer(
+            label_values, opts.label_type if pairs else "class", None if opts.task == "label-pairs" else MAX_CLASSES
+        )
+    return (built[0], built[-1] if pairs else None), labels
+
+
+def _features(opts: PrepareOptions, table: Table) -> tuple[Features | None, Features | None]:
+    """Each side's features: the text sides get them (both for pairs, in0 otherwise); ``None``: none asked."""
+    task = opts.task
+    if task == "pairs" and table.right is None:
+        raise PrepareError("--task pairs reads two texts: give --right (or --task classify / label-pairs for one text)")
+    if task != "pairs":
+        if table.right is not None:
+            raise PrepareError(f"--task {task} reads one text (--left) and its label; --right is not used: leave it out")
+        if table.label is None:
+            raise PrepareError(f"--task {task} needs the label column: give --label")
+    hashed = opts.word_ngrams > 1 or opts.subwords is not None
+    if opts.buckets is not None and not hashed:
+        raise PrepareError("--buckets holds hashed word n-grams and subwords; give --word-ngrams 2 or more, or --subwords")
+    buckets = (DEFAULT_BUCKETS if opts.buckets is None else opts.buckets) if hashed else 0
+    features = Features(opts.word_ngrams, opts.subwords, buckets, opts.token_weights)
+    if not features.active:
+        return None, None
+    if opts.vocab_from is not None:
+        raise PrepareError(
+            "--vocab-from applies the earlier folder's features; leave out --word-ngrams, --subwords, --buckets and --token-weights"
+        )
+    return features, features if task == "pairs" else None
+
+
+def _split(text: str, tokenizer: Tokenizer, features: Features | None, where: Line, side: int, problems: Problems) -> list[str]:
+    """The tokens a text contributes to its vocabulary (inline weights stripped)."""
+    if features is None:
+        return tokenizer(text)
+    try:
+        return features.split(text, tokenizer)[0]
+    except ValueError as e:
+        problems.add(Problem(where, f"in{side}", str(e)))
+        return []
+
+
+def _idf_tables(
+    table: Table,
+    path: Path,
+    tokenizer: Tokenizer,
+    vocabs: tuple[Vocabulary, Vocabulary | None],
+    features: tuple[Features | None, Features | None],
+    problems: Problems,
+) -> tuple[Any, Any]:
+    """Each IDF-weighted side's IDF table over the training texts (one more pass over them)."""
+    counters: list[tuple[DocumentFrequencies, Features, Vocabulary] | None] = []
+    for f, vocab in zip(features, vocabs, strict=True):
+        if f is None or f.weights != "idf" or vocab is None:
+            counters.append(None)
+        else:  # the ids as the features make them, without weights
+            counters.append(
+                (DocumentFrequencies(vocab.size + f.extra_ids), Features(f.word_ngrams, f.subwords, f.buckets), vocab)
+            )
+    for where, left, right, _label in table.rows(path, problems, "counting documents in"):
+        for k, text in enumerate((left, right)):
+            counter = counters[k]
+            if counter is None:
+                continue
+            frequencies, plain, vocab = counter
+            try:
+                frequencies.add(encode_text(text, tokenizer, vocab, plain).ids)
+            except TextError as e:
+                problems.add(Problem(where, f"in{k}", str(e)))
+    problems.raise_if_any()
+    tables = [None if c is None else c[0].idf() for c in counters]
+    return tables[0], tables[1]
+
+
+def _suggested_lengths(
+    stats: list[SplitStats], opts: PrepareOptions, old_hp: dict[str, str]
+) -> tuple[tuple[int, int], float | None]:
+    """The ``encX_max_seq_len`` to suggest, and the percentile it came from (``None``: not from one)."""
+    train_stats = next((s for s in stats if s.name == "train"), None)
+    if opts.max_seq_len is not None:
+        return (opts.max_seq_len, opts.max_seq_len if opts.task == "pairs" else 1), None
+    if train_stats is not None and opts.vocab_from is None:
+        first, second = (_percentile_length(s.lengths, opts.length_percentile) for s in train_stats.sides)
+        if opts.shared_vocab:
+            first = second = max(first, second)
+        return (first, second), opts.length_percentile
+    enc0 = int(old_hp.get("enc0_max_seq_len", 1))
+    return (enc0, int(old_hp.get("enc1_max_seq_len", enc0))), None
+
+
+def _write_text_files(out: Path, codec: TextCodec, labels: Labels | None, task: str) -> list[str]:
+    """The vocabularies, ``tokenization.json`` (with the features), the IDF tables, the tokenizer file,
+    ``labels.json`` and, for label pairs, ``labels.jsonl``; returns their names."""
+    written = []
+    for name in dict.fromkeys(f for f in codec.vocab_files if f):
+        vocab = codec.vocabs[codec.vocab_files.index(name)]
+        if vocab is not None:
+            atomic_write_bytes(out / name, vocab.to_json())
+            written.append(name)
+    assets = codec.assets()
+    atomic_write_bytes(out / SETTINGS_FILE, assets[SETTINGS_FILE])
+    written.append(SETTINGS_FILE)
+    for side, table in enumerate(codec.idf):
+        if table is not None:
+            atomic_write_bytes(out / idf_file(side), assets[idf_file(side)])
+            written.append(idf_file(side))
+    if isinstance(codec.tokenizer, HuggingFaceTokenizer):
+        atomic_write_bytes(out / codec.tokenizer.name, codec.tokenizer.raw)
+        written.append(codec.tokenizer.name)
+    if labels is not None and labels.kind == "class":
+        atomic_write_bytes(out / "labels.json", (json.dumps(labels.classes, indent=2, ensure_ascii=False) + "\n").encode())
+        written.append("labels.json")
+        if task == "label-pairs":
+            items = b"".join(orjson.dumps({"id": name, "in1": [i]}) + b"\n" for name, i in labels.classes.items())
+            atomic_write_bytes(out / LABEL_ITEMS_FILE, items)
+            written.append(LABEL_ITEMS_FILE)
+    return written
+
+
+def _make_tokenizer(tokenizer_file: Path | None, lowercase: bool | None) -> Tokenizer:
     if tokenizer_file is None:
         return DefaultTokenizer(lowercase=True if lowercase is None else lowercase)
     return HuggingFaceTokenizer(tokenizer_file, lowercase=bool(lowercase), name="tokenizer.json")
 
 
-def _load_previous(
-    folder: Path,
-) -> tuple[Tokenizer, tuple[Vocabulary, Vocabulary], tuple[str, str], Labels | None, dict[str, str]]:
-    """Tokenizer, vocabularies, labels and hyperparameters of an earlier ``prepare`` output folder."""
+def _load_previous(folder: Path, task: str) -> tuple[Any, ...]:
+    """Tokenizer, vocabularies, vocabulary files, labels, hyperparameters, features and IDF tables of an
+    earlier ``prepare`` output folder."""
     hp_path = folder / "hyperparameters.json"
     try:
         hp = json.loads(hp_path.read_text())
@@ -495,15 +598,16 @@ def _load_previous(
         raise PrepareError(
             f"{hp_path}: cannot be read ({e}); --vocab-from expects a folder written by object2vec prepare"
         ) from None
-    files = (hp.get("enc0_vocab_file", ""), hp.get("enc1_vocab_file") or hp.get("enc0_vocab_file", ""))
-    if not all(files):
+    one_text = task != "pairs"
+    files = (hp.get("enc0_vocab_file", ""), "" if one_text else hp.get("enc1_vocab_file") or hp.get("enc0_vocab_file", ""))
+    if not files[0] or not (one_text or files[1]):
         raise PrepareError(f"{hp_path}: names no enc0_vocab_file; --vocab-from expects a folder written by object2vec prepare")
     settings = read_settings(folder)
-    tokenizer = tokenizer_from_settings(settings["tokenizer"], folder, str(folder / SETTINGS_FILE))
-    vocabs = (
-        Vocabulary.load(folder / files[0], settings["unknown_token"]),
-        Vocabulary.load(folder / files[1], settings["unknown_token"]),
-    )
+    where = str(folder / SETTINGS_FILE)
+    tokenizer = tokenizer_from_settings(settings["tokenizer"], folder, where)
+    vocab0 = Vocabulary.load(folder / files[0], settings["unknown_token"])
+    vocabs = (vocab0, None if one_text else Vocabulary.load(folder / files[1], settings["unknown_token"]))
+    features, idf = read_features(settings.get("features"), folder, where, vocabs)
     labels = None
     if hp.get("output_layer") == "mean_squared_error":
         labels = Labels("number")
@@ -512,7 +616,7 @@ def _load_previous(
             labels = Labels("class", json.loads((folder / "labels.json").read_text()))
         except json.JSONDecodeError as e:
             raise AuxiliaryFileError(f"{folder / 'labels.json'}: is not valid JSON ({e})") from None
-    return tokenizer, vocabs, files, labels, hp
+    return tokenizer, vocabs, files, labels, hp, features, idf
 
 
 def _write_split(
@@ -520,34 +624,49 @@ def _write_split(
     path: Path,
     tmp: Path,
     table: Table,
-    tokenizer: Tokenizer,
-    vocabs: tuple[Vocabulary, Vocabulary],
+    codec: TextCodec,
     labels: Labels | None,
+    task: str,
     problems: Problems,
 ) -> SplitStats:
+    """Encode one split into ``tmp`` (only while no problem was found: the files are dropped then)."""
     stats = SplitStats(name, path)
+    dump = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE  # float32 weights in their shortest form
     with open(tmp, "wb") as fh:
-        for where, left, right, label in table.rows(path, problems):
+        for where, left, right, label in table.rows(path, problems, f"writing {name}.jsonl from"):
             record: dict[str, Any] = {}
             if labels is not None:
                 record["label"] = labels.encode(label, where, problems)
-            for k, text in enumerate((left, right)):
+            for k, text in enumerate((left, right) if task == "pairs" else (left,)):
                 side = stats.sides[k]
-                tokens = tokenizer(text)
-                ids, oov = vocabs[k].encode(tokens)
-                if not ids:
+                vocab = codec.vocabs[k]
+                assert vocab is not None  # a text side always has one
+                try:
+                    encoded = encode_text(text, codec.tokenizer, vocab, codec.features[k], codec.idf[k])
+                except TextError as e:
+                    problems.add(Problem(where, f"in{k}", str(e)))
+                    continue
+                if not encoded.ids:
                     problems.add(
-                        f"{where}: in{k}: no token is in the vocabulary and it has no unknown token; expected a known word"
+                        Problem(where, f"in{k}", "no token is in the vocabulary and it has no unknown token", "a known word")
                     )
-                side.tokens += len(tokens)
-                side.oov += oov
-                side.empty += not tokens
-                side.all_oov += bool(tokens) and oov == len(tokens)
-                side.lengths.append(len(ids))
-                record[f"in{k}"] = ids
+                side.tokens += encoded.tokens
+                side.oov += encoded.oov
+                side.empty += not encoded.tokens
+                side.all_oov += bool(encoded.tokens) and encoded.oov == encoded.tokens
+                side.lengths.append(len(encoded.ids))
+                record[f"in{k}"] = encoded.ids
+                if encoded.weights is not None:
+                    record[f"in{k}_weights"] = np.asarray(encoded.weights, dtype=np.float32)
+            if task != "pairs":  # in1: one constant token (classify), or the label's token (label-pairs)
+                record["in1"] = [0] if task == "classify" else [record.get("label")]
+                if task == "label-pairs":
+                    record["label"] = 1
+                stats.sides[1].tokens += 1
+                stats.sides[1].lengths.append(1)
             stats.pairs += 1
             if not problems.count:
-                fh.write(orjson.dumps(record) + b"\n")
+                fh.write(orjson.dumps(record, option=dump))
     return stats
 
 
@@ -557,52 +676,59 @@ def _percentile_length(lengths: list[int], percentile: float) -> int:
     return int(min(max(math.ceil(np.percentile(lengths, percentile)), 1), MAX_SEQ_LEN))
 
 
-def _write_vectors(vector_file: VectorFile, vocabs: tuple[Vocabulary, Vocabulary], target: Path) -> int:
+def _write_vectors(vector_file: VectorFile, vocabs: tuple[Vocabulary, Vocabulary | None], target: Path) -> int:
     """The rows of every vocabulary word found in ``vector_file``, as GloVe text (gzip); returns the count."""
-    words = set(vocabs[0].ids) | set(vocabs[1].ids)
-    tmp = target.with_name(f".{target.name}.tmp")
+    words = set().union(*(v.ids for v in vocabs if v is not None))
     found = 0
-    try:
-        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
-            for word, vector in vector_file.scan(lambda w, _k: w in words):
-                words.discard(word)  # keep the first vector of a repeated word, as training does
-                fh.write(word + " " + " ".join(f"{x:.6g}" for x in vector.tolist()) + "\n")
-                found += 1
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(target) as tmp, gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
+        for word, vector in vector_file.scan(lambda w, _k: w in words):
+            words.discard(word)  # keep the first vector of a repeated word, as training does
+            fh.write(word + " " + " ".join(f"{x:.6g}" for x in vector.tolist()) + "\n")
+            found += 1
     return found
 
 
 def _hyperparameters(
-    vocabs: tuple[Vocabulary, Vocabulary],
+    vocabs: tuple[Vocabulary, Vocabulary | None],
     files: tuple[str, str],
     lengths: tuple[int, int],
     labels: Labels | None,
     vector_file: VectorFile | None,
+    task: str = "pairs",
+    features: tuple[Features | None, Features | None] = (None, None),
 ) -> dict[str, str]:
     """The values that make the written data trainable, in SageMaker's string form."""
-    hp = {"enc0_vocab_size": str(vocabs[0].size), "enc0_max_seq_len": str(lengths[0]), "enc0_vocab_file": files[0]}
+    sizes = [None if v is None else v.size + (f.extra_ids if f is not None else 0) for v, f in zip(vocabs, features, strict=True)]
+    hp = {"enc0_vocab_size": str(sizes[0]), "enc0_max_seq_len": str(lengths[0]), "enc0_vocab_file": files[0]}
     if vector_file is not None:
         hp["enc0_pretrained_embedding_file"] = VECTORS_FILE
         hp["enc0_token_embedding_dim"] = str(vector_file.dim)  # pooled_embedding needs enc_dim equal to it instead
-    if files[0] != files[1] or lengths[0] != lengths[1]:
+    if task != "pairs":  # in1 is one token: the constant 0 (classify) or the label (label-pairs)
+        in1_size = 2 if task == "classify" else max(2, labels.num_classes if labels is not None else 2)
+        hp.update({"enc0_network": "pooled_embedding", "enc1_network": "pooled_embedding"})
+        hp.update({"enc1_vocab_size": str(in1_size), "enc1_max_seq_len": "1"})
+    elif files[0] != files[1] or lengths[0] != lengths[1]:
         # enc1_network=enc0 would copy enc0's vocabulary and lengths, so enc1 is set explicitly
-        hp.update({"enc0_network": "hcnn", "enc1_network": "hcnn"})
-        hp.update({"enc1_vocab_size": str(vocabs[1].size), "enc1_max_seq_len": str(lengths[1]), "enc1_vocab_file": files[1]})
+        network = "pooled_embedding" if any(features) else "hcnn"  # hashed features and weights are bags of tokens
+        hp.update({"enc0_network": network, "enc1_network": network})
+        hp.update({"enc1_vocab_size": str(sizes[1]), "enc1_max_seq_len": str(lengths[1]), "enc1_vocab_file": files[1]})
         if vector_file is not None:
             hp["enc1_pretrained_embedding_file"] = VECTORS_FILE
             hp["enc1_token_embedding_dim"] = str(vector_file.dim)
+    elif any(features):
+        hp["enc0_network"] = "pooled_embedding"
+    for side, f in enumerate(features):
+        if f is not None and f.weights != "none":
+            hp[f"enc{side}_pooling"] = "weighted_mean"  # an extension: the data carries in0_weights
     if labels is not None:
         if labels.kind == "number":
             hp["output_layer"] = "mean_squared_error"
+        elif task == "label-pairs":  # StarSpace: each document-label pair is a positive, negatives are drawn
+            hp.update({"output_layer": "softmax", "num_classes": "2"})
+            hp["negative_sampling_rate"] = str(min(5, max(1, len(labels.classes) - 1)))
+            hp["negative_sampling_distinct"] = "True"  # extensions: a label is never its own negative, and a
+            hp["negative_sampling_grouped"] = "True"  # document is encoded once for its label and its negatives
         else:
             hp["output_layer"] = "softmax"
             hp["num_classes"] = str(labels.num_classes)
     return hp
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    from ..files import atomic_write_bytes
-
-    atomic_write_bytes(path, data)

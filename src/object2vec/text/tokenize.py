@@ -20,6 +20,11 @@ Encoding one text (the only rule, shared by ``prepare``, ``predict`` and ``embed
 
 Sequences are not truncated here: training and inference cut them at ``encX_max_seq_len``, as
 SageMaker does.
+
+A side may also have *features* (an extension, :mod:`object2vec.text.features`): hashed word n-grams
+and subwords added after step 2, and per-token weights; ``tokenization.json`` then has format version
+2 and a ``"features"`` object per side, so an older object2vec refuses it instead of reading the text
+differently.
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import DataError, Object2VecError
+from ..errors import DataError, Line, Location, Object2VecError, Problem, Problems, relocate
+from .features import Features, load_idf
 
 UNKNOWN_TOKEN = "<unk>"
 SETTINGS_FILE = "tokenization.json"
 SETTINGS_FORMAT = "object2vec-tokenization"
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2  # 2: optional "features" (hashed n-grams, subwords, token weights; object2vec.text.features)
 DEFAULT_TOKENIZER_VERSION = 1  # bump when the default split changes, so old models keep their own
 
 
@@ -91,7 +97,8 @@ def _default_patterns() -> tuple[re.Pattern[str], dict[int, None]]:
     therefore kept together ("naïve", "हिन्दी"), which ``\\w`` alone would not do for marks. Format and
     control characters (zero-width space, soft hyphen, ...) are deleted; whitespace separates.
     """
-    singles, invisible = [], {}
+    singles: list[int] = []
+    invisible: dict[int, None] = {}  # str.translate table: delete
     for cp in range(0x20000):  # planes 0-1; planes 2-3 are ideographs, handled by _IDEOGRAPHS
         ch = chr(cp)
         category = unicodedata.category(ch)
@@ -137,7 +144,7 @@ class HuggingFaceTokenizer:
     (``pip install 'object2vec[text]'``), imported only when such a tokenizer is used.
     """
 
-    def __init__(self, path: str | Path, *, lowercase: bool = False, name: str | None = None):
+    def __init__(self, path: str | os.PathLike, *, lowercase: bool = False, name: str | None = None):
         try:
             from tokenizers import Tokenizer as HFTokenizer
         except ImportError:
@@ -211,8 +218,9 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.ids)
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
+        """Largest id + 1 (computed once: the ids never change)."""
         return max(self.ids.values(), default=-1) + 1
 
     @classmethod
@@ -303,48 +311,106 @@ class Vocabulary:
 # The recipe of one model: tokenizer + a vocabulary per side
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """One text as ids: its ids, their weights (``None`` without weights), its tokens and how many were OOV."""
+
+    ids: list[int]
+    weights: Sequence[float] | None  # a list, or a float32 array of IDF weights
+    tokens: int
+    oov: int
+
+
+def encode_text(text: str, tokenizer: Tokenizer, vocab: Vocabulary, features: Features | None = None, idf: Any = None) -> Encoded:
+    """The module docstring's rule, plus a side's features: hashed ids after each word, and weights.
+
+    Raises :class:`TextError` for an inline weight that is not a number >= 0.
+    """
+    if features is None:
+        tokens = tokenizer(text)
+        ids, oov = vocab.encode(tokens)
+        return Encoded(ids, None, len(tokens), oov)
+    try:
+        tokens, weights = features.split(text, tokenizer)
+    except ValueError as e:
+        raise TextError(str(e)) from None
+    ids, oov = vocab.encode(tokens)
+    if features.hashed and vocab.unknown_id is None:
+        raise TextError("hashed features need one id per token: a vocabulary with an unknown token")
+    if not tokens:  # an empty text: [unknown id], weight 1
+        return Encoded(ids, [1.0] * len(ids) if features.weights != "none" else None, 0, 0)
+    if weights is not None and len(ids) != len(tokens):  # OOV tokens dropped (no unknown token): drop their weights
+        weights = [w for t, w in zip(tokens, weights, strict=True) if t in vocab.ids]
+    ids, weights = features.expand(tokens, ids, vocab.size, weights) if features.hashed else (ids, weights)
+    if features.weights == "idf":
+        weights = idf[ids] if idf is not None else None  # float32, as the table
+    return Encoded(ids, weights, len(tokens), oov)
+
+
 @dataclass
 class TextCodec:
-    """How one model turns text into ids: one tokenizer, a vocabulary per side (``None``: ids only)."""
+    """How one model turns text into ids: one tokenizer, a vocabulary per side (``None``: ids only),
+    and optionally a side's features (hashed n-grams and subwords, token weights; an extension)."""
 
     tokenizer: Tokenizer
     vocabs: tuple[Vocabulary | None, Vocabulary | None]
     vocab_files: tuple[str, str] = ("", "")
+    features: tuple[Features | None, Features | None] = (None, None)
+    idf: tuple[Any, Any] = (None, None)  # per side: float32 (vocab_size,) IDF table, for features.weights == "idf"
 
     def encode(self, text: str, side: int) -> list[int]:
         """Token ids of ``text`` for encoder ``side``; raises :class:`TextError` when nothing is left."""
+        return self.encode_weighted(text, side)[0]
+
+    def encode_weighted(self, text: str, side: int) -> tuple[list[int], list[float] | None]:
+        """Token ids of ``text`` for encoder ``side`` and their weights (``None`` when the side has none)."""
         vocab = self.vocabs[side]
         if vocab is None:
             raise TextError(
                 f"got a string, but this model has no vocabulary for in{side} (enc{side}_vocab_file is empty); "
                 "expected a list of token ids"
             )
-        tokens = self.tokenizer(text)
-        ids, _ = vocab.encode(tokens)
-        if not ids:
+        encoded = encode_text(text, self.tokenizer, vocab, self.features[side], self.idf[side])
+        if not encoded.ids:
             raise TextError(
-                f"none of the {len(tokens)} tokens of {_clip(text)!r} is in enc{side}_vocab_file={self.vocab_files[side]} "
+                f"none of the {encoded.tokens} tokens of {_clip(text)!r} is in enc{side}_vocab_file={self.vocab_files[side]} "
                 "and it has no unknown token; expected at least one known word"
             )
-        return ids
+        return encoded.ids, None if encoded.weights is None else list(encoded.weights)
 
     def settings(self) -> dict[str, Any]:
         unknown = {v.unknown_token for v in self.vocabs if v is not None}
-        return {
+        settings = {
             "format": SETTINGS_FORMAT,
-            "format_version": SETTINGS_VERSION,
+            "format_version": SETTINGS_VERSION if any(self.features) else 1,
             "tokenizer": self.tokenizer.settings(),
             "unknown_token": next(iter(unknown)) if len(unknown) == 1 else UNKNOWN_TOKEN,
         }
+        if any(self.features):
+            settings["features"] = {
+                f"in{side}": {**f.settings(), **({"idf_file": idf_file(side)} if f.weights == "idf" else {})}
+                for side, f in enumerate(self.features)
+                if f is not None
+            }
+        return settings
 
     def assets(self) -> dict[str, bytes]:
-        """Files a model folder needs to read text again: settings, vocabularies, tokenizer file."""
+        """Files a model folder needs to read text again: settings, vocabularies, tokenizer file, IDF tables."""
+        import io
+
+        import numpy as np
+
         files = {SETTINGS_FILE: (json.dumps(self.settings(), indent=2) + "\n").encode()}
         for name, vocab in zip(self.vocab_files, self.vocabs, strict=True):
             if vocab is not None:
                 files[name] = vocab.to_json()
         if isinstance(self.tokenizer, HuggingFaceTokenizer):
             files[self.tokenizer.name] = self.tokenizer.raw
+        for side, table in enumerate(self.idf):
+            if table is not None:
+                buffer = io.BytesIO()
+                np.save(buffer, table)
+                files[idf_file(side)] = buffer.getvalue()
         return files
 
     @classmethod
@@ -359,14 +425,49 @@ class TextCodec:
             return None
         folder = Path(folder)
         settings = read_settings(folder)
-        tokenizer = tokenizer_from_settings(settings["tokenizer"], folder, str(folder / SETTINGS_FILE))
+        where = str(folder / SETTINGS_FILE)
+        tokenizer = tokenizer_from_settings(settings["tokenizer"], folder, where)
         unknown = settings["unknown_token"]
         cache: dict[str, Vocabulary] = {}
         for name in vocab_files:
             if name and name not in cache:
                 cache[name] = Vocabulary.load(folder / name, unknown)
         vocabs = (cache.get(vocab_files[0]), cache.get(vocab_files[1]))
-        return cls(tokenizer, vocabs, vocab_files)
+        features, idf = read_features(settings.get("features"), folder, where, vocabs)
+        return cls(tokenizer, vocabs, vocab_files, features, idf)
+
+
+def idf_file(side: int) -> str:
+    """The IDF table of a side, beside its vocabulary: ``enc0_idf.npy``."""
+    return f"enc{side}_idf.npy"
+
+
+def read_features(
+    settings: Any, folder: Path, where: str, vocabs: tuple[Vocabulary | None, Vocabulary | None]
+) -> tuple[tuple[Features | None, Features | None], tuple[Any, Any]]:
+    """Each side's :class:`Features` and IDF table from ``tokenization.json``'s ``"features"``."""
+    if settings is None:
+        return (None, None), (None, None)
+    if not isinstance(settings, dict) or not set(settings) <= {"in0", "in1"}:
+        raise AuxiliaryFileError(f'{where}: "features" is {settings!r}; expected an object with "in0" and/or "in1"')
+    features: list[Features | None] = [None, None]
+    tables: list[Any] = [None, None]
+    for side in (0, 1):
+        raw = settings.get(f"in{side}")
+        if raw is None:
+            continue
+        try:
+            features[side] = found = Features.from_settings(raw, f"{where}: in{side}")
+        except ValueError as e:
+            raise AuxiliaryFileError(str(e)) from None
+        if found.weights == "idf":
+            vocab = vocabs[side]
+            size = (vocab.size if vocab is not None else 0) + found.extra_ids
+            try:
+                tables[side] = load_idf(folder / raw.get("idf_file", idf_file(side)), size, where)
+            except ValueError as e:
+                raise AuxiliaryFileError(str(e)) from None
+    return (features[0], features[1]), (tables[0], tables[1])
 
 
 def read_settings(folder: Path) -> dict[str, Any]:
@@ -390,7 +491,7 @@ def read_settings(folder: Path) -> dict[str, Any]:
     unknown = settings.get("unknown_token", UNKNOWN_TOKEN)
     if unknown is not None and not isinstance(unknown, str):
         raise AuxiliaryFileError(f'{path}: "unknown_token" is {unknown!r}; expected a string or null')
-    return {"tokenizer": settings["tokenizer"], "unknown_token": unknown}
+    return {"tokenizer": settings["tokenizer"], "unknown_token": unknown, "features": settings.get("features")}
 
 
 def count_tokens(texts: Iterable[str], tokenizer: Tokenizer) -> Counter[str]:
@@ -410,13 +511,13 @@ def _clip(text: str, limit: int = 40) -> str:
 
 
 def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs: Any) -> Any:
-    """:func:`object2vec.data.read_pairs`, where ``in0``/``in1`` may also be strings (encoded by ``codec``).
+    """:func:`object2vec.data.pairs.read_pairs`, where ``in0``/``in1`` may also be strings (encoded by ``codec``).
 
     Without a codec, or for a :class:`~object2vec.data.PairData`, this is ``read_pairs`` itself. With
     one, records (in memory, or read from JSON Lines files) have their strings encoded first, and
-    every problem is still reported with its ``file:line`` or ``records[i]``. Files are first read
-    the fast way (packed arrays, no Python records) and only re-read record by record when they
-    turn out to hold strings.
+    every problem is still reported with its ``file:line`` or ``records[i]``, in input order. Files
+    are first read the fast way (packed arrays, no Python records) and only re-read record by
+    record when they turn out to hold strings.
     """
     from ..data.pairs import PairData, read_pairs
 
@@ -426,65 +527,71 @@ def read_text_pairs(source: Any, schema: Any, codec: TextCodec | None, **kwargs:
         try:
             return read_pairs(source, schema, **kwargs)
         except DataError as e:
-            if not any("(a string)" in p for p in e.problems):
+            if not any("(a string)" in p.value for p in e.found):
                 raise
     sides = kwargs.get("sides", ("in0", "in1"))
     records: list[Any] = []
-    where: list[str] = []
-    problems: list[str] = []
+    where: list[Location] = []  # where records[j] is in the caller's input
+    problems = Problems()
     for place, rec in _located_records(source, problems):
         if isinstance(rec, dict) and any(isinstance(rec.get(s), str) for s in sides):
             rec = dict(rec)
             failed = False
             for s in sides:
                 if isinstance(rec.get(s), str):
+                    side = 0 if s == "in0" else 1
                     try:
-                        rec[s] = codec.encode(rec[s], 0 if s == "in0" else 1)
+                        rec[s], weights = codec.encode_weighted(rec[s], side)
                     except TextError as e:
-                        problems.append(f"{place}: {s}: {e}")
+                        problems.add(Problem(place, s, str(e)))
                         failed = True
+                        continue
+                    if getattr(schema, "weighted", (False, False))[side]:  # a weighted mean reads these weights
+                        rec[f"{s}_weights"] = [float(w) for w in weights] if weights is not None else [1.0] * len(rec[s])
             if failed:
                 continue
         records.append(rec)
         where.append(place)
-    count = len(problems)
     try:
         data = read_pairs(records, schema, **kwargs)
     except DataError as e:
-        if records or not problems:  # with no record left, "no records" is already explained by the problems
-            problems += [re.sub(r"^records\[(\d+)\]", lambda m: where[int(m.group(1))], p) for p in e.problems]
-            count += e.count
-        raise DataError(problems, count) from None
-    if problems:
-        raise DataError(problems, count)
+        if records or not problems.count:  # with no record left, "no records" is already explained by the problems
+            for problem in relocate(e.found, where):
+                problems.add(problem)
+            problems.count += e.count - len(e.found)
+        problems.raise_if_any()
+        raise
+    problems.raise_if_any()
     return data
 
 
-def _located_records(source: Any, problems: list[str]) -> Iterator[tuple[str, Any]]:
-    """``(place, record)`` pairs from a list of records, a path, or a list of paths."""
+def _located_records(source: Any, problems: Problems) -> Iterator[tuple[Location, Any]]:
+    """``(place, record)`` pairs from a list of records (place: its index), a path, or a list of paths."""
     import orjson
 
     from ..data.pairs import list_files, open_lines
 
     if isinstance(source, (list, tuple)) and (not source or isinstance(source[0], Mapping)):
-        yield from ((f"records[{i}]", rec) for i, rec in enumerate(source))
+        yield from enumerate(source)
         return
     paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     for path in paths:
         for file in list_files(path):
+            problems.expect(file)
             try:
                 fh = open_lines(file)
             except OSError as e:
-                problems.append(f"{file}: cannot be read ({e.strerror})")
+                problems.add(Problem(Line(str(file)), None, f"cannot be read ({e.strerror})"))
                 continue
             with fh:
                 for lineno, raw in enumerate(fh, 1):
                     if not raw.strip():
                         continue
+                    at = Line(str(file), lineno)
                     try:
-                        yield f"{file}:{lineno}", orjson.loads(raw)
+                        yield at, orjson.loads(raw)
                     except orjson.JSONDecodeError as e:
                         try:  # the stdlib parser reads NaN/Infinity, which read_pairs then names precisely
-                            yield f"{file}:{lineno}", json.loads(raw)
+                            yield at, json.loads(raw)
                         except (json.JSONDecodeError, UnicodeDecodeError):
-                            problems.append(f"{file}:{lineno}: malformed JSON ({e}); expected one JSON object per line")
+                            problems.add(Problem(at, None, f"malformed JSON ({e})", "one JSON object per line"))

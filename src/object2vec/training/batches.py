@@ -22,8 +22,27 @@ def side_tensors(side: Side, idx: np.ndarray, device: torch.device) -> tuple[tor
     )
 
 
-def batch_inputs(data: PairData, batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
-    return (*side_tensors(data.in0, batch.left, device), *side_tensors(data.in1, batch.right, device))
+def side_weights(side: Side, idx: np.ndarray, device: torch.device) -> torch.Tensor | None:
+    """Flat per-token weights of rows ``idx`` of one side (float32 on ``device``), or None without weights."""
+    weights = side.take_weights(idx)
+    return None if weights is None else torch.from_numpy(weights).to(device, non_blocking=True)
+
+
+def batch_inputs(data: PairData, batch: Batch, device: torch.device, once: bool = False) -> tuple[torch.Tensor | None, ...]:
+    """The network's arguments for a batch: tokens and lengths of each side, then each side's weights
+    (or None). ``once``: each distinct in0 record is given once, and a last argument maps every pair
+    to its record's row (negative_sampling_grouped: a positive and its negatives share one in0)."""
+    left, index = batch.left, None
+    if once:
+        left, inverse = np.unique(batch.left, return_inverse=True)
+        index = torch.from_numpy(inverse.astype(np.int64)).to(device, non_blocking=True)
+    return (
+        *side_tensors(data.in0, left, device),
+        *side_tensors(data.in1, batch.right, device),
+        side_weights(data.in0, left, device),
+        side_weights(data.in1, batch.right, device),
+        *((index,) if once else ()),
+    )
 
 
 def sequential_batches(data: PairData, size: int) -> Iterator[Batch]:

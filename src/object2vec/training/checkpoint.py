@@ -8,6 +8,7 @@ code runs). A checkpoint of other hyperparameters or another seed is refused.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from ..nn.model import Object2VecNet
 from . import distributed
 
 CHECKPOINT = "latest.pt"
+
+logger = logging.getLogger(__name__)
 
 
 class Checkpointer:
@@ -48,7 +51,8 @@ class Checkpointer:
         if self.path is None:
             return None
         if not self.path.is_file():
-            reporting.emit(f"No checkpoint in {self.folder}; starting from the beginning.")
+            if reporting.is_main_process():
+                logger.info(f"No checkpoint in {self.folder}; starting from the beginning.")
             return None
         try:
             state = torch.load(self.path, map_location=device, weights_only=True)

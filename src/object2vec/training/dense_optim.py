@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -78,6 +78,12 @@ class _MXNetOptimizer(torch.optim.Optimizer):
         states = [[self.state[p][name] for p in params] for name in self.state_names]
         return params, grads, states
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
@@ -87,12 +93,13 @@ class _MXNetOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             params, grads, states = self._with_grads(group)
             if params:
-                self._update(group, params, grads, *states)
+                self._update(group, params, grads, states)
         return loss
 
     def _update(
-        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], *states: list[torch.Tensor]
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]]
     ) -> None:
+        """One step of the group: ``states`` holds one list of tensors per name in ``state_names``."""
         raise NotImplementedError  # pragma: no cover - interface
 
 
@@ -104,7 +111,10 @@ class AdaGrad(_MXNetOptimizer):
     def __init__(self, params: Any, lr: float = 0.01, weight_decay: float = 0.0, eps: float = ADAGRAD_EPS):
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "eps": eps})
 
-    def _update(self, group, params, grads, history) -> None:  # type: ignore[no-untyped-def]
+    def _update(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]]
+    ) -> None:
+        (history,) = states
         torch._foreach_addcmul_(history, grads, grads)
         denom = torch._foreach_add(history, group["eps"])
         torch._foreach_sqrt_(denom)
@@ -123,9 +133,12 @@ class RMSProp(_MXNetOptimizer):
     ):
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "gamma1": gamma1, "eps": eps})
 
-    def _update(self, group, params, grads, n) -> None:  # type: ignore[no-untyped-def]
+    def _update(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]]
+    ) -> None:
+        (n,) = states
         if group["weight_decay"]:
-            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
         torch._foreach_mul_(n, group["gamma1"])
         torch._foreach_addcmul_(n, grads, grads, value=1.0 - group["gamma1"])
         denom = torch._foreach_add(n, group["eps"])
@@ -147,7 +160,10 @@ class AdaDelta(_MXNetOptimizer):
     def __init__(self, params: Any, weight_decay: float = 0.0, rho: float = ADADELTA_RHO, eps: float = ADADELTA_EPS):
         super().__init__(params, {"weight_decay": weight_decay, "rho": rho, "eps": eps})
 
-    def _update(self, group, params, grads, acc_g, acc_delta) -> None:  # type: ignore[no-untyped-def]
+    def _update(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]]
+    ) -> None:
+        acc_g, acc_delta = states
         rho, eps = group["rho"], group["eps"]
         torch._foreach_mul_(acc_g, rho)
         torch._foreach_addcmul_(acc_g, grads, grads, value=1.0 - rho)

@@ -3,7 +3,7 @@
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`setup` joins the process group
 (NCCL on GPUs, Gloo on CPUs). Everything else in the package asks :func:`context` where it stands:
 
-* data: each rank reads only its shard (byte ranges of each file, see :mod:`object2vec.data`);
+* data: each rank reads only its shard (byte ranges of each file, see :func:`object2vec.data.jsonl.byte_range`);
 * batches: ``mini_batch_size`` is the *global* batch, as on SageMaker's multi-GPU instances: each
   rank takes its share of it (:func:`batch_share`), and the loss of each rank's part is weighted so
   that the averaged gradient is the mean over the global batch (:func:`step_weights`);
@@ -11,6 +11,8 @@
 * dense gradients: averaged by :class:`~torch.nn.parallel.DistributedDataParallel`;
 * row_sparse gradients: the touched rows of every rank are gathered and averaged
   (:func:`sync_rows`), so the lazy update is identical everywhere;
+* in-batch negatives (contrastive objectives): every rank's encodings are gathered with their
+  gradient (:func:`gather_rows`), so the candidates are the global batch;
 * metrics: sums are all-reduced, so early stopping decides identically on every rank;
 * logging and artifacts: rank 0 only.
 """
@@ -80,12 +82,16 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-def batch_share(global_size: int, ctx: Context | None = None) -> int:
-    """This rank's part of a global batch of ``global_size`` pairs: as even as can be (the first
-    ``global_size % world_size`` ranks take one pair more).
+def batch_share(global_size: int, ctx: Context | None = None, shards: list[int] | None = None) -> int:
+    """This rank's part of a global batch of ``global_size`` pairs: as even as can be. The
+    ``global_size % world_size`` ranks with the largest shards (``shards``: every rank's pair count;
+    ties and no counts: the first ranks) take one pair more, so the rank that runs out of batches
+    first, which ends the epoch for all, is not also the one that takes more.
 
     >>> batch_share(33, Context(rank=0, world_size=2)), batch_share(33, Context(rank=1, world_size=2))
     (17, 16)
+    >>> batch_share(33, Context(rank=0, world_size=2), [790, 810]), batch_share(33, Context(rank=1, world_size=2), [790, 810])
+    (16, 17)
     """
     ctx = ctx or context()
     if global_size < ctx.world_size:
@@ -95,7 +101,8 @@ def batch_share(global_size: int, ctx: Context | None = None) -> int:
                 f"it must be at least {ctx.world_size} (one pair per process and step)."
             ]
         )
-    return global_size // ctx.world_size + (ctx.rank < global_size % ctx.world_size)
+    order = sorted(range(ctx.world_size), key=lambda r: (-shards[r], r)) if shards else list(range(ctx.world_size))
+    return global_size // ctx.world_size + (order.index(ctx.rank) < global_size % ctx.world_size)
 
 
 def batch_share_line(global_size: int) -> str:
@@ -163,3 +170,44 @@ def sync_rows(rows: torch.Tensor, grad: torch.Tensor, dim: int) -> tuple[torch.T
     unique, inverse = torch.unique(flat_rows[keep], return_inverse=True)
     summed = torch.zeros(len(unique), dim, dtype=grad.dtype, device=grad.device).index_add_(0, inverse, flat_grads[keep])
     return unique, summed / ctx.world_size
+
+
+def gather_rows(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], int]:
+    """Every rank's rows of each tensor, concatenated in rank order, and where this rank's rows start.
+
+    The tensors of one call have the same number of rows on a rank; ranks may hold different numbers.
+    Gradients flow back (:class:`_GatherRows`): a loss on the gathered rows trains each rank's own
+    rows as one process holding the global batch would. In a single process: ``(tensors, 0)``.
+    """
+    ctx = context()
+    if not ctx.is_distributed:
+        return tensors, 0
+    count = torch.tensor([len(tensors[0])], dtype=torch.int64, device=tensors[0].device)
+    counts_t = [torch.zeros_like(count) for _ in range(ctx.world_size)]
+    dist.all_gather(counts_t, count)
+    counts = [int(c.item()) for c in counts_t]
+    gathered = [_GatherRows.apply(t, counts, ctx.rank) for t in tensors]
+    return gathered, sum(counts[: ctx.rank])
+
+
+class _GatherRows(torch.autograd.Function):
+    """``all_gather`` of rows (padded to the longest rank) whose backward sums each gathered row's
+    gradient over the ranks and hands every rank its own rows' sum. Unlike
+    ``torch.distributed.nn.all_gather`` it takes ranks of different sizes and needs only
+    ``all_reduce`` (Gloo has no reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, counts: list[int], rank: int) -> torch.Tensor:
+        ctx.counts, ctx.rank = counts, rank
+        padded = x.new_zeros((max(counts), *x.shape[1:]))
+        padded[: len(x)] = x
+        parts = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # each rank's loss reached every rank's rows: sum their gradients
+        start = sum(ctx.counts[: ctx.rank])
+        return grad[start : start + ctx.counts[ctx.rank]], None, None

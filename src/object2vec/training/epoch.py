@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .. import reporting
+from .. import console
 from ..data.pairs import PairData
 from ..data.sampling import Batch
 from ..hyperparameters import Hyperparameters
 from .batches import batch_inputs, label_tensor
 from .metrics import Meter, compute_loss
+from .objectives import EmbeddingObjective
 from .optimizers import Optimizers
 from .precision import autocast
 
@@ -37,27 +37,51 @@ class EpochRunner:
         self.device, self.precision, self.on_step = device, precision, on_step
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow unscaled
         self.steps = 0  # optimizer steps taken in this run (all epochs)
+        self.objective = EmbeddingObjective(hp, train) if hp.embedding_objective else None
 
     def step(self, batch: Batch, meter: Meter, weight: float = 1.0) -> None:
-        """One optimizer step on ``batch``; ``weight`` scales this rank's loss under DDP (its share of
-        the global batch, :func:`object2vec.training.distributed.step_weights`)."""
-        inputs = batch_inputs(self.train, batch, self.device)
+        """One optimizer step on ``batch``; ``weight`` scales this rank's mean loss under DDP (its
+        share of the global batch, :func:`object2vec.training.distributed.step_weights`)."""
+        inputs = batch_inputs(self.train, batch, self.device, once=self.hp.negative_sampling_grouped)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
-        with autocast(self.precision, self.device):
-            out = self.model(*inputs)
-        loss = compute_loss(out.float(), labels, self.hp)
-        scaled = loss if weight == 1.0 else loss * weight
+        if self.objective is not None:  # an extension: SageMaker's objective takes the path below, unchanged
+            loss = self._objective_loss(cast(tuple[torch.Tensor, ...], inputs), labels, batch, meter, weight)
+        else:
+            with autocast(self.precision, self.device):
+                out = self.model(*inputs)
+            loss = compute_loss(out.float(), labels, self.hp)
+            meter.add(out.detach(), labels, loss.detach())
+            loss = loss if weight == 1.0 else loss * weight
         if self.scaler is None:
-            scaled.backward()
+            loss.backward()
             self.optimizers.step()
         else:
-            self.scaler.scale(scaled).backward()
+            self.scaler.scale(loss).backward()
             self.optimizers.step_scaled(self.scaler)
-        meter.add(out.detach(), labels, loss.detach())
         self.steps += 1
         if self.on_step is not None:
             self.on_step(batch)
+
+    def _objective_loss(
+        self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, batch: Batch, meter: Meter, weight: float
+    ) -> torch.Tensor:
+        """The loss of a cosine or contrastive objective, plus the output layer's for ``sagemaker+...``.
+
+        ``weight`` scales the rank's mean losses (the output layer's, the cosine's); the contrastive
+        loss gathers every rank's candidates and is already scaled to the global batch."""
+        assert self.objective is not None
+        with autocast(self.precision, self.device):
+            out, u, v = self.model(*inputs, encodings=True)
+        loss, parts = self.objective(u, v, labels, self.train, batch)
+        meter.add_parts(parts)
+        if self.objective.kind == "cosine" and weight != 1.0:
+            loss = loss * weight
+        if self.hp.has_head:
+            head = compute_loss(out.float(), labels, self.hp)
+            meter.add(out.detach(), labels, head.detach())
+            loss = (head if weight == 1.0 else head * weight) + self.hp.objective_weight * loss
+        return loss
 
     def run(
         self,
@@ -76,14 +100,7 @@ class EpochRunner:
         seconds (not yet combined across ranks)."""
         meter = Meter(self.hp)
         pairs = sum(len(b.labels) for b in batches)
-        bar = tqdm(
-            total=pairs,
-            unit="pair",
-            unit_scale=True,
-            desc=f"epoch {epoch}",
-            disable=not reporting.show_progress_bar(),
-            leave=False,
-        )
+        bar = console.progress(pairs, desc=f"epoch {epoch}", unit=" pairs", unit_scale=True)
         start = time.perf_counter()
         for i, batch in enumerate(batches, start=first):
             self.step(batch, meter, 1.0 if weights is None else weights[i - first])

@@ -131,7 +131,7 @@ class LazyOptimizer:
         return [torch.tensor(float(self._count(state)))]
 
     def _update_in_place(self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor) -> bool:
-        """Update the rows where they lie with :mod:`object2vec.kernels`, where it applies (fp32 CPU
+        """Update the rows where they lie with :mod:`object2vec.native.kernels`, where it applies (fp32 CPU
         tables and a C compiler): a third of the memory traffic of gathering, updating and
         scattering them. ``False``: nothing was done, the PyTorch path below runs."""
         tables = [weight, *self._state_tables(state, weight)]
@@ -142,11 +142,20 @@ class LazyOptimizer:
             step = self._count(state)
             eps = adam_epsilon(step, self.betas[1])
             kernels.adam_rows(
-                *tables, grad, rows, lr=self.lr, betas=self.betas, eps=eps, weight_decay=self.weight_decay, step=step
+                weight,
+                tables[1],
+                tables[2],
+                grad,
+                rows,
+                lr=self.lr,
+                betas=self.betas,
+                eps=eps,
+                weight_decay=self.weight_decay,
+                step=step,
             )
         elif self.name == "adagrad":
             self._count(state)
-            kernels.adagrad_rows(*tables, grad, rows, lr=self.lr, eps=0.0, weight_decay=0.0)  # decay applied in step
+            kernels.adagrad_rows(weight, tables[1], grad, rows, lr=self.lr, eps=0.0, weight_decay=0.0)  # decay applied in step
         else:
             kernels.sgd_rows(weight, grad, rows, lr=self.lr, weight_decay=self.weight_decay)
         return True

@@ -11,6 +11,8 @@ last weights are kept.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from .epoch import EpochRunner
 from .metrics import evaluate, log_metrics, loss_of
 from .optimizers import Optimizers
 from .precision import resolve_precision
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,9 +92,11 @@ def fit(
     if distributed.context().is_distributed and any(p.requires_grad for p in net.parameters()):
         model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     optimizers = Optimizers(net, hp)
-    share = distributed.batch_share(hp.mini_batch_size)  # mini_batch_size is the global batch under DDP
+    # mini_batch_size is the global batch under DDP: each rank takes its share
+    shards = distributed.gather_objects(len(train)) if distributed.context().is_distributed else None
+    share = distributed.batch_share(hp.mini_batch_size, shards=shards)
     if distributed.context().is_distributed:
-        reporting.emit(distributed.batch_share_line(hp.mini_batch_size))
+        _note(distributed.batch_share_line(hp.mini_batch_size))
     runner = EpochRunner(model, optimizers, train, hp, device, resolve_precision(precision, device), on_step)
     early = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance)
     best = BestWeights()
@@ -111,7 +117,7 @@ def fit(
         early.load_state_dict(state["early"])
         best.state = state["best_state"]
         start_epoch, skip = state["epoch"], state["batch"]
-        reporting.emit(f"Resuming from {checkpointer.path}: epoch {start_epoch}, batch {skip}.")
+        _note(f"Resuming from {checkpointer.path}: epoch {start_epoch}, batch {skip}.")
 
     for epoch in range(start_epoch, hp.epochs + 1):
         if early.should_stop:
@@ -122,14 +128,15 @@ def fit(
         todo, weights = batches[skip:], weights[skip:]
         if max_steps is not None:
             todo = todo[: max(max_steps - runner.steps, 0)]
-        ran = runner.run(epoch, todo, skip + 1, len(batches), lambda i, e=epoch: save(e, i), checkpoint_every, weights)
+        ran = runner.run(epoch, todo, skip + 1, len(batches), functools.partial(save, epoch), checkpoint_every, weights)
         skip = 0
 
         record = _epoch_record(epoch, ran, device)
         log_metrics("train", record["train"], epoch)
         reporting.emit(reporting.throughput_line(record["throughput"]))
         if validation is not None:
-            record["validation"] = evaluate(net, validation, device)
+            extra: dict[str, Any] = {"objective": runner.objective} if runner.objective is not None else {}  # an extension
+            record["validation"] = evaluate(net, validation, device, **extra)
             log_metrics("validation", record["validation"], epoch)
         reporting.emit(reporting.progress_line(100 * epoch / hp.epochs))
         result.history.append(record)
@@ -144,24 +151,30 @@ def fit(
                 best.keep(net)
             if early.should_stop:
                 result.stopped_early = epoch < hp.epochs
-                reporting.emit(
+                _note(
                     f"Early stopping at epoch {epoch}: validation {watched} did not fall by more than "
                     f"{hp.early_stopping_tolerance:g} from the epoch before for {early.bad_epochs} epochs in a row; "
                     f"restoring epoch {result.best_epoch}."
                 )
         if stop_requested and not early.should_stop:
             early.should_stop, result.stopped_early = True, epoch < hp.epochs
-            reporting.emit(f"Stopping after epoch {epoch}: a callback asked to stop.")
+            _note(f"Stopping after epoch {epoch}: a callback asked to stop.")
         save(epoch + 1, 0)
 
     best.restore(net)
     if result.best_epoch is None:
         result.best_epoch = len(result.history)
     if test is not None:
-        result.test = evaluate(net, test, device)
+        result.test = evaluate(net, test, device, objective=runner.objective)
         log_metrics("test", result.test)
     net.eval()
     return result
+
+
+def _note(message: str) -> None:
+    """A message about the run (not a SageMaker metric line): rank 0 only, shown in every log format."""
+    if reporting.is_main_process():
+        logger.info(message)
 
 
 def _epoch_record(epoch: int, ran: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -4,26 +4,29 @@ definitions) for the parameters autograd updates, and a lazy one
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
-from .. import reporting
 from ..hyperparameters import Hyperparameters
+from ..nn.embedding import RowSparseEmbedding
 from ..nn.model import Object2VecNet
 from .dense_optim import dense_optimizer
 from .lazy_optim import LazyOptimizer
+
+logger = logging.getLogger(__name__)
 
 
 class Optimizers:
     """The dense optimizer, plus a lazy one (:mod:`object2vec.training.lazy_optim`) for ``row_sparse`` token tables."""
 
     def __init__(self, net: Object2VecNet, hp: Hyperparameters):
-        tables = [e for e in net.embeddings() if e.row_sparse]
+        tables = [e for e in net.embeddings() if isinstance(e, RowSparseEmbedding)]
         dense = [p for p in net.parameters() if p.requires_grad]  # row_sparse tables are not autograd parameters
         self.optimizers: list[Any] = []
         if hp.optimizer == "adadelta":
-            reporting.emit(
+            logger.info(
                 f"optimizer=adadelta has no learning rate (MXNet's AdaDelta); learning_rate={hp.learning_rate:g} is not used."
             )
         if dense:

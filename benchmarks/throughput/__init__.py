@@ -1,0 +1,1 @@
+"""The parts of benchmarks/train_throughput.py: configurations, baselines, and one module per measurement."""

@@ -1,0 +1,242 @@
+"""Extra token ids and per-token weights for text classification: what fastText and StarSpace add to words.
+
+An extension of ``object2vec prepare`` (``--word-ngrams``, ``--subwords``, ``--buckets``,
+``--token-weights``), kept in ``tokenization.json`` so that a trained model reads raw strings with the
+same ids and weights. SageMaker's Object2Vec has none of it; without these options nothing here runs.
+
+**Ids.** A side's vocabulary has ids ``[0, V)``; ``buckets`` more ids ``[V, V + buckets)`` hold hashed
+features, so ``encX_vocab_size = V + buckets``:
+
+* *word n-grams* (``word_ngrams = N >= 2``): every run of 2..N consecutive tokens, hashed as fastText
+  does: each token's 32-bit FNV-1a hash ``h_i`` (of its UTF-8 bytes), then ``h = h_i``,
+  ``h = h * 116049371 + h_j`` (mod 2**64) for ``j = i+1 .. i+n-1``, id ``V + h % buckets``;
+* *subwords* (``subwords = (min, max)``): every character n-gram of ``<word>`` of ``min..max``
+  characters (code points) but the lone ``<`` and ``>``, id ``V + fnv1a(n-gram) % buckets``; an
+  out-of-vocabulary word (the unknown id) still gets its own subwords, so it keeps a meaning.
+
+Word n-grams and subwords share the buckets (as in fastText); collisions are rare and harmless. The
+ids of one text are interleaved by position: word ``i``, its subwords, then the n-grams that end at
+word ``i``, so truncation at ``max_seq_len`` keeps a prefix of the text with all its features.
+
+**Weights** (for ``encX_pooling=weighted_mean``), one per id, written as ``in0_weights``:
+
+* ``inline``: StarSpace's ``feature:weight`` pieces. The text is split at whitespace; a piece that
+  ends in ``:`` and a number (``economy:2.5``) gives its weight to every token of the part before
+  the colon; other pieces weigh 1. Subwords carry their word's weight, an n-gram the mean of its words'.
+* ``idf``: each id's inverse document frequency over the training texts of its side, as
+  scikit-learn's smooth IDF: ``ln((1 + n) / (1 + df)) + 1`` (an id never seen weighs the most).
+  The table (one float per id) is written beside the vocabulary as ``encX_idf.npy``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WEIGHTS = ("none", "inline", "idf")
+DEFAULT_BUCKETS = 200_000  # fastText's 2,000,000 suits millions of documents; each bucket is a row of enc_dim floats
+_FNV_OFFSET, _FNV_PRIME = 2166136261, 16777619
+_NGRAM_MULTIPLIER = 116049371  # fastText's word n-gram mixing constant
+_MASK32, _MASK64 = (1 << 32) - 1, (1 << 64) - 1
+_WEIGHTED_PIECE = re.compile(r"^(.+):([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)$")
+
+
+def fnv1a(text: str) -> int:
+    """The 32-bit FNV-1a hash of ``text``'s UTF-8 bytes (fastText's word hash, bytes read unsigned).
+
+    >>> fnv1a(""), fnv1a("a")
+    (2166136261, 3826002220)
+    """
+    h = _FNV_OFFSET
+    for byte in text.encode("utf-8"):
+        h = ((h ^ byte) * _FNV_PRIME) & _MASK32
+    return h
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _subword_hashes(word: str, low: int, high: int) -> tuple[int, ...]:
+    """Hashes of the character n-grams of ``<word>`` (cached: words repeat, Zipf's law)."""
+    marked = f"<{word}>"
+    out = []
+    for start in range(len(marked)):
+        for n in range(low, high + 1):
+            end = start + n
+            if end > len(marked):
+                break
+            if n == 1 and (start == 0 or end == len(marked)):
+                continue  # the lone boundary marks
+            out.append(fnv1a(marked[start:end]))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _subword_ids(word: str, low: int, high: int, buckets: int, offset: int) -> tuple[int, ...]:
+    """The ids of ``word``'s subwords (cached per word, as the hashes)."""
+    return tuple(offset + h % buckets for h in _subword_hashes(word, low, high))
+
+
+_word_hash = functools.lru_cache(maxsize=1 << 18)(fnv1a)
+
+
+@dataclass(frozen=True)
+class Features:
+    """How one side's text becomes ids beyond the vocabulary, and each id's weight.
+
+    >>> f = Features(word_ngrams=2, buckets=10)
+    >>> ids, _ = f.expand(["new", "york", "city"], [4, 5, 0], vocab_size=6)
+    >>> ids[:2], len(ids), all(6 <= i < 16 for i in ids[2:] if i not in (5, 0))
+    ([4, 5], 5, True)
+    """
+
+    word_ngrams: int = 1  # 1: words only
+    subwords: tuple[int, int] | None = None  # (min, max) characters of the character n-grams
+    buckets: int = 0
+    weights: str = "none"  # none, inline or idf
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.word_ngrams, int) and 1 <= self.word_ngrams <= 10):
+            raise ValueError(f"word_ngrams must be an integer in [1, 10]; got {self.word_ngrams!r}")
+        if self.subwords is not None:
+            low, high = self.subwords
+            if not (1 <= low <= high <= 20):
+                raise ValueError(f"subwords must be MIN,MAX with 1 <= MIN <= MAX <= 20; got {low},{high}")
+        if self.hashed and self.buckets < 1:
+            raise ValueError("word n-grams and subwords are hashed into buckets; buckets must be >= 1")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"token weights must be one of {', '.join(WEIGHTS)}; got {self.weights!r}")
+
+    @property
+    def hashed(self) -> bool:
+        """Whether ids beyond the vocabulary are added."""
+        return self.word_ngrams > 1 or self.subwords is not None
+
+    @property
+    def active(self) -> bool:
+        return self.hashed or self.weights != "none"
+
+    @property
+    def extra_ids(self) -> int:
+        """Ids after the vocabulary (``encX_vocab_size = vocabulary size + extra_ids``)."""
+        return self.buckets if self.hashed else 0
+
+    def split(self, text: str, tokenizer: Any) -> tuple[list[str], list[float] | None]:
+        """Tokens of ``text`` and, for inline weights, each token's weight (``None`` otherwise)."""
+        if self.weights != "inline":
+            return tokenizer(text), None
+        tokens: list[str] = []
+        weights: list[float] = []
+        for piece in text.split():
+            match = _WEIGHTED_PIECE.match(piece)
+            part, weight = (match.group(1), float(match.group(2))) if match else (piece, 1.0)
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"{piece!r}: the weight after ':' must be a finite number >= 0")
+            found = tokenizer(part)
+            tokens += found
+            weights += [weight] * len(found)
+        return tokens, weights
+
+    def expand(
+        self, tokens: Sequence[str], ids: Sequence[int], vocab_size: int, weights: Sequence[float] | None = None
+    ) -> tuple[list[int], list[float] | None]:
+        """The ids of a text (its words' ``ids``, one per token) with its hashed features interleaved,
+        and the weights of those ids (``None`` when ``weights`` is ``None``)."""
+        if not self.hashed:
+            return list(ids), None if weights is None else list(weights)
+        if len(ids) != len(tokens):
+            raise ValueError("expand needs one id per token (a vocabulary with an unknown token)")
+        out: list[int] = []
+        out_weights: list[float] = []
+        hashes = [_word_hash(t) for t in tokens]
+        buckets, low_high = self.buckets, self.subwords
+        for i, token in enumerate(tokens):
+            out.append(ids[i])
+            subs = _subword_ids(token, *low_high, buckets, vocab_size) if low_high is not None else ()
+            out += subs
+            grams = []
+            for n in range(2, min(self.word_ngrams, i + 1) + 1):
+                start = i - n + 1
+                h = hashes[start]
+                for j in range(start + 1, i + 1):
+                    h = (h * _NGRAM_MULTIPLIER + hashes[j]) & _MASK64
+                grams.append(vocab_size + h % buckets)
+            out += grams
+            if weights is not None:  # subwords carry their word's weight, an n-gram the mean of its words'
+                out_weights += [weights[i]] * (1 + len(subs))
+                out_weights += [sum(weights[i - n + 1 : i + 1]) / n for n in range(2, 2 + len(grams))]
+        return out, None if weights is None else out_weights
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "word_ngrams": self.word_ngrams,
+            "subwords": list(self.subwords) if self.subwords else None,
+            "buckets": self.buckets,
+            "weights": self.weights,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Any, where: str) -> Features:
+        """The features a ``tokenization.json`` describes (its ``"features"`` object)."""
+        if not isinstance(settings, dict):
+            raise ValueError(f"{where}: features is {settings!r}; expected an object")
+        subwords = settings.get("subwords")
+        try:
+            return cls(
+                word_ngrams=settings.get("word_ngrams", 1),
+                subwords=(int(subwords[0]), int(subwords[-1])) if subwords else None,
+                buckets=settings.get("buckets", 0),
+                weights=settings.get("weights", "none"),
+            )
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: features: {e}") from None
+
+
+def parse_subwords(value: str | None) -> tuple[int, int] | None:
+    """``--subwords``: ``MIN,MAX`` or ``N`` (both MIN and MAX), e.g. ``3,6`` as fastText's ``-minn 3 -maxn 6``."""
+    if value is None or not str(value).strip():
+        return None
+    parts = [p.strip() for p in str(value).split(",")]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (1, 2):
+        raise ValueError(f"--subwords {value!r}: expected MIN,MAX (e.g. 3,6) or one length")
+    return (numbers[0], numbers[-1])
+
+
+# --------------------------------------------------------------------------------------------------
+# IDF
+
+
+class DocumentFrequencies:
+    """Counts, over the training texts of one side, how many texts hold each id."""
+
+    def __init__(self, size: int):
+        self.counts = np.zeros(size, dtype=np.int64)
+        self.documents = 0
+
+    def add(self, ids: Sequence[int]) -> None:
+        self.counts[np.unique(np.asarray(ids, dtype=np.int64))] += 1
+        self.documents += 1
+
+    def idf(self) -> np.ndarray:
+        """scikit-learn's smooth IDF, ``ln((1 + n) / (1 + df)) + 1``, one float32 per id."""
+        return (np.log((1 + self.documents) / (1 + self.counts)) + 1).astype(np.float32)
+
+
+def load_idf(path: Path, size: int, where: str) -> np.ndarray:
+    """An ``encX_idf.npy`` table: one finite float >= 0 per id of a side of ``size`` ids."""
+    try:
+        table = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot be read ({e}); expected the IDF table written by object2vec prepare") from None
+    if table.ndim != 1 or len(table) != size or not np.isfinite(table).all() or (table < 0).any():
+        raise ValueError(f"{where}: {path.name} holds {table.shape} values; expected {size} finite weights >= 0, one per id")
+    return table.astype(np.float32, copy=False)
