@@ -127,6 +127,18 @@ def test_an_empty_text_and_an_all_oov_text_become_the_unknown_id_and_are_counted
     assert (side0.empty, side1.all_oov) == (1, 1)
 
 
+def test_idf_weighted_training_lines_are_what_encoding_each_text_afresh_gives(tmp_path):
+    # prepare keeps the IDF pass's ids for train.jsonl instead of tokenizing again; the lines must not differ
+    train = write_csv(tmp_path / "train.csv", 12)
+    with open(train, "a") as fh:
+        fh.write('99,"",the owl,1\n')  # an empty text: the unknown id, weight 1
+    out = tmp_path / "out"
+    prepare(out, COLUMNS, train=train, validation=train, word_ngrams=2, subwords=(2, 3), buckets=50, token_weights="idf")
+    assert (out / "train.jsonl").read_bytes() == (out / "validation.jsonl").read_bytes()  # validation is encoded afresh
+    last = read_jsonl(out / "train.jsonl")[-1]
+    assert (last["in0"], last["in0_weights"]) == ([0], [1.0])
+
+
 def test_min_count_max_size_and_truncation_counts(tmp_path):
     train = write_csv(tmp_path / "train.csv", 16)
     report = prepare(tmp_path / "out", COLUMNS, train=train, min_count=5, max_seq_len=5)

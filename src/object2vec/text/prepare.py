@@ -54,6 +54,7 @@ from .tokenize import (
     SETTINGS_FILE,
     AuxiliaryFileError,
     DefaultTokenizer,
+    Encoded,
     HuggingFaceTokenizer,
     TextCodec,
     TextError,
@@ -383,6 +384,7 @@ def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None
             raise PrepareError(f"--{name} {path}: no such file")
 
     idf: tuple[Any, Any] = (None, None)
+    train_ids: tuple[_EncodedSide | None, _EncodedSide | None] = (None, None)
     vocabs: tuple[Vocabulary, Vocabulary | None]
     if opts.vocab_from is not None:
         tokenizer, vocabs, vocab_files, labels, old_hp, features, idf = _load_previous(opts.vocab_from, opts.task)
@@ -401,7 +403,7 @@ def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None
     if opts.vocab_from is None:
         vocabs, labels = _build_vocabularies(inputs["train"], table, tokenizer, vector_file, opts, features, problems)
         if any(f is not None and f.weights == "idf" for f in features):
-            idf = _idf_tables(table, inputs["train"], tokenizer, vocabs, features, problems)
+            idf, train_ids = _idf_tables(table, inputs["train"], tokenizer, vocabs, features, problems)
     codec = TextCodec(tokenizer, vocabs, vocab_files, features, idf)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -410,7 +412,8 @@ def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None
         for name, path in inputs.items():
             problems.expect(path)
             tmp = written_if_all_valid.enter_context(atomic_path(out / f"{name}.jsonl"))
-            stats.append(_write_split(name, path, tmp, table, codec, labels, opts.task, problems))
+            reuse = train_ids if name == "train" else (None, None)
+            stats.append(_write_split(name, path, tmp, table, codec, labels, opts.task, problems, reuse))
         problems.raise_if_any()
     written = [f"{name}.jsonl" for name in inputs]
 
@@ -505,6 +508,36 @@ def _split(text: str, tokenizer: Tokenizer, features: Features | None, where: Li
         return []
 
 
+class _EncodedSide:
+    """One side of the training texts as the IDF pass encoded them (ids packed with offsets, and each
+    text's token and OOV counts), so that writing ``train.jsonl`` does not tokenize and hash them
+    again: an IDF weight depends only on the id. Stops keeping ids past ``limit`` (memory); the
+    write then encodes again."""
+
+    def __init__(self, limit: int = 64_000_000):
+        self.ids: list[np.ndarray] = []
+        self.counts: list[tuple[int, int]] = []  # (tokens, oov) per text
+        self.kept = 0
+        self.limit = limit
+
+    @property
+    def complete(self) -> bool:
+        return self.kept <= self.limit
+
+    def add(self, encoded: Encoded) -> None:
+        if self.complete:
+            ids = np.asarray(encoded.ids, dtype=np.int64)
+            self.kept += len(ids)
+            self.ids.append(ids)
+            self.counts.append((encoded.tokens, encoded.oov))
+
+    def encoded(self, row: int, idf: np.ndarray) -> Encoded:
+        ids = self.ids[row]
+        tokens, oov = self.counts[row]
+        weights = idf[ids] if tokens else [1.0] * len(ids)  # an empty text's [unknown id] weighs 1, as encode_text
+        return Encoded(ids.tolist(), weights, tokens, oov)
+
+
 def _idf_tables(
     table: Table,
     path: Path,
@@ -512,9 +545,13 @@ def _idf_tables(
     vocabs: tuple[Vocabulary, Vocabulary | None],
     features: tuple[Features | None, Features | None],
     problems: Problems,
-) -> tuple[Any, Any]:
-    """Each IDF-weighted side's IDF table over the training texts (one more pass over them)."""
+) -> tuple[tuple[Any, Any], tuple[_EncodedSide | None, _EncodedSide | None]]:
+    """Each IDF-weighted side's IDF table over the training texts (one more pass over them), and
+    those texts' ids for the write (:class:`_EncodedSide`; ``None`` where it did not keep them all)."""
     counters: list[tuple[DocumentFrequencies, Features, Vocabulary] | None] = []
+    kept = [
+        None if f is None or f.weights != "idf" or v is None else _EncodedSide() for f, v in zip(features, vocabs, strict=True)
+    ]
     for f, vocab in zip(features, vocabs, strict=True):
         if f is None or f.weights != "idf" or vocab is None:
             counters.append(None)
@@ -529,12 +566,16 @@ def _idf_tables(
                 continue
             frequencies, plain, vocab = counter
             try:
-                frequencies.add(encode_text(text, tokenizer, vocab, plain).ids)
+                encoded = encode_text(text, tokenizer, vocab, plain)
             except TextError as e:
                 problems.add(Problem(where, f"in{k}", str(e)))
+                continue
+            frequencies.add(encoded.ids)
+            kept[k].add(encoded)  # type: ignore[union-attr]  # set wherever counters[k] is
     problems.raise_if_any()
     tables = [None if c is None else c[0].idf() for c in counters]
-    return tables[0], tables[1]
+    reuse = [k if k is not None and k.complete else None for k in kept]
+    return (tables[0], tables[1]), (reuse[0], reuse[1])
 
 
 def _suggested_lengths(
@@ -628,12 +669,14 @@ def _write_split(
     labels: Labels | None,
     task: str,
     problems: Problems,
+    reuse: tuple[_EncodedSide | None, _EncodedSide | None] = (None, None),
 ) -> SplitStats:
-    """Encode one split into ``tmp`` (only while no problem was found: the files are dropped then)."""
+    """Encode one split into ``tmp`` (only while no problem was found: the files are dropped then);
+    a side in ``reuse`` takes its ids from the IDF pass instead of encoding the text again."""
     stats = SplitStats(name, path)
     dump = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE  # float32 weights in their shortest form
     with open(tmp, "wb") as fh:
-        for where, left, right, label in table.rows(path, problems, f"writing {name}.jsonl from"):
+        for row, (where, left, right, label) in enumerate(table.rows(path, problems, f"writing {name}.jsonl from")):
             record: dict[str, Any] = {}
             if labels is not None:
                 record["label"] = labels.encode(label, where, problems)
@@ -642,7 +685,11 @@ def _write_split(
                 vocab = codec.vocabs[k]
                 assert vocab is not None  # a text side always has one
                 try:
-                    encoded = encode_text(text, codec.tokenizer, vocab, codec.features[k], codec.idf[k])
+                    kept = reuse[k]
+                    if kept is not None:
+                        encoded = kept.encoded(row, codec.idf[k])
+                    else:
+                        encoded = encode_text(text, codec.tokenizer, vocab, codec.features[k], codec.idf[k])
                 except TextError as e:
                     problems.add(Problem(where, f"in{k}", str(e)))
                     continue
