@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_lines
+from conftest import TINY, write_lines
 from object2vec.cli import main
+from object2vec.data.synthetic import make_pairs, write_jsonl
 
 
 @pytest.fixture
@@ -161,3 +164,63 @@ def test_docs_hyperparameters_md_is_generated_from_the_table(runner):
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "object2vec", "--help"], capture_output=True, text=True, check=True)
     assert "train" in out.stdout and "evaluate" in out.stdout
+
+
+def _train_output(tmp_path: Path, name: str, **hp) -> str:
+    """What ``train`` logs (its metric lines) for a classification or regression run."""
+    task = "regression" if hp.get("output_layer") == "mean_squared_error" else "classification"
+    train = write_jsonl(make_pairs(200, seed=1, task=task), tmp_path / f"{name}.jsonl")
+    args = ["train", "--train", str(train), "--validation", str(train), "--test", str(train), "-o", str(tmp_path / name)]
+    for key, value in {**TINY, **hp}.items():
+        args += ["-p", f"{key}={value}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_each_metric_definition_reads_a_value_from_the_lines_train_prints(tmp_path):
+    from object2vec.reporting import metric_definitions
+
+    printed = _train_output(tmp_path, "clf") + _train_output(tmp_path, "reg", output_layer="mean_squared_error")
+    for definition in metric_definitions():
+        values = re.findall(definition["Regex"], printed)
+        assert values, definition
+        assert all(float(v) >= 0 for v in values), definition
+    assert len(re.findall(r"#quality_metric: host=\S+, test accuracy <score>=(\S+)", printed)) == 1
+
+
+def test_metric_definitions_prints_the_json_the_sdk_takes_and_the_docs_show_it():
+    from object2vec.reporting import metric_definitions
+
+    result = CliRunner().invoke(main, ["metric-definitions"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == metric_definitions()
+    names = [d["Name"] for d in metric_definitions()]
+    assert {"validation:accuracy", "validation:cross_entropy", "validation:mean_squared_error", "train:throughput"} <= set(names)
+    docs = (Path(__file__).parent.parent / "docs" / "serving.md").read_text()
+    assert result.output.strip() in docs
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without CUDA")
+@pytest.mark.parametrize("command", ["train", "serve", "predict", "embed", "evaluate", "recommend", "serve --sagemaker"])
+def test_device_cuda_on_a_machine_without_cuda_is_one_clear_error(tmp_path, train_file, command):
+    model = tmp_path / "model"
+    assert CliRunner().invoke(main, ["train", "--train", str(train_file), *_tiny_params(), "-o", str(model), "-q"]).exit_code == 0
+    args = {
+        "train": ["train", "--train", str(train_file), *_tiny_params(), "-o", str(tmp_path / "again")],
+        "serve": ["serve", str(model)],
+        "serve --sagemaker": ["serve", "--sagemaker", "--sagemaker-root", str(tmp_path)],
+        "predict": ["predict", str(model), str(train_file)],
+        "embed": ["embed", str(model), str(train_file), "--side", "in0"],
+        "evaluate": ["evaluate", str(model), str(train_file)],
+        "recommend": ["recommend", str(model), "--in0", "3"],
+    }[command]
+    result = CliRunner().invoke(main, [*args, "--device", "cuda:0" if command == "embed" else "cuda"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: device 'cuda"), result.output
+    assert "no CUDA device" in lines[0] and "--device cpu" in lines[0]
+
+
+def _tiny_params() -> list[str]:
+    return [arg for key, value in TINY.items() for arg in ("-p", f"{key}={value}")]

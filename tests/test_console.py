@@ -21,7 +21,8 @@ from object2vec.hyperparameters import Hyperparameters
 from terminal import run_in_terminal, screen
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-TRAIN_ARGS = [f"-p{k}={v}" for k, v in TINY.items()] + ["--device", "cpu"]
+# enc0_token_embedding_dim = enc_dim: pooled_embedding would force it and say so in a line of its own
+TRAIN_ARGS = [f"-p{k}={v}" for k, v in TINY.items()] + ["-penc0_token_embedding_dim=16", "--device", "cpu"]
 NUMBER = r"-?[0-9.e+-]+"
 DURATION = r"(?:[0-9.]+s|[0-9]+m[0-9]{2}s|[0-9]+h[0-9]{2}m)"  # console.duration
 RATE = r"[0-9.]+[kMG]?"

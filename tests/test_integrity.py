@@ -186,7 +186,7 @@ def test_a_hyperparameters_file_that_is_not_utf8_or_holds_null_is_one_clear_erro
     ("option", "message"),
     [
         (["--seed", "-1"], "error: seed must be an int in [0, 2**63); got -1"),
-        (["--device", "bogus"], "error: device 'bogus' is not a device; expected auto, cpu, cuda or cuda:N"),
+        (["--device", "bogus"], "error: device 'bogus' is not a device name; expected auto, cpu, cuda or cuda:N"),
         (["--device", "cuda:99"], "error: device 'cuda:99': this machine has"),
     ],
 )

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -97,6 +98,7 @@ def test_serve_sagemaker_loads_opt_ml_model_and_listens_on_all_interfaces(tmp_pa
         "OBJECT2VEC_SAGEMAKER_ROOT": str(root),
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",  # a transform job with max_payload=20
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "object2vec", "serve", "--sagemaker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
@@ -105,10 +107,16 @@ def test_serve_sagemaker_loads_opt_ml_model_and_listens_on_all_interfaces(tmp_pa
         wait_for_ping(port, process)
         status, body = http(port, orjson.dumps({"instances": [{"in0": [1], "in1": [2]}]}))
         assert status == 200 and len(body["predictions"][0]["scores"]) == 2
+        nine_mb = orjson.dumps({"instances": [{"in0": [1], "in1": [2]}]}) + b" " * (9 * 1024 * 1024)
+        status, body = http(port, nine_mb)
+        assert status == 200, body  # over the 6 MB default, under the job's 20 MB
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/execution-parameters", timeout=10) as r:
+            assert orjson.loads(r.read())["MaxPayloadInMB"] == 20
     finally:
         process.terminate()
         process.wait(timeout=20)
-    assert f"0.0.0.0:{port}" in process.stderr.read().decode()
+    log = process.stderr.read().decode()
+    assert f"0.0.0.0:{port}" in log and "device cpu" in log and "payload limit 20 MB" in log  # auto: no GPU here
 
 
 @pytest.mark.parametrize("entry", ["train", "serve"])
@@ -116,3 +124,90 @@ def test_the_container_entrypoint_maps_sagemakers_argument(entry):
     script = Path(__file__).parents[1] / "docker" / "entrypoint.sh"
     text = script.read_text()
     assert f"object2vec {entry} --sagemaker" in text and os.access(script, os.X_OK)
+
+
+def test_a_tuning_jobs_hyperparameters_train_and_sagemakers_own_keys_are_named_in_one_line(tmp_path):
+    """Automatic model tuning adds _tuning_objective_metric to every job (and the SDK may add
+    sagemaker_estimator_*): they are not hyperparameters, and must not fail the job."""
+    tuning = {
+        **TINY,
+        "_tuning_objective_metric": "validation:accuracy",
+        "sagemaker_estimator_class_name": '"Estimator"',
+        "sagemaker_estimator_module": '"sagemaker.estimator"',
+        "_kvstore": "device",
+    }
+    root = opt_ml(tmp_path, tuning, {"train": make_pairs(200, seed=1), "validation": make_pairs(50, seed=2)})
+    result = CliRunner().invoke(main, ["train", "--sagemaker", "--sagemaker-root", str(root)])
+    assert result.exit_code == 0, result.output
+    named = [line for line in result.output.splitlines() if "_tuning_objective_metric" in line]
+    assert len(named) == 1 and "Ignoring keys SageMaker adds" in named[0]
+    assert "sagemaker_estimator_class_name" in named[0] and "_kvstore" in named[0]
+    assert (root / "model" / "model.safetensors").is_file() and not (root / "output" / "failure").exists()
+    assert "_tuning_objective_metric" not in (root / "model" / "config.json").read_text()
+
+
+def test_an_unknown_key_without_sagemakers_prefixes_still_fails_the_job(tmp_path):
+    root = opt_ml(tmp_path, {**TINY, "tuning_objective_metric": "x"}, {"train": make_pairs(20, seed=1)})
+    assert train_in(root).exit_code != 0
+    assert "tuning_objective_metric is not an Object2Vec hyperparameter" in (root / "output" / "failure").read_text()
+
+
+@pytest.mark.parametrize(
+    ("gpus", "device", "processes"),
+    [(4, "auto", 4), (4, "cuda", 4), (1, "auto", 1), (4, "cpu", 1), (4, "cuda:1", 1), (0, "auto", 1)],
+)
+def test_train_sagemaker_takes_one_process_per_visible_gpu(monkeypatch, gpus, device, processes):
+    """SageMaker's Object2Vec uses every GPU of the instance; a named device or a CPU uses one process."""
+    import torch
+
+    from object2vec.cli.train import _sagemaker_processes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert _sagemaker_processes(device) == processes
+
+
+def test_train_sagemaker_on_a_multi_gpu_instance_relaunches_under_torchrun(tmp_path, monkeypatch):
+    """The relaunch is --nproc's (tested for real in test_distributed.py); CUDA is simulated here."""
+    import torch
+
+    from object2vec.cli import train as train_cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    launched = []
+    monkeypatch.setattr(train_cli, "_relaunch_under_torchrun", lambda n: launched.append(n) or 0)
+    root = opt_ml(tmp_path, TINY, {"train": make_pairs(50, seed=1)})
+    result = CliRunner().invoke(main, ["train", "--sagemaker", "--sagemaker-root", str(root), "-q"])
+    assert result.exit_code == 0, result.output
+    assert launched == [4] and "4 GPUs visible: training with one process per GPU" in result.output
+
+
+@pytest.mark.parametrize(
+    ("sagemaker", "cuda", "device", "workers"), [(True, True, "auto", 1), (True, False, "auto", 3), (False, True, "cpu", 1)]
+)
+def test_serve_sagemaker_serves_on_the_gpu_when_there_is_one(tmp_path, monkeypatch, sagemaker, cuda, device, workers):
+    """serve --sagemaker defaults to --device auto (CUDA when available; one worker holds the model on
+    the GPU) and to one worker per core on a CPU; plain serve stays on the CPU unless told."""
+    import torch
+
+    from object2vec.serving import app, container
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: int(cuda))
+    monkeypatch.setattr(container, "available_cores", lambda: 3)
+    monkeypatch.delenv("SAGEMAKER_MODEL_SERVER_WORKERS", raising=False)
+    started = []
+    monkeypatch.setattr(app, "serve", lambda settings, host, port: started.append(settings))
+    args = ["serve", "--sagemaker", "--sagemaker-root", str(tmp_path)] if sagemaker else ["serve", str(tmp_path)]
+    CliRunner().invoke(main, args)
+    assert [(s.device, s.workers) for s in started] == [(device, workers)]
+
+
+def test_a_worker_count_that_is_not_a_number_is_one_clear_error(monkeypatch):
+    from object2vec.errors import Object2VecError
+    from object2vec.serving import container
+
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "two")
+    with pytest.raises(Object2VecError, match=r"SAGEMAKER_MODEL_SERVER_WORKERS='two'; expected a whole number of workers"):
+        container.serve_workers()

@@ -97,6 +97,17 @@ def test_jsonlines_request_and_response(client):
     assert len(lines) == 2
 
 
+@pytest.mark.parametrize("accept", [None, "*/*"])
+def test_a_jsonlines_request_without_accept_gets_one_result_per_line(client, accept):
+    """Our decision (SageMaker documents no default): answer in the request's format, so a batch
+    transform with SplitType=Line and AssembleWith=Line writes one result per input line."""
+    r = post(client, orjson.dumps(PAIR) + b"\n" + orjson.dumps({"in1": [3]}) + b"\n", JSONL, accept=accept)
+    assert r.status_code == 200 and r.headers["content-type"].startswith(JSONL)
+    assert [list(orjson.loads(line)) for line in r.content.splitlines()] == [["scores"], ["embeddings"]]
+    r = post(client, {"instances": [PAIR]}, JSON, accept=accept)  # and JSON stays JSON
+    assert r.headers["content-type"].startswith(JSON) and list(r.json()["predictions"][0]) == ["scores"]
+
+
 def test_json_request_with_jsonlines_response_and_the_reverse(client):
     r = post(client, {"instances": [PAIR]}, JSON, accept=JSONL)
     assert list(orjson.loads(r.content.splitlines()[0])) == ["scores"]
@@ -240,6 +251,27 @@ def test_oversize_payload_is_413(classifier_dir):
     body = {"instances": [PAIR] * 100}
     assert "limit" in error_of(post(small, body), 413)["error"]
     assert post(small, {"instances": [PAIR]}).status_code == 200  # the server is still fine
+
+
+def test_the_payload_limit_comes_from_sagemaker_max_payload_in_mb(monkeypatch):
+    from object2vec.errors import Object2VecError
+    from object2vec.serving.container import max_payload_mb
+
+    monkeypatch.delenv("SAGEMAKER_MAX_PAYLOAD_IN_MB", raising=False)
+    assert max_payload_mb() == 6  # SageMaker's default MaxPayloadInMB
+    for value, mb in (("20", 20), ("0.5", 0.5), ("0", 100)):  # 0: chunked, up to SageMaker's 100 MB cap
+        monkeypatch.setenv("SAGEMAKER_MAX_PAYLOAD_IN_MB", value)
+        assert max_payload_mb() == mb
+    monkeypatch.setenv("SAGEMAKER_MAX_PAYLOAD_IN_MB", "lots")
+    with pytest.raises(Object2VecError, match="SAGEMAKER_MAX_PAYLOAD_IN_MB='lots'"):
+        max_payload_mb()
+
+
+def test_a_9_mb_body_passes_a_20_mb_limit_and_is_refused_by_the_default(classifier_dir):
+    body = orjson.dumps({"instances": [PAIR]}) + b" " * (9 * 1024 * 1024)
+    assert post(client_for(classifier_dir, max_payload_mb=20), body).status_code == 200
+    assert client_for(classifier_dir, max_payload_mb=20).get("/execution-parameters").json()["MaxPayloadInMB"] == 20
+    error_of(post(client_for(classifier_dir), body), 413)
 
 
 def test_oversize_payload_without_content_length_is_413(classifier_dir):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -180,3 +182,39 @@ def test_without_a_compiler_training_falls_back_to_pytorch_with_one_warning(tmp_
         assert len(warnings) == 1 and "compiled kernels unavailable" in warnings[0] and "no-such-compiler" in warnings[0]
     finally:
         library.load.cache_clear()
+
+
+def _lazy_steps(name: str, weight_decay: float, steps: list[tuple[list[int], list[float]]]) -> list[float]:
+    """Run the lazy optimizer on a 4 x 1 table: each step touches ``rows`` with gradient ``grads``."""
+    from object2vec.training.lazy_optim import LazyOptimizer
+
+    table = RowSparseEmbedding(4, 1)
+    table.weight.data = torch.tensor([[0.5], [-0.3], [0.2], [0.1]])
+    opt = LazyOptimizer([table], name, lr=0.01, weight_decay=weight_decay)
+    for rows, grads in steps:
+        opt.zero_grad()
+        (table(torch.tensor(rows))[:, 0] * torch.tensor(grads)).sum().backward()
+        opt.step()
+    return table.weight[:, 0].tolist()
+
+
+def test_lazy_adam_corrects_bias_by_the_tables_step_count_with_mxnets_eps(update_path):
+    """Row 1 is first touched on the table's second step: its moments start there (m = 0.1 g,
+    v = 0.001 g^2) but the bias correction uses t = 2, as MXNet's lazy_update does; eps as MXNet."""
+    g = 1e-3
+    after = _lazy_steps("adam", 0.0, [([0], [0.5]), ([1], [g])])
+    m, v = 0.1 * g, 0.001 * g * g
+    expected = -0.3 - 0.01 * math.sqrt(1 - 0.999**2) / (1 - 0.9**2) * m / (math.sqrt(v) + 1e-8)
+    assert after[1] == pytest.approx(expected, rel=1e-5)
+    assert after[2:] == pytest.approx([0.2, 0.1])  # untouched rows never move
+
+
+def test_lazy_adagrad_keeps_eps_inside_the_root_and_decay_outside_the_history(update_path):
+    """Two steps on row 2 (g = 1e-4, then 2e-4) with wd = 0.1: h += g^2; w -= lr*(g/sqrt(h + 1e-7) + wd*w)."""
+    after = _lazy_steps("adagrad", 0.1, [([2], [1e-4]), ([2], [2e-4])])
+    w, h = 0.2, 0.0
+    for g in (1e-4, 2e-4):
+        h += g * g
+        w -= 0.01 * (g / math.sqrt(h + 1e-7) + 0.1 * w)
+    assert after[2] == pytest.approx(w, rel=1e-6)
+    assert after[:2] == pytest.approx([0.5, -0.3]) and after[3] == pytest.approx(0.1)

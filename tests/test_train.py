@@ -13,12 +13,12 @@ from object2vec.data.pairs import PairData, Side
 from object2vec.data.sampling import epoch_batches, epoch_pairs
 from object2vec.hyperparameters import Hyperparameters
 from object2vec.nn.model import Object2VecNet
-from object2vec.training.loop import fit
+from object2vec.training.loop import TrainResult, fit
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "rmsprop", "sgd", "adadelta"])
 def test_every_optimizer_lowers_the_training_loss(tiny, records, optimizer):
-    lr = {"sgd": 0.5, "adadelta": 1.0, "adagrad": 0.1}.get(optimizer, 0.01)
+    lr = {"sgd": 0.5, "adagrad": 0.1}.get(optimizer, 0.01)  # adadelta has none (MXNet), so it is ignored
     model = Object2Vec(**{**tiny, "optimizer": optimizer, "learning_rate": lr, "epochs": 10, "mini_batch_size": 8}).fit(records)
     losses = [h["train"]["cross_entropy"] for h in model.history_]
     assert losses[-1] < losses[0] - 0.05, losses
@@ -69,47 +69,55 @@ def _toy(n: int = 64) -> PairData:
     return PairData(side, side, rng.integers(0, 2, n))
 
 
-def test_early_stopping_restores_the_best_epoch(monkeypatch):
-    """Validation losses 0.9, 0.5, 0.7, 0.8, 0.6: stop after 3 epochs without beating 0.5, keep epoch 2."""
+def _fit_on_validation_losses(monkeypatch, losses: list[float], **hp_values) -> tuple[TrainResult, list[torch.Tensor]]:
+    """Train the toy net while the validation split reports ``losses``, one per epoch, in order."""
     hp = Hyperparameters(
-        enc0_max_seq_len=1,
-        enc0_vocab_size=10,
-        enc0_network="pooled_embedding",
-        enc_dim=4,
-        mlp_dim=4,
-        epochs=10,
-        early_stopping_patience=3,
+        enc0_max_seq_len=1, enc0_vocab_size=10, enc0_network="pooled_embedding", enc_dim=4, mlp_dim=4, **hp_values
     )
     torch.manual_seed(0)
     net = Object2VecNet(hp)
-    losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.1])
-    snapshots = []
+    reported, snapshots = iter(losses), []
 
     def fake_evaluate(net, data, device, batch_size=0, objective=None):
         snapshots.append(net.output.weight.detach().clone())
-        return {"accuracy": 0.5, "cross_entropy": next(losses)}
+        return {"accuracy": 0.5, "cross_entropy": next(reported)}
 
     monkeypatch.setattr("object2vec.training.loop.evaluate", fake_evaluate)
     result = fit(net, _toy(), validation=_toy())
-    assert len(result.history) == 5 and result.stopped_early and result.best_epoch == 2
-    torch.testing.assert_close(net.output.weight, snapshots[1])
+    return result, [net.output.weight.detach(), *snapshots]
 
 
-def test_improvements_smaller_than_the_tolerance_do_not_reset_patience(monkeypatch):
-    hp = Hyperparameters(
-        enc0_max_seq_len=1,
-        enc0_vocab_size=10,
-        enc0_network="pooled_embedding",
-        enc_dim=4,
-        mlp_dim=4,
-        epochs=10,
-        early_stopping_patience=2,
-        early_stopping_tolerance=0.1,
+def test_early_stopping_restores_the_best_epoch(monkeypatch):
+    """Validation losses 0.9, 0.5, 0.7, 0.8, 0.85: three epochs in a row without a reduction from the
+    epoch before, so training stops after epoch 5 and keeps epoch 2's weights."""
+    result, (final, *snapshots) = _fit_on_validation_losses(
+        monkeypatch, [0.9, 0.5, 0.7, 0.8, 0.85], epochs=10, early_stopping_patience=3
     )
-    losses = iter([1.0, 0.95, 0.92, 0.5])
-    monkeypatch.setattr("object2vec.training.loop.evaluate", lambda *a, **k: {"accuracy": 0.5, "cross_entropy": next(losses)})
-    result = fit(Object2VecNet(hp), _toy(), validation=_toy())
-    assert len(result.history) == 3 and result.best_epoch == 3  # best weights still follow the lowest loss
+    assert len(result.history) == 5 and result.stopped_early and result.best_epoch == 2
+    torch.testing.assert_close(final, snapshots[1])
+
+
+def test_a_loss_falling_by_less_than_the_tolerance_each_epoch_stops_after_patience_epochs(monkeypatch):
+    """SageMaker's documented rule: the tolerance is the reduction needed between consecutive epochs.
+    A loss falling 0.005 an epoch (tolerance 0.01, patience 3) stops after epoch 4, though every epoch
+    was the best so far; the best (last) epoch's weights are kept. (The previous rule compared with
+    the last improving epoch and ran all 12 epochs.)"""
+    losses = [1.0 - 0.005 * i for i in range(12)]
+    result, (final, *snapshots) = _fit_on_validation_losses(
+        monkeypatch, losses, epochs=12, early_stopping_patience=3, early_stopping_tolerance=0.01
+    )
+    assert len(result.history) == 4 and result.stopped_early and result.best_epoch == 4
+    torch.testing.assert_close(final, snapshots[3])
+
+
+def test_a_reduction_from_the_previous_epoch_resets_patience_even_above_the_best_loss(monkeypatch):
+    """1.0, 0.5, 0.7, 0.55 (-0.15 from the epoch before), 0.6, 0.65 with tolerance 0.1, patience 2:
+    epoch 4 counts as an improvement, so training stops after epoch 6, and keeps epoch 2."""
+    result, (final, *snapshots) = _fit_on_validation_losses(
+        monkeypatch, [1.0, 0.5, 0.7, 0.55, 0.6, 0.65, 0.3], epochs=10, early_stopping_patience=2, early_stopping_tolerance=0.1
+    )
+    assert len(result.history) == 6 and result.stopped_early and result.best_epoch == 2
+    torch.testing.assert_close(final, snapshots[1])
 
 
 def test_without_validation_every_epoch_runs(tiny, records):
@@ -222,8 +230,8 @@ def test_early_stopping_state_survives_a_checkpoint():
     again = EarlyStopping(patience=3, tolerance=0.0)
     again.load_state_dict(stop.state_dict())
     assert (again.best_epoch, again.bad_epochs, again.should_stop) == (2, 1, False)
-    assert not again.update(4, 0.8) and not again.should_stop
-    assert not again.update(5, 0.6) and again.should_stop
+    assert not again.update(4, 0.75) and again.bad_epochs == 2  # compared with epoch 3's 0.7, kept in the state
+    assert not again.update(5, 0.8) and again.should_stop
 
 
 def test_the_checkpointer_refuses_a_checkpoint_of_another_seed(tmp_path):
@@ -236,3 +244,16 @@ def test_the_checkpointer_refuses_a_checkpoint_of_another_seed(tmp_path):
     with pytest.raises(CheckpointError, match="other hyperparameters or seed"):
         Checkpointer(tmp_path, net, seed=2).load(torch.device("cpu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]
+
+
+def test_pooled_embedding_forcing_the_token_dim_to_enc_dim_is_said_in_one_line(tiny, records, caplog):
+    caplog.set_level(logging.INFO, logger="object2vec")
+    Object2Vec(**{**tiny, "enc0_token_embedding_dim": 300, "epochs": 1}).fit(records[:64])
+    said = [r.getMessage() for r in caplog.records if "token embedding dim" in r.getMessage()]
+    assert said == [
+        "Inconsistent enc_dim and token embedding dim for pooled_embedding (enc0_token_embedding_dim=300, "
+        "enc1_token_embedding_dim=300 vs enc_dim=16): setting the token embedding dim to 16."
+    ]
+    caplog.clear()
+    Object2Vec(**{**tiny, "enc0_token_embedding_dim": 16, "epochs": 1}).fit(records[:64])
+    assert not [r for r in caplog.records if "token embedding dim" in r.getMessage()]

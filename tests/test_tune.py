@@ -256,6 +256,25 @@ def test_the_tuning_folder_is_never_the_current_folder_or_one_holding_other_file
         object2vec.tune(*splits, output_dir=".", **run)
 
 
+def test_a_new_database_another_process_is_creating_is_opened_again(tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from object2vec.tuning import study as studies
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def created_meanwhile(*args, **kwargs):  # the other process created the tables between our check and our CREATE
+        calls.append(1)
+        if len(calls) == 1:
+            real(*args, **kwargs)
+            raise OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", created_meanwhile)
+    storage = studies.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(calls) == 2 and isinstance(storage, real)
+
+
 def test_a_resumed_study_must_keep_its_search(tmp_path, splits):
     out = tmp_path / "t"
     object2vec.tune(

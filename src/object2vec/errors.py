@@ -170,6 +170,10 @@ class UnknownIdError(Object2VecError, LookupError):
     """An item id is not in the index or catalogue it was looked up in."""
 
 
+class DeviceError(Object2VecError, ValueError):
+    """A device that this machine does not have (``cuda`` without a CUDA device, ``cuda:3`` of two)."""
+
+
 class MissingExtraError(Object2VecError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
 

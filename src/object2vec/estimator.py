@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import model_folder
+from . import model_folder, reporting
 from .data.inputs import as_records, as_source, is_labels
 from .data.pairs import PairData, Schema, Side, Source, read_pairs
 from .data.sampling import Batch
-from .errors import DataError, NotFittedError, Object2VecError, Problem
+from .errors import DataError, DeviceError, NotFittedError, Object2VecError, Problem
 from .hyperparameters import Hyperparameters
 from .nn.model import Object2VecNet, pair_scores
 from .text.auxiliary import AuxiliaryChannel
@@ -44,22 +44,34 @@ DEVICES = "auto, cpu, cuda or cuda:N"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` means CUDA when available, else CPU; a device this machine lacks is refused here,
-    with what it has, rather than failing somewhere inside PyTorch."""
+    """``auto`` means CUDA when available, else CPU; a device this machine lacks is one clear error,
+    with what it has, rather than a failure somewhere inside PyTorch.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+    ...
+    object2vec.errors.DeviceError: device 'gpu' is not a device name; expected auto, cpu, cuda or cuda:N
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise Object2VecError(f"device {str(device)!r} is not a device; expected {DEVICES}") from None
+        raise DeviceError(f"device {str(device)!r} is not a device name; expected {DEVICES}") from None
     if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise Object2VecError(f"device {str(device)!r}: this machine has no usable CUDA GPU; use cpu (or auto)")
+        if not torch.cuda.is_available():
+            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise DeviceError(
+                f"device {str(device)!r}: this machine has no CUDA device that PyTorch can use (torch {torch.__version__}, "
+                f"{build}); use --device cpu, or auto to take a GPU only where there is one"
+            )
+        count = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= count:
-            raise Object2VecError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+            raise DeviceError(f"device {str(device)!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     elif resolved.type != "cpu":
-        raise Object2VecError(f"device {str(device)!r} is not supported; expected {DEVICES}")
+        raise DeviceError(f"device {str(device)!r} is not supported; expected {DEVICES}")
     return resolved
 
 
@@ -68,6 +80,22 @@ def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise Object2VecError(f"seed must be an int in [0, 2**63); got {seed!r}")
     return seed
+
+
+def _forced_token_dims(hp: Hyperparameters) -> str | None:
+    """SageMaker's log line when ``pooled_embedding`` overrides ``token_embedding_dim`` (it has no
+    projection, so the token vectors are ``enc_dim`` wide), or ``None`` when nothing was overridden."""
+    sides = [
+        f"enc{side}_token_embedding_dim={getattr(hp, f'enc{side}_token_embedding_dim')}"
+        for side in (0, 1)
+        if getattr(hp, f"enc{side}_network") == "pooled_embedding" and getattr(hp, f"enc{side}_token_embedding_dim") != hp.enc_dim
+    ]
+    if not sides:
+        return None
+    return (
+        f"Inconsistent enc_dim and token embedding dim for pooled_embedding ({', '.join(sides)} vs enc_dim={hp.enc_dim}): "
+        f"setting the token embedding dim to {hp.enc_dim}."
+    )
 
 
 class Object2Vec:
@@ -185,6 +213,8 @@ class Object2Vec:
         for w in caught:
             logger.warning(str(w.message))
             warnings.warn(w.message, stacklevel=2)
+        if (forced := _forced_token_dims(hp)) and reporting.is_main_process():
+            logger.info(forced)
         channel = AuxiliaryChannel.open(hp, auxiliary)  # cheap checks of every named file, before any data
         schema = Schema.from_hyperparameters(hp)
         device = distributed.setup(resolve_device(self.device))

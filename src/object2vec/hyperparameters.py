@@ -226,8 +226,20 @@ ENCODER_KEYS = (
     "vocab_file",
     "pooling",
 )
-# MXNet plumbing that SageMaker notebooks pass; accepted so their hyperparameters load, then ignored.
-IGNORED_KEYS = frozenset({"_kvstore", "_num_gpus", "_num_kv_servers"})
+# Keys SageMaker itself puts in hyperparameters.json, accepted and ignored: every key starting with "_"
+# (tuning jobs add _tuning_objective_metric; notebooks pass MXNet's _kvstore, _num_gpus, _num_kv_servers)
+# and the SageMaker SDK's "sagemaker_" namespace (a tuner with include_cls_metadata, or a framework
+# estimator, adds sagemaker_estimator_class_name and sagemaker_estimator_module).
+IGNORED_PREFIXES = ("_", "sagemaker_")
+
+
+def sagemaker_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``values`` that SageMaker adds on its own (ignored as hyperparameters).
+
+    >>> sagemaker_keys({"enc_dim": "64", "_tuning_objective_metric": "validation:accuracy"})
+    {'_tuning_objective_metric': 'validation:accuracy'}
+    """
+    return {k: v for k, v in values.items() if isinstance(k, str) and k.startswith(IGNORED_PREFIXES)}
 
 
 @dataclass(frozen=True)
@@ -418,15 +430,16 @@ class Hyperparameters:
     def from_dict(cls, values: Mapping[str, Any]) -> Hyperparameters:
         """Build from a mapping such as SageMaker's ``hyperparameters.json`` (all-string values).
 
-        Unknown names are errors (with a suggestion); SageMaker's MXNet-only ``_kvstore``,
-        ``_num_gpus`` and ``_num_kv_servers`` are accepted and ignored.
+        Unknown names are errors (with a suggestion); the keys SageMaker adds on its own (any name
+        starting with ``_`` or ``sagemaker_``, see :func:`sagemaker_keys`) are accepted and ignored.
         """
         known = {f.name for f in fields(cls)}
         problems = []
         kwargs = {}
         nulls: set[str] = set()
+        ignored = sagemaker_keys(values)
         for key, value in values.items():
-            if key in IGNORED_KEYS:
+            if key in ignored:
                 continue
             if key not in known:
                 hint = difflib.get_close_matches(key, known, n=1)
@@ -643,7 +656,9 @@ def hyperparameters_markdown() -> str:
         "Generated from `object2vec.hyperparameters.Hyperparameters` by `object2vec hyperparameters --markdown`;",
         "do not edit by hand. Names, ranges and defaults follow SageMaker Object2Vec. Values may be",
         "typed (Python) or strings (SageMaker `hyperparameters.json`, CLI `-p name=value`).",
-        "`_kvstore`, `_num_gpus` and `_num_kv_servers` (MXNet plumbing) are accepted and ignored.",
+        "Keys SageMaker adds on its own are accepted and ignored (one log line names them): every key",
+        "starting with `_` (`_tuning_objective_metric` of tuning jobs; MXNet's `_kvstore`, `_num_gpus`,",
+        "`_num_kv_servers`) or with `sagemaker_` (the SDK's `sagemaker_estimator_class_name`, ...).",
         "",
     ]
     header = ["| name | valid values | default | meaning |", "|---|---|---|---|"]

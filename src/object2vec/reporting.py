@@ -29,6 +29,8 @@ HUMAN = "object2vec.console"  # the logger of the lines for a person (object2vec
 LOG_FORMATS = ("sagemaker", "human", "both")
 
 SCORES = {"accuracy"}  # SageMaker tags accuracy as <score> and every loss as <loss>
+SPLITS = ("train", "validation", "test")
+QUALITY_METRICS = ("accuracy", "cross_entropy", "mean_squared_error")  # SageMaker's; rmse is our extra, not listed
 
 _progress_bars: bool | None = None  # None: not chosen by the CLI (library use)
 _handler: logging.Handler | None = None
@@ -59,6 +61,26 @@ def throughput_line(records_per_second: float) -> str:
 
 def progress_line(percent: float) -> str:
     return f"#progress_metric: host={host()}, completed {percent:.0f} %"
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    r"""The ``MetricDefinitions`` a bring-your-own-container estimator passes to SageMaker: the built-in
+    algorithm's metric names, with regexes that read the lines above (the built-in algorithm's own).
+
+    >>> [d["Name"] for d in metric_definitions()][:3]
+    ['train:accuracy', 'train:cross_entropy', 'train:mean_squared_error']
+    >>> print(metric_definitions()[3]["Regex"])
+    #quality_metric: host=\S+, epoch=\S+, validation accuracy <score>=(\S+)
+    """
+    out = []
+    for split in SPLITS:
+        for name in QUALITY_METRICS:
+            epoch = r"epoch=\S+, " if split != "test" else ""  # test is scored once, after training
+            kind = "score" if name in SCORES else "loss"
+            out.append({"Name": f"{split}:{name}", "Regex": rf"#quality_metric: host=\S+, {epoch}{split} {name} <{kind}>=(\S+)"})
+    out.append({"Name": "train:progress", "Regex": r"#progress_metric: host=\S+, completed (\S+) %"})
+    out.append({"Name": "train:throughput", "Regex": r"#throughput_metric: host=\S+, train throughput=(\S+) records/second"})
+    return out
 
 
 def emit(line: str) -> None:

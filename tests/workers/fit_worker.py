@@ -1,7 +1,8 @@
 """Run by tests/test_distributed.py in a subprocess (alone, or under torchrun).
 
-usage: fit_worker.py DATA_DIR OUT_DIR [--resume] [--trace FILE] [--sleep S] [--row-sparse]
-Trains the TINY synthetic task, records every trained pair index to --trace (one line per step),
+usage: fit_worker.py DATA_DIR OUT_DIR [--resume] [--trace FILE] [--sleep S] [--row-sparse] [--epochs N] [--batch B]
+Trains the TINY synthetic task, records every trained pair index to --trace (one line per step; rank R
+of a distributed run writes FILE.R, its indices local to its shard),
 writes rank<R>.sha (a hash of this rank's final weights) and, on rank 0, the model folder.
 """
 
@@ -27,8 +28,12 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--row-sparse", action="store_true")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     rank = int(os.environ.get("RANK", "0"))
+    if args.trace is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        args.trace = args.trace.with_name(f"{args.trace.name}.{rank}")
 
     def trace(batch) -> None:
         if args.trace is not None:
@@ -40,7 +45,7 @@ def main() -> None:
 
     model = Object2Vec(
         enc0_max_seq_len=10, enc0_vocab_size=200, enc0_network="pooled_embedding", enc_dim=16, mlp_dim=32,
-        mlp_activation="relu", epochs=args.epochs, mini_batch_size=32, learning_rate=0.01, device="cpu", seed=3,
+        mlp_activation="relu", epochs=args.epochs, mini_batch_size=args.batch, learning_rate=0.01, device="cpu", seed=args.seed,
         tied_token_embedding_weight=True,
         token_embedding_storage_type="row_sparse" if args.row_sparse else "dense",
     )  # fmt: skip

@@ -112,9 +112,15 @@ def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: 
 @click.option("--host", default="127.0.0.1", help="Interface to listen on (loopback by default; 0.0.0.0 for all).")
 @click.option("--port", default=8080, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, type=click.IntRange(1), help="Worker processes, each with its own copy of the model.")
-@click.option("--max-payload-mb", default=6.0, type=click.FloatRange(min=0, min_open=True), help="Largest request body.")
+@click.option(
+    "--max-payload-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest request body [$SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6].",
+)
 @click.option("--max-instances", default=100_000, type=click.IntRange(min=1), help="Most instances in one request (more: 413).")
-@click.option("--sagemaker", is_flag=True, help="Container mode: load /opt/ml/model, listen on 0.0.0.0:8080.")
+@click.option(
+    "--sagemaker", is_flag=True, help="Container mode: load /opt/ml/model, listen on 0.0.0.0:8080, use the GPU if there is one."
+)
 @click.option("--sagemaker-root", type=click.Path(path_type=Path), help="Instead of /opt/ml ($OBJECT2VEC_SAGEMAKER_ROOT).")
 @click.option(
     "--runtime",
@@ -122,27 +128,30 @@ def embed(model_dir: Path, input_path: str, side: str, output: str | None, fmt: 
     type=click.Choice(["torch", "onnx"]),
     help="onnx: serve the graphs of 'object2vec export --format onnx' (MODEL_DIR is the export folder; CPU).",
 )
-@_DEVICE
+@click.option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available) [auto with --sagemaker, else cpu].")
 @friendly_errors
-def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payload_mb: float, max_instances: int,
-          sagemaker: bool, sagemaker_root: Path | None, runtime: str, device: str) -> None:  # fmt: skip
+def serve(model_dir: Path | None, host: str, port: int, workers: int, max_payload_mb: float | None, max_instances: int,
+          sagemaker: bool, sagemaker_root: Path | None, runtime: str, device: str | None) -> None:  # fmt: skip
     """Answer SageMaker inference requests for MODEL_DIR: GET /ping, POST /invocations, GET /execution-parameters."""
+    from ..estimator import resolve_device
     from ..serving import container
     from ..serving.app import ServeSettings, preferred_mode_from_env
     from ..serving.app import serve as run_server
 
+    device = device or ("auto" if sagemaker and runtime == "torch" else "cpu")  # the onnx runtime serves on the CPU
+    on_gpu = resolve_device(device).type == "cuda"  # a device this machine lacks stops here, with one line
     if sagemaker:
         paths = container.ContainerPaths.resolve(sagemaker_root)
         model_dir = model_dir or paths.model
         host, port = "0.0.0.0", container.serve_port()
         if workers == 1:
-            workers = container.serve_workers()
+            workers = container.serve_workers(gpu=on_gpu)
     if model_dir is None:
         raise Object2VecError("MODEL_DIR is required (or --sagemaker to serve /opt/ml/model)")
     settings = ServeSettings(
         model_dir=str(model_dir),
         device=device,
-        max_payload_mb=max_payload_mb,
+        max_payload_mb=max_payload_mb or container.max_payload_mb(),
         max_instances=max_instances,
         workers=workers,
         preferred_mode=preferred_mode_from_env(),

@@ -1,4 +1,4 @@
-"""``object2vec train`` and ``object2vec hyperparameters``.
+"""``object2vec train``, ``object2vec hyperparameters`` and ``object2vec metric-definitions``.
 
 Every hyperparameter is an option of ``train`` (``--enc-dim 64`` or ``--enc_dim 64``), generated from
 the table in :mod:`object2vec.hyperparameters`, so ``object2vec train --help`` shows each one's range and
@@ -9,6 +9,8 @@ and ``-p name=value`` sets any of them; later sources win: file, then ``-p``, th
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import subprocess
 import sys
 import time
@@ -20,8 +22,10 @@ import click
 
 from .. import console, reporting
 from ..errors import Object2VecError
-from ..hyperparameters import Hyperparameters, hyperparameter_table, hyperparameters_markdown
+from ..hyperparameters import Hyperparameters, hyperparameter_table, hyperparameters_markdown, sagemaker_keys
 from .base import friendly_errors, main, parse_pairs, read_hyperparameters_file
+
+logger = logging.getLogger(__name__)
 
 
 def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -75,7 +79,9 @@ def _hyperparameter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="Reuse a binary copy of parsed data files ($OBJECT2VEC_CACHE_DIR or ~/.cache/object2vec).",
 )
 @click.option(
-    "--nproc", default=1, type=click.IntRange(min=1), help="Processes on this machine: >1 relaunches under torchrun (DDP)."
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Processes on this machine: >1 relaunches under torchrun (DDP) [1; with --sagemaker, one per visible GPU].",
 )
 @click.option("--checkpoint-dir", type=click.Path(path_type=Path), help="Where latest.pt goes [OUTPUT/checkpoints].")
 @click.option(
@@ -124,7 +130,7 @@ def train(
     device: str,
     precision: str,
     cache: bool,
-    nproc: int,
+    nproc: int | None,
     checkpoint_dir: Path | None,
     checkpoint_every: int,
     resume: bool,
@@ -140,6 +146,10 @@ def train(
     """Train a model on JSON Lines pairs and write it to --output."""
     from ..training import distributed  # imports torch: not before a command runs
 
+    if nproc is None:
+        nproc = _sagemaker_processes(device) if sagemaker and not distributed.launched_by_torchrun() else 1
+        if nproc > 1:
+            click.echo(f"{nproc} GPUs visible: training with one process per GPU (torchrun, DDP).", err=True)
     if nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(_relaunch_under_torchrun(nproc))
 
@@ -214,6 +224,13 @@ def _train(hyperparameters: dict[str, Any], named: dict[str, str | None], run: T
     assert run.train is not None  # the command checks --train; container.channels() the train channel
     started = time.perf_counter()
     hyperparameters.update({k: v for k, v in named.items() if v is not None})
+    if ignored := sagemaker_keys(hyperparameters):
+        if reporting.is_main_process():
+            logger.info(
+                "Ignoring keys SageMaker adds on its own (not Object2Vec hyperparameters): "
+                + ", ".join(f"{k}={v!r}" for k, v in sorted(ignored.items()))
+            )
+        hyperparameters = {k: v for k, v in hyperparameters.items() if k not in ignored}
     hp = Hyperparameters.from_dict(hyperparameters)  # report bad hyperparameters before anything else
     check_seed(run.seed)
     device = resolve_device(run.device)
@@ -281,6 +298,18 @@ def _resume_advice(checkpoint_dir: Path | None) -> str:
     if checkpoint is None or not checkpoint.is_file():
         return "no checkpoint was written yet: run the same command again to start over"
     return f"the checkpoint {checkpoint} is kept: run the same command with --resume to continue from it"
+
+
+def _sagemaker_processes(device: str) -> int:
+    """SageMaker's Object2Vec trains on every GPU of the instance: one process per visible GPU when
+    there are several (``--device`` auto or cuda), else one."""
+    import torch
+
+    from ..estimator import resolve_device
+
+    if resolve_device(device).type != "cuda" or ":" in device:
+        return 1
+    return max(1, torch.cuda.device_count())
 
 
 def _open_trackers(run: TrainRun, hp: Hyperparameters, options: dict[str, Any]) -> list[Any]:
@@ -351,3 +380,9 @@ def hyperparameters(markdown: bool) -> None:
     click.echo("\nextensions (not in SageMaker Object2Vec; off at their defaults):")
     for row in (r for r in rows if r["extension"]):
         click.echo(f"{row['name']:<34} {row['default']:<12} {row['valid']}")
+
+
+@main.command("metric-definitions")
+def metric_definitions() -> None:
+    """Print the MetricDefinitions JSON a SageMaker estimator takes for this container (tuning, CloudWatch)."""
+    click.echo(json.dumps(reporting.metric_definitions(), indent=2))

@@ -3,7 +3,8 @@ hard negative beside each.
 
 A contrastive batch needs only positive pairs (label 1): every other pair's in1 in the batch serves
 as a negative of each in0 (in-batch negatives, :mod:`object2vec.training.objectives`). So an epoch
-is the label-1 records, shuffled, cut into batches of ``mini_batch_size`` positives.
+is the label-1 records, shuffled, cut into batches of ``mini_batch_size`` positives (the global
+batch: under DDP each rank cuts its shard into batches of its share).
 
 With ``contrastive_hard_negatives`` each positive brings one label-0 record *of the same in0* (same
 tokens) into its batch, drawn afresh each epoch among that in0's label-0 records (none if it has
@@ -51,13 +52,16 @@ def contrastive_rows(data: PairData, hp: Hyperparameters, epoch: int, seed: int)
     return rows, starts
 
 
-def contrastive_batches(data: PairData, hp: Hyperparameters, epoch: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(records, labels)`` of each batch: ``mini_batch_size`` positives (and their partners).
+def contrastive_batches(
+    data: PairData, hp: Hyperparameters, epoch: int, seed: int, *, size: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(records, labels)`` of each batch: ``size`` positives (default ``mini_batch_size``; under DDP
+    the rank's share of it) and their partners.
 
     With ``bucket_width`` the batch order is shuffled, as for SageMaker's batches.
     """
     rows, starts = contrastive_rows(data, hp, epoch, seed)
-    cuts = [*starts[:: hp.mini_batch_size].tolist(), len(rows)]
+    cuts = [*starts[:: size or hp.mini_batch_size].tolist(), len(rows)]
     chunks = [slice(a, b) for a, b in itertools.pairwise(cuts)]
     if hp.bucket_width:
         chunks = [chunks[i] for i in np.random.default_rng([seed, epoch, 1]).permutation(len(chunks))]

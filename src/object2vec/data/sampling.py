@@ -126,24 +126,20 @@ def _token_chunks(data: PairData, pairs: Batch, size: int, budget: int) -> list[
     return chunks
 
 
-def epoch_batches(
-    data: PairData, hp: Hyperparameters, epoch: int, seed: int, *, rank: int = 0, world_size: int = 1
-) -> list[Batch]:
-    """The batches one process trains on in ``epoch``.
+def epoch_batches(data: PairData, hp: Hyperparameters, epoch: int, seed: int, *, size: int | None = None) -> list[Batch]:
+    """The batches of ``size`` pairs (default ``mini_batch_size``) one process trains on in ``epoch``.
 
     With ``bucket_width > 0`` pairs are grouped by the lengths of both sides (in steps of
-    ``bucket_width``) so a batch pads little, and the batch order is shuffled. Under DDP every rank
-    plans the same epoch and takes every ``world_size``-th batch, trimmed to an equal count so that
-    all ranks step together. ``objective=contrastive`` plans its own batches
-    (:mod:`object2vec.data.contrastive`).
+    ``bucket_width``) so a batch pads little, and the batch order is shuffled. Under DDP each rank
+    plans its own shard with its share of ``mini_batch_size`` as ``size``
+    (:func:`object2vec.training.distributed.batch_share`), and ``mini_batch_tokens`` is shared in the
+    same proportion. ``objective=contrastive`` plans its own batches (:mod:`object2vec.data.contrastive`),
+    of ``size`` positives.
     """
+    size = size or hp.mini_batch_size
     if hp.objective == "contrastive":
-        planned = [Batch(rows, rows, labels) for rows, labels in contrastive_batches(data, hp, epoch, seed)]
-        if world_size > 1:
-            planned = planned[rank::world_size][: len(planned) // world_size]
-        return planned
+        return [Batch(rows, rows, labels) for rows, labels in contrastive_batches(data, hp, epoch, seed, size=size)]
     pairs = epoch_pairs(data, hp, epoch, seed)
-    size = hp.mini_batch_size
     if hp.bucket_width:
         # key = (in0 bucket, in1 bucket): a batch is cut from pairs whose two sides both have similar
         # lengths; the stable sort keeps the epoch's shuffle inside each cell
@@ -153,13 +149,11 @@ def epoch_batches(
         pairs = Batch(pairs.left[order], pairs.right[order], pairs.labels[order])
     # every batch is a slice (a view) of the epoch's arrays: no second copy of the plan
     if hp.mini_batch_tokens:
-        chunks = _token_chunks(data, pairs, size, hp.mini_batch_tokens)
+        budget = max(1, hp.mini_batch_tokens * size // hp.mini_batch_size)  # this rank's share of the tokens
+        chunks = _token_chunks(data, pairs, size, budget)
     else:
         chunks = [slice(i, i + size) for i in range(0, len(pairs.left), size)]
     if hp.bucket_width:
         rng = np.random.default_rng([seed, epoch, 1])
         chunks = [chunks[i] for i in rng.permutation(len(chunks))]
-    if world_size > 1:
-        per_rank = len(chunks) // world_size
-        chunks = chunks[rank::world_size][:per_rank]
     return [Batch(pairs.left[c], pairs.right[c], pairs.labels[c]) for c in chunks]

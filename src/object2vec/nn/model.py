@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hyperparameters import Hyperparameters
+from . import init
 from .embedding import TokenEmbedding, make_embedding
 from .encoders import build_encoder
 
 ACTIVATIONS = {"linear": nn.Identity, "tanh": nn.Tanh, "relu": nn.ReLU}
-EMBEDDING_INIT_STD = 0.1  # N(0, 0.1): small enough that tanh/hadamard features start unsaturated
 
 
 def compare(u: torch.Tensor, v: torch.Tensor, comparators: tuple[str, ...]) -> torch.Tensor:
@@ -74,8 +74,9 @@ class Object2VecNet(nn.Module):
         cfg0, cfg1 = hp.encoder(0), hp.encoder(1)
         emb0 = make_embedding(cfg0.vocab_size, cfg0.token_embedding_dim, sparse)
         emb1 = emb0 if hp.tied_token_embedding_weight else make_embedding(cfg1.vocab_size, cfg1.token_embedding_dim, sparse)
-        for emb in [emb0] if emb1 is emb0 else [emb0, emb1]:  # a list, not a set: init order must not depend on ids
-            nn.init.normal_(emb.weight, std=EMBEDDING_INIT_STD)
+        # a list, not a set: the order of the draws must not depend on ids
+        tables = [(emb0, (cfg0.network, cfg1.network))] if emb1 is emb0 else [(emb0, (cfg0.network,)), (emb1, (cfg1.network,))]
+        init.initialise_tables(tables)
         self.encoders = nn.ModuleList([build_encoder(cfg0, hp.enc_dim, emb0), build_encoder(cfg1, hp.enc_dim, emb1)])
         self.dropout = nn.Dropout(hp.dropout)
         # the head: built only when the objective trains it (SageMaker's always does)
@@ -89,6 +90,7 @@ class Object2VecNet(nn.Module):
                 width = hp.mlp_dim
             self.mlp = nn.Sequential(*layers)
             self.output = nn.Linear(width, hp.output_dim)
+            init.initialise_dense([m for m in self.mlp if isinstance(m, nn.Linear)] + [self.output])
 
     def embeddings(self) -> list[TokenEmbedding]:
         """The distinct token tables (one when tied)."""

@@ -37,7 +37,7 @@ from .protocol import JSON, ContentType, ProtocolError, decode_instances, encode
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker real-time endpoints' request limit
+DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker's default MaxPayloadInMB (batch transform) and real-time request limit
 DEFAULT_MAX_INSTANCES = 100_000  # ~5 s of work on one core: a bound on one request's time and memory
 CLIENT_CLOSED = 499  # nginx's status for a client that hung up (logged only: nobody reads the answer)
 PREFERRED_MODES = ("classification", "embedding")
@@ -96,7 +96,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> FastAPI:
                 {
                     "MaxConcurrentTransforms": settings.workers,
                     "BatchStrategy": "MULTI_RECORD",
-                    "MaxPayloadInMB": max(1, int(settings.max_payload_mb)),
+                    "MaxPayloadInMB": max(1, int(settings.max_payload_mb)),  # SageMaker takes whole MB
                 }
             ),
             media_type=JSON,
@@ -121,7 +121,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> FastAPI:
     async def invocations(request: Request) -> Response:
         try:
             content_type = parse_content_type(request.headers.get("content-type"))
-            accept = parse_accept(request.headers.get("accept"))
+            accept = parse_accept(request.headers.get("accept"), content_type.media)
             body = await _read_body(request, limit)
             out = await run_in_threadpool(answer, body, content_type, accept, request.state)
             return Response(out, media_type=accept)
@@ -173,12 +173,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit`` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(413, f"request body is {int(declared)} bytes; the limit is {limit} bytes (--max-payload-mb)")
+        raise ProtocolError(
+            413,
+            f"request body is {int(declared)} bytes; the limit is {limit} bytes (--max-payload-mb, SAGEMAKER_MAX_PAYLOAD_IN_MB)",
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ProtocolError(413, f"request body exceeds the limit of {limit} bytes (--max-payload-mb)")
+            raise ProtocolError(
+                413, f"request body exceeds the limit of {limit} bytes (--max-payload-mb, SAGEMAKER_MAX_PAYLOAD_IN_MB)"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -243,9 +248,15 @@ def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080, lo
     """Load the model (a bad folder fails here, before the socket opens), then listen until interrupted."""
     import uvicorn
 
+    from ..estimator import resolve_device
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": False}
-    where = f"http://{host}:{port} ({settings.workers} worker{'s' * (settings.workers > 1)})"
+    device = resolve_device(settings.device)  # a device this machine lacks: one clear error, before anything loads
+    where = (
+        f"http://{host}:{port} ({settings.workers} worker{'s' * (settings.workers > 1)}, device {device}, "
+        f"payload limit {settings.max_payload_mb:g} MB)"
+    )
     if settings.workers == 1:
         configure_threads(1)
         predictor = load_predictor(settings)

@@ -111,12 +111,35 @@ def serve_port() -> int:
     return int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
 
 
-def serve_workers() -> int:
-    """``SAGEMAKER_MODEL_SERVER_WORKERS`` if set, else one worker per core."""
-    value = os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS")
+DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker's MaxPayloadInMB when the job does not set it
+MAX_PAYLOAD_CAP_MB = 100.0  # the largest MaxPayloadInMB SageMaker allows
+
+
+def max_payload_mb() -> float:
+    """``SAGEMAKER_MAX_PAYLOAD_IN_MB``, which batch transform sets from the job's ``MaxPayloadInMB``;
+    6 MB (SageMaker's default) when it is not set. ``0`` means chunked requests of any size (up to
+    SageMaker's 100 MB cap here)."""
+    value = os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").strip()
+    if not value:
+        return DEFAULT_MAX_PAYLOAD_MB
+    try:
+        mb = float(value)
+    except ValueError:
+        mb = -1.0
+    if not 0 <= mb <= MAX_PAYLOAD_CAP_MB:
+        raise Object2VecError(f"SAGEMAKER_MAX_PAYLOAD_IN_MB={value!r}; expected a number of MB in [0, {MAX_PAYLOAD_CAP_MB:g}]")
+    return mb or MAX_PAYLOAD_CAP_MB
+
+
+def serve_workers(gpu: bool = False) -> int:
+    """``SAGEMAKER_MODEL_SERVER_WORKERS`` if set, else one worker per core on CPU, and one on a GPU
+    (each worker holds its own copy of the model on the device, and a GPU batches requests itself)."""
+    value = os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "").strip()
     if value:
+        if not value.isdigit():
+            raise Object2VecError(f"SAGEMAKER_MODEL_SERVER_WORKERS={value!r}; expected a whole number of workers")
         return max(1, int(value))
-    return available_cores()
+    return 1 if gpu else available_cores()
 
 
 def available_cores() -> int:

@@ -5,7 +5,8 @@ Requests::
     Content-Type: application/json[; infer_max_seqlens=<in0>,<in1>]     {"instances": [{...}, ...]}
     Content-Type: application/jsonlines[; infer_max_seqlens=...]        one {...} per line
 
-Responses (``Accept``; absent or ``*/*`` means ``application/json``)::
+Responses (``Accept``; absent or ``*/*`` means the request's own format, so a JSON Lines request
+gets one result per line, as batch transform with ``SplitType=Line`` / ``AssembleWith=Line`` needs)::
 
     application/json        {"predictions": [{"scores": [...]}, {"embeddings": [...]}, ...]}
     application/jsonlines   one {"scores": [...]} or {"embeddings": [...]} per line
@@ -100,14 +101,19 @@ def parse_content_type(header: str | None) -> ContentType:
     return ContentType(kind, max_seqlens)
 
 
-def parse_accept(header: str | None) -> str:
-    """The response format: the first supported type listed in ``Accept`` (absent or ``*/*``: JSON)."""
+def parse_accept(header: str | None, request_media: str = JSON) -> str:
+    """The response format: the first supported type listed in ``Accept``; absent, ``*/*`` or
+    ``application/*`` answer in the request's own format (``request_media``).
+
+    >>> parse_accept(None, JSONLINES), parse_accept("*/*", JSON), parse_accept("application/json", JSONLINES)
+    ('application/jsonlines', 'application/json', 'application/json')
+    """
     if not header:
-        return JSON
+        return request_media
     for part in header.split(","):
         media = part.split(";")[0].strip().lower()
         if media in ("*/*", "application/*"):
-            return JSON
+            return request_media
         if media in _ALIASES:
             return _ALIASES[media]
     raise ProtocolError(406, f"Accept {header!r} is not supported; expected {JSON} or {JSONLINES}")

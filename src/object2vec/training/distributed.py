@@ -4,6 +4,9 @@
 (NCCL on GPUs, Gloo on CPUs). Everything else in the package asks :func:`context` where it stands:
 
 * data: each rank reads only its shard (byte ranges of each file, see :func:`object2vec.data.jsonl.byte_range`);
+* batches: ``mini_batch_size`` is the *global* batch, as on SageMaker's multi-GPU instances: each
+  rank takes its share of it (:func:`batch_share`), and the loss of each rank's part is weighted so
+  that the averaged gradient is the mean over the global batch (:func:`step_weights`);
 * steps: every rank plans the same number of batches per epoch (the smallest shard's count);
 * dense gradients: averaged by :class:`~torch.nn.parallel.DistributedDataParallel`;
 * row_sparse gradients: the touched rows of every rank are gathered and averaged
@@ -31,7 +34,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from ..errors import Object2VecError
+from ..errors import HyperparameterError, Object2VecError
 
 T = TypeVar("T")
 TIMEOUT_ENV = "OBJECT2VEC_DISTRIBUTED_TIMEOUT"
@@ -145,12 +148,55 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-def all_reduce_min(value: int, device: torch.device) -> int:
-    if not context().is_distributed:
-        return value
-    t = torch.tensor([value], dtype=torch.int64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
+def batch_share(global_size: int, ctx: Context | None = None, shards: list[int] | None = None) -> int:
+    """This rank's part of a global batch of ``global_size`` pairs: as even as can be. The
+    ``global_size % world_size`` ranks with the largest shards (``shards``: every rank's pair count;
+    ties and no counts: the first ranks) take one pair more, so the rank that runs out of batches
+    first, which ends the epoch for all, is not also the one that takes more.
+
+    >>> batch_share(33, Context(rank=0, world_size=2)), batch_share(33, Context(rank=1, world_size=2))
+    (17, 16)
+    >>> batch_share(33, Context(rank=0, world_size=2), [790, 810]), batch_share(33, Context(rank=1, world_size=2), [790, 810])
+    (16, 17)
+    """
+    ctx = ctx or context()
+    if global_size < ctx.world_size:
+        raise HyperparameterError(
+            [
+                f"mini_batch_size={global_size} is the global batch, shared by {ctx.world_size} processes; "
+                f"it must be at least {ctx.world_size} (one pair per process and step)."
+            ]
+        )
+    order = sorted(range(ctx.world_size), key=lambda r: (-shards[r], r)) if shards else list(range(ctx.world_size))
+    return global_size // ctx.world_size + (order.index(ctx.rank) < global_size % ctx.world_size)
+
+
+def batch_share_line(global_size: int) -> str:
+    """The log line that says how the global batch is split.
+
+    >>> batch_share_line(33)  # one process
+    'mini_batch_size=33 is the global batch: each of 1 processes takes 33 pairs a step.'
+    """
+    world = context().world_size
+    shares = sorted({batch_share(global_size, Context(r, world)) for r in range(world)}, reverse=True)
+    return f"mini_batch_size={global_size} is the global batch: each of {world} processes takes {' or '.join(map(str, shares))} pairs a step."
+
+
+def step_weights(sizes: list[int], device: torch.device) -> tuple[int, list[float]]:
+    """How many steps every rank takes this epoch, and the weight of this rank's mean loss at each.
+
+    ``sizes`` are this rank's batch sizes. A rank's gradient is the mean over its part, and DDP
+    averages the ranks' gradients, so weighting each part by ``world_size * part / global batch``
+    makes the step follow the mean over the global batch, also when parts differ (an uneven split,
+    a shard's last short batch). In one process, or with equal parts, every weight is 1.
+    """
+    ctx = context()
+    if not ctx.is_distributed:
+        return len(sizes), [1.0] * len(sizes)
+    every = gather_objects(sizes)
+    steps = min(len(s) for s in every)
+    totals = [sum(s[i] for s in every) for i in range(steps)]
+    return steps, [ctx.world_size * sizes[i] / totals[i] for i in range(steps)]
 
 
 def gather_objects(obj: Any) -> list[Any]:

@@ -1,9 +1,11 @@
 """Early stopping on the validation loss, and the best epoch's weights to restore at the end.
 
-SageMaker documents two hyperparameters: training stops after ``early_stopping_patience`` epochs in
-a row in which the validation loss did not improve on the reference by ``early_stopping_tolerance``.
-Whatever the stopping rule, the weights of the epoch with the lowest validation loss are kept and
-restored when training ends.
+SageMaker documents the rule: ``early_stopping_tolerance`` is the loss reduction needed *between
+consecutive epochs* to count as an improvement, and ``early_stopping_patience`` is the number of
+consecutive epochs without such an improvement after which training stops. So a loss that falls
+steadily but by less than the tolerance each epoch stops training, even though every epoch is the
+best so far. Whatever the stopping rule, the weights of the epoch with the lowest validation loss
+are kept and restored when training ends.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from torch import nn
 class EarlyStopping:
     """Watches one validation loss per epoch; :attr:`should_stop` turns true when patience runs out.
 
+    A loss falling 0.06 an epoch never falls by the tolerance of 0.1 between two epochs, so with a
+    patience of 2 training stops after epoch 3, though each epoch was the best so far:
+
     >>> stop = EarlyStopping(patience=2, tolerance=0.1)
-    >>> [stop.update(epoch, loss) for epoch, loss in enumerate([1.0, 0.95, 0.93], start=1)]
+    >>> [stop.update(epoch, loss) for epoch, loss in enumerate([1.0, 0.94, 0.88], start=1)]
     [True, True, True]
-    >>> stop.should_stop, stop.best_epoch
-    (True, 3)
+    >>> stop.bad_epochs, stop.should_stop, stop.best_epoch
+    (2, True, 3)
     """
 
     def __init__(self, patience: int, tolerance: float):
@@ -29,7 +34,7 @@ class EarlyStopping:
         self.tolerance = tolerance
         self.best_loss = float("inf")
         self.best_epoch: int | None = None
-        self.reference = float("inf")
+        self.previous = float("inf")  # the last epoch's loss: the first epoch always improves on nothing
         self.bad_epochs = 0
         self.should_stop = False
 
@@ -38,25 +43,26 @@ class EarlyStopping:
         improved = loss < self.best_loss  # keep the best weights even when the gain is below tolerance
         if improved:
             self.best_loss, self.best_epoch = loss, epoch
-        if loss < self.reference - self.tolerance:
-            self.reference, self.bad_epochs = loss, 0
+        if loss < self.previous - self.tolerance:  # reduced by more than the tolerance since the last epoch
+            self.bad_epochs = 0
         else:
             self.bad_epochs += 1
             self.should_stop = self.bad_epochs >= self.patience
+        self.previous = loss
         return improved
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
-            "reference": self.reference,
+            "previous": self.previous,
             "bad_epochs": self.bad_epochs,
             "finished": self.should_stop,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_loss, self.best_epoch = state["best_loss"], state.get("best_epoch")
-        self.reference, self.bad_epochs, self.should_stop = state["reference"], state["bad_epochs"], state["finished"]
+        self.previous, self.bad_epochs, self.should_stop = state["previous"], state["bad_epochs"], state["finished"]
 
 
 class BestWeights:

@@ -58,24 +58,27 @@ class EpochRunner:
         self.steps = 0  # optimizer steps taken in this run (all epochs)
         self.objective = EmbeddingObjective(hp, train) if hp.embedding_objective else None
 
-    def step(self, batch: Batch, meter: Meter) -> str | None:
+    def step(self, batch: Batch, meter: Meter, weight: float = 1.0) -> str | None:
         """Train on one batch; returns ``"loss"`` (it was not finite) or ``"signal"`` (a stop signal
-        arrived) when training must stop after it (see the module docstring), else None."""
+        arrived) when training must stop after it (see the module docstring), else None. ``weight``
+        scales this rank's mean loss under DDP (its share of the global batch,
+        :func:`object2vec.training.distributed.step_weights`); the metrics read the unscaled loss."""
         inputs = batch_inputs(self.train, batch, self.device, once=self.hp.negative_sampling_grouped)
         labels = label_tensor(batch.labels, self.hp, self.device)
         self.optimizers.zero_grad()
         out = None
         if self.objective is not None:  # an extension: SageMaker's objective takes the path below, unchanged
-            loss = self._objective_loss(cast(tuple[torch.Tensor, ...], inputs), labels, batch, meter)
+            loss = trained = self._objective_loss(cast(tuple[torch.Tensor, ...], inputs), labels, batch, meter, weight)
         else:
             with autocast(self.precision, self.device):
                 out = self.model(*inputs)
             loss = compute_loss(out.float(), labels, self.hp)
+            trained = loss if weight == 1.0 else loss * weight
         if self.scaler is None:
-            loss.backward()
+            trained.backward()
             self.optimizers.step()
         else:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(trained).backward()
             self.optimizers.step_scaled(self.scaler)
         self.last_loss = float(loss.detach())  # the metrics' own synchronisation
         if out is not None:
@@ -88,17 +91,24 @@ class EpochRunner:
             flags = distributed.any_rank(flags, self.device)
         return "loss" if flags[0] else "signal" if flags[1] else None
 
-    def _objective_loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, batch: Batch, meter: Meter) -> torch.Tensor:
-        """The loss of a cosine or contrastive objective, plus the output layer's for ``sagemaker+...``."""
+    def _objective_loss(
+        self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, batch: Batch, meter: Meter, weight: float
+    ) -> torch.Tensor:
+        """The loss of a cosine or contrastive objective, plus the output layer's for ``sagemaker+...``.
+
+        ``weight`` scales the rank's mean losses (the output layer's, the cosine's); the contrastive
+        loss gathers every rank's candidates and is already scaled to the global batch."""
         assert self.objective is not None
         with autocast(self.precision, self.device):
             out, u, v = self.model(*inputs, encodings=True)
         loss, parts = self.objective(u, v, labels, self.train, batch)
         meter.add_parts(parts)
+        if self.objective.kind == "cosine" and weight != 1.0:
+            loss = loss * weight
         if self.hp.has_head:
             head = compute_loss(out.float(), labels, self.hp)
             meter.add(out.detach(), labels, head.detach())
-            loss = head + self.hp.objective_weight * loss
+            loss = (head if weight == 1.0 else head * weight) + self.hp.objective_weight * loss
         return loss
 
     def run(
@@ -109,18 +119,20 @@ class EpochRunner:
         epoch_length: int,
         checkpoint: Callable[[int], None] | None = None,
         every: int = 0,
+        weights: list[float] | None = None,
     ) -> dict[str, Any]:
         """Train on ``batches``, numbered from ``first`` (1-based: a resumed epoch starts later) in an
         epoch of ``epoch_length`` batches; call ``checkpoint(i)`` after batch ``i`` every ``every``
-        steps, except after the epoch's last batch (the epoch's own checkpoint follows). Returns the
-        epoch's meter, pair count and seconds (not yet combined across ranks)."""
+        steps, except after the epoch's last batch (the epoch's own checkpoint follows). ``weights``
+        scale each batch's loss (DDP: see :meth:`step`). Returns the epoch's meter, pair count and
+        seconds (not yet combined across ranks)."""
         meter = Meter(self.hp)
         pairs = sum(len(b.labels) for b in batches)
         bar = console.progress(pairs, desc=f"epoch {epoch}", unit=" pairs", unit_scale=True)
         start = time.perf_counter()
         with interrupts.deferred():
             for i, batch in enumerate(batches, start=first):
-                stopped = self.step(batch, meter)
+                stopped = self.step(batch, meter, 1.0 if weights is None else weights[i - first])
                 if stopped == "loss":
                     bar.close()
                     shown = f" ({self.last_loss})" if not math.isfinite(self.last_loss) else " (on another rank)"

@@ -5,13 +5,17 @@ of the distinct rows it used; :class:`LazyOptimizer` updates just those rows and
 state: in place by :mod:`object2vec.native.kernels` on CPU, else gathered, updated by torch's fused
 kernels and written back (:func:`copy_rows`). Nothing proportional to the vocabulary happens per step.
 
-Lazy semantics (the MXNet ``lazy_update`` that SageMaker's row_sparse used):
+Lazy semantics (the MXNet ``lazy_update`` that SageMaker's row_sparse used), with MXNet's formulas
+(:mod:`object2vec.training.dense_optim`):
 
 * adam: moments of a row are updated only on steps that touch the row; bias correction uses the
-  table's global step count (as ``torch.optim.SparseAdam``);
-* adagrad: a row's squared-gradient sum grows only when touched;
-* sgd: plain ``w -= lr * g`` on touched rows;
-* weight decay ``wd * w`` is added to the gradient of touched rows only.
+  table's global step count (as ``torch.optim.SparseAdam`` and MXNet's per-parameter count), and eps
+  is MXNet's (passed to the kernels as ``eps/sqrt(1-b2^t)``); ``wd * w`` is added to the gradient of
+  touched rows only;
+* adagrad: a row's squared-gradient history grows only when touched; eps (1e-7) sits inside the
+  square root, which the kernels compute by starting the history at 1e-7 with their eps at 0; weight
+  decay ``lr * wd * w`` is applied to touched rows, outside the history;
+* sgd: ``w -= lr * (g + wd * w)`` on touched rows.
 
 On the first step every touched row gets exactly the dense optimizer's update; untouched rows never
 change (``tests/test_sparse.py``).
@@ -26,6 +30,7 @@ import torch
 from ..native import kernels
 from ..nn.embedding import RowSparseEmbedding
 from . import distributed
+from .dense_optim import ADAGRAD_EPS, adam_epsilon
 
 _WIDE_ELEMENTS = (torch.complex128, torch.float64)  # 16 and 8 bytes
 _STATE_TABLES = {"adam": ("exp_avg", "exp_avg_sq"), "adagrad": ("sum",), "sgd": ()}
@@ -51,7 +56,7 @@ class LazyOptimizer:
         if name not in ("adam", "adagrad", "sgd"):
             raise ValueError(f"row_sparse supports adam, adagrad and sgd; got {name}")
         self.tables, self.name, self.lr, self.weight_decay = tables, name, lr, weight_decay
-        self.betas, self.eps = (0.9, 0.999), (1e-8 if name == "adam" else 1e-10)
+        self.betas = (0.9, 0.999)
         self.state: list[dict[str, Any]] = [{} for _ in tables]
 
     def zero_grad(self) -> None:
@@ -88,6 +93,10 @@ class LazyOptimizer:
                 rows, grad = rows[keep], grad[keep]
                 values = None if values is None else values[keep]
             weight = table.weight
+            if self.name == "adagrad" and self.weight_decay:  # MXNet: outside the history, not read by the rest
+                w = weight.index_select(0, rows) if values is None else values
+                copy_rows(weight, rows, w.mul_(1.0 - self.lr * self.weight_decay))
+                values = None
             if self._update_in_place(state, weight, rows, grad):
                 continue
             w = weight.index_select(0, rows) if values is None else values  # (U, D), ours to update in place
@@ -104,6 +113,8 @@ class LazyOptimizer:
         names = _STATE_TABLES[self.name]
         if names and names[0] not in state:  # (not setdefault: its default would be built on every step)
             state.update({name: torch.zeros_like(weight) for name in names})
+            if self.name == "adagrad":  # sqrt(history + eps) with eps inside, as MXNet: the history starts at eps
+                state["sum"].fill_(ADAGRAD_EPS)
         return [state[name] for name in names]
 
     def _rows_of(self, state: dict[str, Any], weight: torch.Tensor, rows: torch.Tensor) -> list[torch.Tensor]:
@@ -129,6 +140,7 @@ class LazyOptimizer:
             return False
         if self.name == "adam":
             step = self._count(state)
+            eps = adam_epsilon(step, self.betas[1])
             kernels.adam_rows(
                 weight,
                 tables[1],
@@ -137,13 +149,13 @@ class LazyOptimizer:
                 rows,
                 lr=self.lr,
                 betas=self.betas,
-                eps=self.eps,
+                eps=eps,
                 weight_decay=self.weight_decay,
                 step=step,
             )
         elif self.name == "adagrad":
             self._count(state)
-            kernels.adagrad_rows(weight, tables[1], grad, rows, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
+            kernels.adagrad_rows(weight, tables[1], grad, rows, lr=self.lr, eps=0.0, weight_decay=0.0)  # decay applied in step
         else:
             kernels.sgd_rows(weight, grad, rows, lr=self.lr, weight_decay=self.weight_decay)
         return True
@@ -154,9 +166,16 @@ class LazyOptimizer:
         """torch's fused Adagrad kernel (one pass: decay, sum, update) on the gathered rows."""
         (s,) = self._rows_of(state, weight, rows)
         torch._fused_adagrad_(
-            [w], [grad.contiguous()], [s], self._step_tensor(state),
-            lr=self.lr, lr_decay=0.0, weight_decay=self.weight_decay, eps=self.eps, maximize=False,
-        )  # fmt: skip
+            [w],
+            [grad.contiguous()],
+            [s],
+            self._step_tensor(state),
+            lr=self.lr,
+            lr_decay=0.0,
+            weight_decay=0.0,
+            eps=0.0,
+            maximize=False,
+        )  # fmt: skip  (the history started at eps; weight decay was applied in step)
         copy_rows(state["sum"], rows, s)
         return w
 
@@ -167,9 +186,10 @@ class LazyOptimizer:
         update) on the gathered rows and moments; the moments are then written back."""
         beta1, beta2 = self.betas
         m, v = self._rows_of(state, weight, rows)
+        step = self._step_tensor(state)
         torch._fused_adam_(
-            [w], [grad.contiguous()], [m], [v], [], self._step_tensor(state),
-            lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay, eps=self.eps,
+            [w], [grad.contiguous()], [m], [v], [], step,
+            lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay, eps=adam_epsilon(int(step[0]), beta2),
             amsgrad=False, maximize=False,
         )  # fmt: skip
         copy_rows(state["exp_avg"], rows, m)

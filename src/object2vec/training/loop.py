@@ -92,6 +92,11 @@ def fit(
     if distributed.context().is_distributed and any(p.requires_grad for p in net.parameters()):
         model = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     optimizers = Optimizers(net, hp)
+    # mini_batch_size is the global batch under DDP: each rank takes its share
+    shards = distributed.gather_objects(len(train)) if distributed.context().is_distributed else None
+    share = distributed.batch_share(hp.mini_batch_size, shards=shards)
+    if distributed.context().is_distributed:
+        _note(distributed.batch_share_line(hp.mini_batch_size))
     runner = EpochRunner(model, optimizers, train, hp, device, resolve_precision(precision, device), on_step)
     early = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance)
     best = BestWeights()
@@ -122,12 +127,13 @@ def fit(
     for epoch in range(start_epoch, hp.epochs + 1):
         if early.should_stop:
             break
-        batches = epoch_batches(train, hp, epoch, seed)
-        batches = batches[: distributed.all_reduce_min(len(batches), device)]  # every rank steps together
-        todo = batches[skip:]
+        batches = epoch_batches(train, hp, epoch, seed, size=share)
+        steps, weights = distributed.step_weights([len(b.labels) for b in batches], device)
+        batches = batches[:steps]  # every rank steps together
+        todo, weights = batches[skip:], weights[skip:]
         if max_steps is not None:
             todo = todo[: max(max_steps - runner.steps, 0)]
-        ran = runner.run(epoch, todo, skip + 1, len(batches), functools.partial(save, epoch), checkpoint_every)
+        ran = runner.run(epoch, todo, skip + 1, len(batches), functools.partial(save, epoch), checkpoint_every, weights)
         skip = 0
 
         record = _epoch_record(epoch, ran, device)
@@ -151,8 +157,9 @@ def fit(
             if early.should_stop:
                 result.stopped_early = epoch < hp.epochs
                 _note(
-                    f"Early stopping at epoch {epoch}: validation {watched} did not improve by "
-                    f"{hp.early_stopping_tolerance:g} for {early.bad_epochs} epochs; restoring epoch {result.best_epoch}."
+                    f"Early stopping at epoch {epoch}: validation {watched} did not fall by more than "
+                    f"{hp.early_stopping_tolerance:g} from the epoch before for {early.bad_epochs} epochs in a row; "
+                    f"restoring epoch {result.best_epoch}."
                 )
         if stop_requested and not early.should_stop:
             early.should_stop, result.stopped_early = True, epoch < hp.epochs

@@ -1,31 +1,21 @@
-"""The optimizers of a network: one dense optimizer for the parameters autograd updates, and a lazy
-one (:mod:`object2vec.training.lazy_optim`) for ``row_sparse`` token tables."""
+"""The optimizers of a network: one dense optimizer (:mod:`object2vec.training.dense_optim`, MXNet's
+definitions) for the parameters autograd updates, and a lazy one
+(:mod:`object2vec.training.lazy_optim`) for ``row_sparse`` token tables."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..hyperparameters import Hyperparameters
 from ..nn.embedding import RowSparseEmbedding
 from ..nn.model import Object2VecNet
+from .dense_optim import dense_optimizer
 from .lazy_optim import LazyOptimizer
 
-FUSED = ("adam", "adagrad", "sgd")  # optimizers with a fused CPU/CUDA kernel (torch >= 2.4)
-
-
-def _dense_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    cls = {
-        "adam": torch.optim.Adam,
-        "adagrad": torch.optim.Adagrad,
-        "rmsprop": torch.optim.RMSprop,
-        "sgd": torch.optim.SGD,
-        "adadelta": torch.optim.Adadelta,
-    }[name]
-    fast = {"fused": True} if name in FUSED else {"foreach": True}  # one kernel over all tensors, not a loop
-    return cls(params, lr=lr, weight_decay=weight_decay, **fast)
+logger = logging.getLogger(__name__)
 
 
 class Optimizers:
@@ -35,8 +25,12 @@ class Optimizers:
         tables = [e for e in net.embeddings() if isinstance(e, RowSparseEmbedding)]
         dense = [p for p in net.parameters() if p.requires_grad]  # row_sparse tables are not autograd parameters
         self.optimizers: list[Any] = []
+        if hp.optimizer == "adadelta":
+            logger.info(
+                f"optimizer=adadelta has no learning rate (MXNet's AdaDelta); learning_rate={hp.learning_rate:g} is not used."
+            )
         if dense:
-            self.optimizers.append(_dense_optimizer(hp.optimizer, dense, hp.learning_rate, hp.weight_decay))
+            self.optimizers.append(dense_optimizer(hp.optimizer, dense, hp.learning_rate, hp.weight_decay))
         if tables:
             self.optimizers.append(LazyOptimizer(tables, hp.optimizer, hp.learning_rate, hp.weight_decay))
 

@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import socket
 import threading
+import time
 import warnings
 from typing import Any, cast
 
@@ -32,6 +33,7 @@ from .config import TuningConfig
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 CONFIG_ATTR = "object2vec:config"
+SCHEMA_ATTEMPTS = 5  # opening a new database while another process creates its tables
 
 
 def open_storage(url: str, heartbeat: bool = False) -> optuna.storages.RDBStorage:
@@ -42,9 +44,21 @@ def open_storage(url: str, heartbeat: bool = False) -> optuna.storages.RDBStorag
         params = inspect.signature(optuna.storages.RDBStorage).parameters
         callback = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
         options = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS, callback: retry_interrupted}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # heartbeat options are marked experimental
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **options)
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeat options are marked experimental
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine, **options)
+        except OperationalError as e:
+            # two processes opening a new database both create its tables; the one that loses sees
+            # "table ... already exists" and only has to open it again (SQLite has no CREATE TABLE IF
+            # NOT EXISTS race protection in Optuna's schema set-up)
+            if "already exists" not in str(e) or attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def open_study(storage: optuna.storages.RDBStorage, name: str, config: TuningConfig, seed: int, parallel: int) -> optuna.Study:
