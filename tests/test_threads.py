@@ -1,0 +1,31 @@
+"""OpenMP's wait policy: object2vec asks for sleeping waits unless the user or torch got there first."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SHOW = "import os; print(os.environ.get('OMP_WAIT_POLICY'))"
+
+
+def _policy(code: str, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_importing_object2vec_makes_openmp_threads_sleep_when_they_wait():
+    assert _policy(f"import object2vec; {SHOW}") == "PASSIVE"
+
+
+@pytest.mark.parametrize("env", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000"}])
+def test_a_policy_the_user_set_is_kept(env):
+    expected = env.get("OMP_WAIT_POLICY", "None")
+    assert _policy(f"import object2vec; {SHOW}", **env) == expected
+
+
+def test_nothing_is_set_once_torch_is_loaded_as_openmp_has_read_its_policy():
+    assert _policy(f"import torch, object2vec; {SHOW}") == "None"
