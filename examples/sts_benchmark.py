@@ -52,6 +52,9 @@ COLUMNS = Table(left=5, right=6, label=4, format="tsv", quoting=False, header=Fa
 # comparator, because similarity does not depend on which sentence comes first.
 BASE = {
     "enc0_network": "pooled_embedding",
+    # the mean, SageMaker's pooling: prepare --token-weights idf suggests weighted_mean, which the "idf" candidates set
+    "enc0_pooling": "mean",
+    "enc1_pooling": "mean",
     "tied_token_embedding_weight": True,
     "comparator_list": "hadamard, abs_diff",
     "output_layer": "mean_squared_error",
@@ -72,9 +75,8 @@ COSINE = {  # objective=cosine (an extension, docs/objectives.md): cos(u, v) fit
     # the cosine loss is on a 0-1 scale, 25 times smaller than the 0-5 regression's: a tolerance of the same weight
     "early_stopping_tolerance": 0.0001,
 }
-IDF = {
-    "enc0_pooling": "weighted_mean"
-}  # each token weighted by its IDF over the sts-train sentences (prepare --token-weights idf)
+# each token weighted by its IDF over the sts-train sentences (prepare --token-weights idf)
+IDF = {"enc0_pooling": "weighted_mean", "enc1_pooling": "weighted_mean"}
 POSITIVE = 4.0  # contrastive candidates: training (and dev) pairs scored at least this are the positives
 
 

@@ -61,6 +61,8 @@ def test_the_sts_example_prints_model_and_baseline_correlations(tmp_path, capsys
     }
     assert "baseline: TF-IDF cosine (fit on sts-train)" in out and f"Object2Vec embedding cosine ({embedding})" in out
     assert all(-100 <= v["spearman"] <= 100 for v in results["test"].values())
+    pooling = {name: c["hyperparameters"]["enc0_pooling"] for name, c in results["candidates"].items()}
+    assert pooling == {names[0]: "mean", names[1]: "weighted_mean", names[2]: "weighted_mean"}  # not prepare's suggestion
     for c in results["candidates"].values():  # every candidate reports both scores on dev and test
         assert set(c["dev_spearman"]) == set(c["test"]) == {"pair", "embedding"}
     assert (tmp_path / "out" / "results.json").is_file() and (tmp_path / "out" / "model" / "auxiliary" / "vocab.json").is_file()
