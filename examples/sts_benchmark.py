@@ -5,13 +5,17 @@ The STS Benchmark pairs English sentences with a similarity score from 0 to 5 (5
 
 1. ``object2vec prepare`` (its Python form): tokenize the tab-separated files (``csv.QUOTE_NONE``:
    quote characters are text there), build one vocabulary for both sides from sts-train plus the
-   most frequent words of the vector file, and keep those words' GloVe rows;
-2. train Object2Vec as a **regression** on the 0-5 score (the metric is a correlation with a graded
-   score; binning it into classes would throw the order of the grades away), with the pretrained
-   rows as the token table, and select among a few candidates by sts-dev Spearman (early stopping
-   also watches sts-dev);
-3. score sts-test two ways: the model's pair scores, and the cosine of the two sentences' embeddings,
-   both sentences through the same encoder (as the AWS sentence-similarity notebook did);
+   most frequent words of the vector file, keep those words' GloVe rows, and weigh each token by its
+   IDF over the sts-train sentences (read only by the candidates pooled by ``weighted_mean``);
+2. train candidates with the pretrained rows as the token table: SageMaker's objective as a
+   **regression** on the 0-5 score (the metric is a correlation with a graded score; binning it into
+   classes would throw the order of the grades away), and the embedding objectives (extensions,
+   ``docs/objectives.md``): the cosine fitted to score / 5, the two together, and contrastive on the
+   pairs scored >= 4; early stopping watches sts-dev;
+3. choose on sts-dev alone two models: the best by the Spearman of its pair score, and the best by
+   the Spearman of its embedding cosine (the cosine of the two sentences' embeddings, both through
+   the same encoder, as the AWS sentence-similarity notebook did); score them on sts-test, and print
+   both scores of every candidate on sts-test afterwards (they choose nothing);
 4. compute two baselines on the same data in the same run: the cosine of averaged GloVe vectors
    (same tokenizer, same vector file) and a TF-IDF cosine fitted on the sts-train sentences.
 
