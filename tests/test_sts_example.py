@@ -47,16 +47,33 @@ def test_the_sts_example_prints_model_and_baseline_correlations(tmp_path, capsys
     monkeypatch.setitem(sys.modules, "sts_benchmark", example)  # dataclasses look their module up there
     spec.loader.exec_module(example)
     args = ["--data-dir", str(data), "--vectors", str(vectors), "--out", str(tmp_path / "out"), "--epochs", "2"]
-    results = example.main([*args, "--candidates", "glove-tuned,glove+identity"])
+    names = ["glove-tuned", "cosine glove+identity idf", "contrastive glove+identity idf"]
+    results = example.main([*args, "--candidates", ",".join(names)])
     out = capsys.readouterr().out
-    chosen = results["selected"]
-    assert chosen in {"glove-tuned", "glove+identity"} and set(results["candidates"]) == {"glove-tuned", "glove+identity"}
+    pair, embedding = results["selected"]["pair"], results["selected"]["embedding"]
+    assert {pair, embedding} <= set(names) and list(results["candidates"]) == names
     assert set(results["test"]) == {
-        f"Object2Vec pair score ({chosen})",
-        f"Object2Vec embedding cosine ({chosen})",
+        f"Object2Vec pair score ({pair})",
+        f"Object2Vec embedding cosine ({pair})",
+        f"Object2Vec embedding cosine ({embedding})",
         "baseline: averaged GloVe cosine",
         "baseline: TF-IDF cosine (fit on sts-train)",
     }
-    assert "baseline: TF-IDF cosine (fit on sts-train)" in out and f"Object2Vec embedding cosine ({chosen})" in out
+    assert "baseline: TF-IDF cosine (fit on sts-train)" in out and f"Object2Vec embedding cosine ({embedding})" in out
     assert all(-100 <= v["spearman"] <= 100 for v in results["test"].values())
+    pooling = {name: c["hyperparameters"]["enc0_pooling"] for name, c in results["candidates"].items()}
+    assert pooling == {names[0]: "mean", names[1]: "weighted_mean", names[2]: "weighted_mean"}  # not prepare's suggestion
+    for c in results["candidates"].values():  # every candidate reports both scores on dev and test
+        assert set(c["dev_spearman"]) == set(c["test"]) == {"pair", "embedding"}
     assert (tmp_path / "out" / "results.json").is_file() and (tmp_path / "out" / "model" / "auxiliary" / "vocab.json").is_file()
+    assert (tmp_path / "out" / "model_embedding" / "auxiliary" / "vocab.json").is_file()
+
+
+def test_an_unknown_candidate_is_refused_with_the_known_names(tmp_path, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("sts_benchmark", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "sts_benchmark", example)
+    spec.loader.exec_module(example)
+    with pytest.raises(SystemExit):
+        example.main(["--data-dir", str(tmp_path), "--vectors", str(tmp_path / "v.txt"), "--candidates", "glove-tuned,bert"])
+    assert "unknown candidate(s) bert; choose from glove-frozen" in capsys.readouterr().err
