@@ -1,11 +1,11 @@
-"""OpenMP wait policies: training time with GNU OpenMP's default spinning waits and with sleeping ones.
+"""OpenMP wait policies: training time with GNU OpenMP's default spinning waits, sleeping ones, and short spins.
 
-object2vec sets ``OMP_WAIT_POLICY=PASSIVE`` when it is imported before torch (``object2vec/_threads.py``).
+object2vec sets ``GOMP_SPINCOUNT=10000`` when it is imported before torch (``object2vec/_threads.py``).
 This script trains the same models in fresh processes under each policy, on an idle machine and
 with one core kept busy by another process (``--busy``: a pure-Python loop, what a browser or a
-second job does to a laptop), and prints the seconds of ``fit`` and the ratio to the default.
+second job does to a laptop), and prints the seconds of ``fit`` and the ratio to the first policy.
 
-    .venv/bin/python benchmarks/wait_policy.py [--threads 2] [--busy] [--repeats 2]
+    .venv/bin/python benchmarks/wait_policy.py [--threads 2] [--busy [--no-default]] [--repeats 2] [--spin N ...]
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ MODELS = {
         "mlp_dim": 256, "mini_batch_size": 64,
     },
 }  # fmt: skip
-POLICIES = {"default (spin, then sleep)": None, "PASSIVE (object2vec's)": "PASSIVE"}
+SPIN = "spin "  # a policy named "spin N": GNU OpenMP's GOMP_SPINCOUNT=N, then sleep
+POLICIES = {"default (spin 300,000, then sleep)": None, "PASSIVE": "PASSIVE", "spin 10,000 (object2vec's)": f"{SPIN}10000"}
 CHILD = """
 import json, sys, time
 import object2vec  # sets nothing when OMP_WAIT_POLICY is in the environment
@@ -51,7 +52,9 @@ def _busy() -> None:  # pragma: no cover - runs in a child process
 
 def fit_seconds(hp: dict, train: Path, threads: int, policy: str | None) -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    if policy is not None:
+    if policy is not None and policy.startswith(SPIN):
+        env["GOMP_SPINCOUNT"] = policy[len(SPIN) :]
+    elif policy is not None:
         env["OMP_WAIT_POLICY"] = policy
     else:
         env["OMP_WAIT_POLICY"] = ""  # present, so object2vec leaves it; empty: libgomp's default
@@ -70,7 +73,12 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="keep one core busy with another process meanwhile")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=20_000)
+    parser.add_argument("--spin", type=int, action="append", default=[], help="also time GOMP_SPINCOUNT=N (repeatable)")
+    parser.add_argument("--no-default", action="store_true", help="skip libgomp's default (slow with --busy)")
     args = parser.parse_args()
+    policies = {**POLICIES, **{f"{SPIN}{n:,}": f"{SPIN}{n}" for n in args.spin}}
+    if args.no_default:
+        del policies[next(iter(POLICIES))]
     from object2vec.data.synthetic import make_pairs, write_jsonl
 
     busy = multiprocessing.Process(target=_busy, daemon=True) if args.busy else None
@@ -84,18 +92,19 @@ def main() -> None:
                 busy.start()
             times = {
                 p: statistics.median(fit_seconds(hp, train, args.threads, v) for _ in range(args.repeats))
-                for p, v in POLICIES.items()
+                for p, v in policies.items()
             }
             rows.append((name, times))
         if busy is not None:
             busy.terminate()
     load = "one core busy with another process" if args.busy else "no other job started by this script"
     print(f"\n{args.threads} torch threads, {args.pairs:,} pairs, 2 epochs, median of {args.repeats}; {load}\n")
-    first, second = POLICIES
-    print(f"| model | {first} s | {second} s | default / PASSIVE |")
-    print("|---|---:|---:|---:|")
+    first, *others = policies
+    print(f"| model | {first} s | " + " | ".join(f"{p} s (ratio to the first)" for p in others) + " |")
+    print("|---|---:|" + "---:|" * len(others))
     for name, times in rows:
-        print(f"| {name} | {times[first]:.2f} | {times[second]:.2f} | {times[first] / times[second]:.2f}x |")
+        cells = " | ".join(f"{times[p]:.2f} ({times[p] / times[first]:.2f}x)" for p in others)
+        print(f"| {name} | {times[first]:.2f} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._threads import prefer_sleeping_waits
+from ._threads import prefer_short_spins
 
 __version__ = "0.1.0"
 
-prefer_sleeping_waits()  # before torch loads: OpenMP reads its wait policy once (see _threads)
+prefer_short_spins()  # before torch loads: OpenMP reads its spin count once (see _threads)
 
 _EXPORTS = {
     "Object2Vec": "object2vec.estimator",

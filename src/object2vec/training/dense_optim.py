@@ -25,10 +25,12 @@ so there is none here. Gradients arrive as the batch mean (MXNet's ``rescale_gra
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, overload
 
 import torch
+import torch.optim.optimizer as torch_optimizer
 from torch import nn
 
 ADAM_EPS = 1e-8
@@ -46,37 +48,51 @@ def adam_epsilon(step: int, beta2: float = 0.999, eps: float = ADAM_EPS) -> floa
     return eps / math.sqrt(1.0 - beta2**step)
 
 
-def adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Adam:
-    """torch's fused Adam (coupled L2 decay, as MXNet) with MXNet's placement of eps, set before each step."""
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, eps=adam_epsilon(1), fused=True)
+class DenseOptimizer:
+    """What a training loop needs of a ``torch.optim.Optimizer``, without being one.
 
-    def set_epsilon(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        for group in optimizer.param_groups:
-            state = next((optimizer.state[p] for p in group["params"] if p in optimizer.state), None)
-            step = 1 if not state else int(state["step"]) + 1  # all of a group's parameters step together
-            group["eps"] = adam_epsilon(step, group["betas"][1])
-
-    opt.register_step_pre_hook(set_epsilon)
-    return opt
-
-
-class _MXNetOptimizer(torch.optim.Optimizer):
-    """Shared plumbing: the parameters that have a gradient, and their state tensors, created as zeros."""
+    ``param_groups``, ``state``, ``step``, ``zero_grad`` and ``state_dict``/``load_state_dict`` (in
+    ``torch.optim``'s format), and the global step hooks of
+    ``torch.optim.optimizer.register_optimizer_step_post_hook`` run after each step. Why not a
+    subclass: PyTorch's ``Optimizer`` imports ``torch._dynamo`` the first time one is made and the
+    first time its step runs (``_disable_dynamo``, ``_use_grad_for_differentiable``), 1.5-2 s of every
+    training run on a CPU (a third of fitting AG News), for a compiler object2vec does not use. The
+    updates are PyTorch's kernels all the same (``torch._fused_adam_``, ``torch._fused_sgd_``,
+    ``torch._foreach_*``), so results are identical.
+    """
 
     state_names: tuple[str, ...] = ()
 
+    def __init__(self, params: Any, defaults: dict[str, Any]):
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = [{**self.defaults, "params": list(params)}]
+        self.state: defaultdict[torch.Tensor, dict[str, Any]] = defaultdict(dict)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
+
     def _with_grads(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor]]]:
+        """The group's parameters that have a gradient, their gradients, and their state tensors
+        (one list per name in ``state_names``), created as zeros on first use."""
         params = [p for p in group["params"] if p.grad is not None]
         for p in params:
             if not self.state[p]:
-                self.state[p].update(
-                    {name: torch.zeros_like(p, memory_format=torch.preserve_format) for name in self.state_names}
-                )
+                self.state[p].update(self._initial_state(p))
         grads = [p.grad for p in params]
         if any(g.is_sparse for g in grads):
             raise RuntimeError(f"{type(self).__name__} takes dense gradients")
         states = [[self.state[p][name] for p in params] for name in self.state_names]
         return params, grads, states
+
+    def _initial_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: torch.zeros_like(p, memory_format=torch.preserve_format) for name in self.state_names}
 
     @overload
     def step(self, closure: None = None) -> None: ...
@@ -93,17 +109,120 @@ class _MXNetOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             params, grads, states = self._with_grads(group)
             if params:
-                self._update(group, params, grads, states)
+                for indices in _by_device_and_dtype(params):
+                    self._update(
+                        group,
+                        [params[i] for i in indices],
+                        [grads[i] for i in indices],
+                        [[s[i] for i in indices] for s in states],
+                    )
+        for hook in list(_GLOBAL_STEP_HOOKS.values()):  # e.g. restoring frozen pretrained rows
+            hook(self, (), {})
         return loss
 
     def _update(
         self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]]
     ) -> None:
-        """One step of the group: ``states`` holds one list of tensors per name in ``state_names``."""
+        """One step of the group's parameters of one device and dtype: ``states`` holds one list of
+        tensors per name in ``state_names``."""
         raise NotImplementedError  # pragma: no cover - interface
 
+    def state_dict(self) -> dict[str, Any]:
+        """``torch.optim``'s format: parameters by their index over all groups."""
+        index = {id(p): i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
+        return {
+            "state": {index[id(p)]: dict(s) for p, s in self.state.items() if s},
+            "param_groups": [
+                {**{k: v for k, v in g.items() if k != "params"}, "params": [index[id(p)] for p in g["params"]]}
+                for g in self.param_groups
+            ],
+        }
 
-class AdaGrad(_MXNetOptimizer):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The counterpart of :meth:`state_dict` (also reads a ``torch.optim`` optimizer's): state
+        tensors go to their parameter's device, floating ones to its dtype (a step count stays float32)."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+            len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, groups, strict=True)
+        ):
+            raise ValueError("the optimizer state does not fit these parameters (a different number of them)")
+        params = {
+            i: p for g, s in zip(self.param_groups, groups, strict=True) for i, p in zip(s["params"], g["params"], strict=True)
+        }
+        for g, s in zip(self.param_groups, groups, strict=True):
+            g.update({k: v for k, v in s.items() if k != "params" and k in g})
+        self.state = defaultdict(dict)
+        for i, saved in state_dict["state"].items():
+            p = params[int(i)]
+            self.state[p] = {
+                k: v.to(p.device, None if k == "step" or not v.is_floating_point() else p.dtype) if torch.is_tensor(v) else v
+                for k, v in saved.items()
+            }
+
+
+# torch's global step hooks (register_optimizer_step_post_hook), which a torch.optim optimizer runs
+# after every step; a DenseOptimizer runs them too. A private name of torch.optim, so read defensively.
+_GLOBAL_STEP_HOOKS: dict[int, Callable[..., Any]] = getattr(torch_optimizer, "_global_optimizer_post_hooks", {})
+
+
+def _by_device_and_dtype(params: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``params`` grouped by device and dtype (each fused or foreach call takes one kind)."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, p in enumerate(params):
+        groups.setdefault((p.device, p.dtype), []).append(i)
+    return list(groups.values())
+
+
+class Adam(DenseOptimizer):
+    """Adam with MXNet's placement of eps (module docstring), by torch's fused Adam kernel with
+    ``eps/sqrt(1-b2^t)`` as its eps; L2 weight decay added to the gradient (coupled), as MXNet."""
+
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 0.001,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = ADAM_EPS,
+    ):
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "betas": betas, "eps": eps})
+
+    def _initial_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        # torch's fused Adam counts steps in a float32 tensor on the parameter's device
+        return {**super()._initial_state(p), "step": torch.zeros((), dtype=torch.float32, device=p.device)}
+
+    def _update(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]]
+    ) -> None:
+        exp_avgs, exp_avg_sqs = states
+        steps = [self.state[p]["step"] for p in params]
+        torch._foreach_add_(steps, 1)
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(
+            params, grads, exp_avgs, exp_avg_sqs, [], steps,
+            amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+            eps=adam_epsilon(int(steps[0].item()), beta2, group["eps"]), maximize=False,
+        )  # fmt: skip
+
+
+class SGD(DenseOptimizer):
+    """MXNet's SGD without momentum (Object2Vec has none): ``w = (1 - lr*wd)*w - lr*grad``, by torch's fused kernel."""
+
+    def __init__(self, params: Any, lr: float = 0.01, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+
+    def _update(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]]
+    ) -> None:
+        torch._fused_sgd_(
+            params, grads, [], weight_decay=group["weight_decay"], momentum=0.0, lr=group["lr"], dampening=0.0,
+            nesterov=False, maximize=False, is_first_step=False,
+        )  # fmt: skip
+
+
+class AdaGrad(DenseOptimizer):
     """MXNet's AdaGrad: ``h += g^2; w -= lr*(g/sqrt(h + eps) + wd*w)`` (eps 1e-7)."""
 
     state_names = ("history",)
@@ -123,7 +242,7 @@ class AdaGrad(_MXNetOptimizer):
         torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
 
 
-class RMSProp(_MXNetOptimizer):
+class RMSProp(DenseOptimizer):
     """MXNet's (non-centred) RMSProp: ``g += wd*w; n = gamma1*n + (1-gamma1)*g^2; w -= lr*g/sqrt(n + eps)``."""
 
     state_names = ("n",)
@@ -146,7 +265,7 @@ class RMSProp(_MXNetOptimizer):
         torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
 
 
-class AdaDelta(_MXNetOptimizer):
+class AdaDelta(DenseOptimizer):
     """MXNet 1.x's AdaDelta, which has no learning rate::
 
     acc_g = rho*acc_g + (1-rho)*g^2
@@ -180,12 +299,12 @@ class AdaDelta(_MXNetOptimizer):
         torch._foreach_sub_(params, delta)
 
 
-def dense_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def dense_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> DenseOptimizer:
     """Object2Vec's ``optimizer`` over ``params``, with MXNet's definitions (adadelta ignores ``lr``)."""
     if name == "adam":
-        return adam(params, lr, weight_decay)
+        return Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, fused=True)
+        return SGD(params, lr=lr, weight_decay=weight_decay)
     if name == "adagrad":
         return AdaGrad(params, lr=lr, weight_decay=weight_decay)
     if name == "rmsprop":
