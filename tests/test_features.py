@@ -50,6 +50,52 @@ def test_features_are_deterministic_and_depend_only_on_the_text():
     assert Features.from_settings(f.settings(), "here") == f
 
 
+def _expand_by_the_definition(f, tokens, ids, vocab_size, weights):
+    """The module docstring's rules spelt out slowly: each word, its subwords (every character n-gram of
+    ``<word>`` by start, then length; not the lone marks), then the n-grams of 2.. words ending at it."""
+    out, out_weights = [], []
+    for i, token in enumerate(tokens):
+        marked = f"<{token}>"
+        subs = []
+        if f.subwords:
+            for start in range(len(marked)):
+                for n in range(f.subwords[0], f.subwords[1] + 1):
+                    if start + n <= len(marked) and not (n == 1 and (start == 0 or start + n == len(marked))):
+                        subs.append(vocab_size + fnv1a(marked[start : start + n]) % f.buckets)
+        grams = []
+        for n in range(2, min(f.word_ngrams, i + 1) + 1):
+            h = fnv1a(tokens[i - n + 1])
+            for word in tokens[i - n + 2 : i + 1]:
+                h = (h * 116049371 + fnv1a(word)) % 2**64
+            grams.append(vocab_size + h % f.buckets)
+        out += [ids[i], *subs, *grams]
+        out_weights += [weights[i]] * (1 + len(subs)) + [sum(weights[i - n + 1 : i + 1]) / n for n in range(2, 2 + len(grams))]
+    return out, out_weights
+
+
+@pytest.mark.parametrize(("ngrams", "subwords"), [(1, (1, 3)), (2, (3, 5)), (3, None), (4, (2, 2))])
+def test_the_fast_expansion_gives_the_ids_and_weights_of_the_definition(ngrams, subwords):
+    rng = np.random.default_rng(ngrams)
+    alphabet = list("abcdeé日-'") + ["ñ", "\U0001f600"]
+    for _ in range(30):
+        tokens = ["".join(rng.choice(alphabet, size=rng.integers(1, 9))) for _ in range(rng.integers(1, 12))]
+        ids = [int(i) for i in rng.integers(0, 50, size=len(tokens))]
+        weights = [float(w) for w in rng.random(len(tokens))]
+        f = Features(word_ngrams=ngrams, subwords=subwords, buckets=997)
+        got = f.expand(tokens, ids, 50, weights)
+        want = _expand_by_the_definition(f, tokens, ids, 50, weights)
+        assert got[0] == want[0]
+        assert got[1] == pytest.approx(want[1])
+
+
+def test_document_frequencies_count_each_text_once_per_id():
+    df = DocumentFrequencies(5)
+    for ids in ([1, 1, 2], [2, 4], [4, 4, 4, 0]):
+        df.add(ids)
+    assert df.documents == 3
+    assert df.idf().tolist() == pytest.approx([math.log(4 / (1 + c)) + 1 for c in (1, 1, 2, 0, 2)])
+
+
 def test_inline_weights_go_to_every_token_of_their_piece_and_default_to_one():
     f = Features(weights="inline")
     tokens, weights = f.split("economy:2.5 New-York:0.5 plain", DefaultTokenizer())

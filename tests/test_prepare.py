@@ -139,6 +139,27 @@ def test_idf_weighted_training_lines_are_what_encoding_each_text_afresh_gives(tm
     assert (last["in0"], last["in0_weights"]) == ([0], [1.0])
 
 
+def test_idf_tables_from_the_kept_tokens_equal_those_of_reading_the_file_again(tmp_path, monkeypatch):
+    # the vocabulary pass keeps each training text's tokens for the IDF pass, up to a limit; past it the
+    # IDF pass reads and tokenizes the file again: every written byte must be the same either way
+    from object2vec.text import prepare as module
+
+    train = write_csv(tmp_path / "train.csv", 12)
+    options = {"word_ngrams": 2, "subwords": (2, 3), "buckets": 50, "token_weights": "idf"}
+    prepare(tmp_path / "kept", COLUMNS, train=train, **options)
+    monkeypatch.setattr(module._KeptTokens, "__init__", lambda self, limit=0: _keep_none(self))
+    prepare(tmp_path / "read", COLUMNS, train=train, **options)
+    written = sorted(p.name for p in (tmp_path / "kept").iterdir())
+    assert {"train.jsonl", "enc0_idf.npy", "enc1_idf.npy"} <= set(written)
+    assert written == sorted(p.name for p in (tmp_path / "read").iterdir())
+    for name in written:
+        assert (tmp_path / "kept" / name).read_bytes() == (tmp_path / "read" / name).read_bytes(), name
+
+
+def _keep_none(kept):
+    kept.texts, kept.strings, kept.kept, kept.limit = [], {}, 0, -1
+
+
 def test_min_count_max_size_and_truncation_counts(tmp_path):
     train = write_csv(tmp_path / "train.csv", 16)
     report = prepare(tmp_path / "out", COLUMNS, train=train, min_count=5, max_seq_len=5)

@@ -118,7 +118,7 @@ def load(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple
         hp = Hyperparameters.from_dict(config.get("hyperparameters", {}))
     except HyperparameterError as e:
         raise ModelFormatError(f"{folder / CONFIG}: {e}") from None
-    net = Object2VecNet(hp)
+    net = Object2VecNet(hp, initialise=False)  # every weight is loaded below
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ModelFormatError(f"{folder}: has no {WEIGHTS}")

@@ -66,7 +66,8 @@ def comparator_width(comparators: tuple[str, ...], enc_dim: int) -> int:
 class Object2VecNet(nn.Module):
     """The network for one resolved :class:`Hyperparameters`; rebuildable from ``config.json`` alone."""
 
-    def __init__(self, hp: Hyperparameters):
+    def __init__(self, hp: Hyperparameters, initialise: bool = True):
+        """``initialise=False`` leaves the token tables undrawn, for weights about to be loaded."""
         super().__init__()
         hp = hp.resolve()
         self.hp = hp
@@ -76,7 +77,11 @@ class Object2VecNet(nn.Module):
         emb1 = emb0 if hp.tied_token_embedding_weight else make_embedding(cfg1.vocab_size, cfg1.token_embedding_dim, sparse)
         # a list, not a set: the order of the draws must not depend on ids
         tables = [(emb0, (cfg0.network, cfg1.network))] if emb1 is emb0 else [(emb0, (cfg0.network,)), (emb1, (cfg1.network,))]
-        init.initialise_tables(tables)
+        if initialise:
+            init.initialise_tables(tables)
+        else:  # zeros, not memory as found: a weight that is not loaded must not hold garbage
+            for table, _ in tables:
+                nn.init.zeros_(table.weight)
         self.encoders = nn.ModuleList([build_encoder(cfg0, hp.enc_dim, emb0), build_encoder(cfg1, hp.enc_dim, emb1)])
         self.dropout = nn.Dropout(hp.dropout)
         # the head: built only when the objective trains it (SageMaker's always does)

@@ -61,6 +61,7 @@ from .tokenize import (
     Tokenizer,
     Vocabulary,
     encode_text,
+    encode_tokens,
     idf_file,
     read_features,
     read_settings,
@@ -401,9 +402,13 @@ def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None
     problems = Problems()
     vector_file = VectorFile(opts.vectors) if opts.vectors is not None else None
     if opts.vocab_from is None:
-        vocabs, labels = _build_vocabularies(inputs["train"], table, tokenizer, vector_file, opts, features, problems)
-        if any(f is not None and f.weights == "idf" for f in features):
-            idf, train_ids = _idf_tables(table, inputs["train"], tokenizer, vocabs, features, problems)
+        idf_sides = tuple(f is not None and f.weights == "idf" for f in features)
+        kept_tokens: tuple[_KeptTokens | None, _KeptTokens | None] = tuple(_KeptTokens() if s else None for s in idf_sides)  # type: ignore[assignment]
+        vocabs, labels = _build_vocabularies(
+            inputs["train"], table, tokenizer, vector_file, opts, features, problems, kept_tokens
+        )
+        if any(idf_sides):
+            idf, train_ids = _idf_tables(table, inputs["train"], tokenizer, vocabs, features, problems, kept_tokens)
     codec = TextCodec(tokenizer, vocabs, vocab_files, features, idf)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -441,16 +446,20 @@ def _build_vocabularies(
     opts: PrepareOptions,
     features: tuple[Features | None, Features | None],
     problems: Problems,
+    kept_tokens: tuple[_KeptTokens | None, _KeptTokens | None] = (None, None),
 ) -> tuple[tuple[Vocabulary, Vocabulary | None], Labels | None]:
     """The vocabularies (one per side, or one shared; none for in1 with one text a record) and the
-    labels of the training split."""
+    labels of the training split; each text's tokens go to ``kept_tokens`` where a side has one."""
     counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     label_values: list[Any] = []
     problems.expect(train)
     pairs = opts.task == "pairs"
     for where, left, right, label in table.rows(train, problems, "counting words in"):
         for k, text in enumerate((left, right) if pairs else (left,)):
-            counts[k].update(_split(text, tokenizer, features[k], where, k, problems))
+            tokens = _split(text, tokenizer, features[k], where, k, problems)
+            counts[k].update(tokens)
+            if (kept := kept_tokens[k]) is not None:
+                kept.add(tokens)
         if label is not None:
             label_values.append(label)
     problems.raise_if_any()
@@ -508,6 +517,32 @@ def _split(text: str, tokenizer: Tokenizer, features: Features | None, where: Li
         return []
 
 
+class _KeptTokens:
+    """One side's training texts as the vocabulary pass tokenized them, for the IDF pass (which then
+    neither reads nor tokenizes the file again). A token string is stored once and referenced by
+    every text that has it; past ``limit`` tokens nothing more is kept (memory), and the IDF pass
+    reads the file as before."""
+
+    def __init__(self, limit: int = 16_000_000):
+        self.texts: list[list[str]] = []
+        self.strings: dict[str, str] = {}
+        self.kept = 0
+        self.limit = limit
+
+    @property
+    def complete(self) -> bool:
+        return self.kept <= self.limit
+
+    def add(self, tokens: list[str]) -> None:
+        if self.complete:
+            self.kept += len(tokens)
+            if self.complete:
+                same = self.strings.setdefault
+                self.texts.append([same(t, t) for t in tokens])
+            else:
+                self.texts, self.strings = [], {}
+
+
 class _EncodedSide:
     """One side of the training texts as the IDF pass encoded them (ids packed with offsets, and each
     text's token and OOV counts), so that writing ``train.jsonl`` does not tokenize and hash them
@@ -545,9 +580,11 @@ def _idf_tables(
     vocabs: tuple[Vocabulary, Vocabulary | None],
     features: tuple[Features | None, Features | None],
     problems: Problems,
+    kept_tokens: tuple[_KeptTokens | None, _KeptTokens | None] = (None, None),
 ) -> tuple[tuple[Any, Any], tuple[_EncodedSide | None, _EncodedSide | None]]:
-    """Each IDF-weighted side's IDF table over the training texts (one more pass over them), and
-    those texts' ids for the write (:class:`_EncodedSide`; ``None`` where it did not keep them all)."""
+    """Each IDF-weighted side's IDF table over the training texts (one more pass over them, or over
+    the tokens the vocabulary pass kept), and those texts' ids for the write (:class:`_EncodedSide`;
+    ``None`` where it did not keep them all)."""
     counters: list[tuple[DocumentFrequencies, Features, Vocabulary] | None] = []
     kept = [
         None if f is None or f.weights != "idf" or v is None else _EncodedSide() for f, v in zip(features, vocabs, strict=True)
@@ -559,20 +596,33 @@ def _idf_tables(
             counters.append(
                 (DocumentFrequencies(vocab.size + f.extra_ids), Features(f.word_ngrams, f.subwords, f.buckets), vocab)
             )
-    for where, left, right, _label in table.rows(path, problems, "counting documents in"):
-        for k, text in enumerate((left, right)):
-            counter = counters[k]
-            if counter is None:
-                continue
-            frequencies, plain, vocab = counter
-            try:
-                encoded = encode_text(text, tokenizer, vocab, plain)
-            except TextError as e:
-                problems.add(Problem(where, f"in{k}", str(e)))
-                continue
-            frequencies.add(encoded.ids)
-            kept[k].add(encoded)  # type: ignore[union-attr]  # set wherever counters[k] is
-    problems.raise_if_any()
+    sides = [k for k, c in enumerate(counters) if c is not None]
+    tokens_of = [kept_tokens[k] for k in sides]
+    if all(t is not None and t.complete for t in tokens_of):  # the vocabulary pass kept every text's tokens
+        try:
+            for k, texts in zip(sides, tokens_of, strict=True):
+                frequencies, plain, vocab = counters[k]  # type: ignore[misc]
+                for tokens in texts.texts:  # type: ignore[union-attr]
+                    encoded = encode_tokens(tokens, None, vocab, plain)
+                    frequencies.add(encoded.ids)
+                    kept[k].add(encoded)  # type: ignore[union-attr]
+        except TextError:  # read the file instead: its pass names each problem with its line
+            return _idf_tables(table, path, tokenizer, vocabs, features, problems)
+    else:
+        for where, left, right, _label in table.rows(path, problems, "counting documents in"):
+            for k, text in enumerate((left, right)):
+                counter = counters[k]
+                if counter is None:
+                    continue
+                frequencies, plain, vocab = counter
+                try:
+                    encoded = encode_text(text, tokenizer, vocab, plain)
+                except TextError as e:
+                    problems.add(Problem(where, f"in{k}", str(e)))
+                    continue
+                frequencies.add(encoded.ids)
+                kept[k].add(encoded)  # type: ignore[union-attr]  # set wherever counters[k] is
+        problems.raise_if_any()
     tables = [None if c is None else c[0].idf() for c in counters]
     reuse = [k if k is not None and k.complete else None for k in kept]
     return (tables[0], tables[1]), (reuse[0], reuse[1])

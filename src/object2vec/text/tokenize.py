@@ -334,6 +334,13 @@ def encode_text(text: str, tokenizer: Tokenizer, vocab: Vocabulary, features: Fe
         tokens, weights = features.split(text, tokenizer)
     except ValueError as e:
         raise TextError(str(e)) from None
+    return encode_tokens(tokens, weights, vocab, features, idf)
+
+
+def encode_tokens(
+    tokens: list[str], weights: list[float] | None, vocab: Vocabulary, features: Features, idf: Any = None
+) -> Encoded:
+    """:func:`encode_text` after its split: a text's ``tokens`` (and inline ``weights``) to ids."""
     ids, oov = vocab.encode(tokens)
     if features.hashed and vocab.unknown_id is None:
         raise TextError("hashed features need one id per token: a vocabulary with an unknown token")
