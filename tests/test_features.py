@@ -76,7 +76,7 @@ def _expand_by_the_definition(f, tokens, ids, vocab_size, weights):
 @pytest.mark.parametrize(("ngrams", "subwords"), [(1, (1, 3)), (2, (3, 5)), (3, None), (4, (2, 2))])
 def test_the_fast_expansion_gives_the_ids_and_weights_of_the_definition(ngrams, subwords):
     rng = np.random.default_rng(ngrams)
-    alphabet = list("abcdeé日-'") + ["ñ", "\U0001f600"]
+    alphabet = [*"abcdeé日-'", "ñ", "\U0001f600"]
     for _ in range(30):
         tokens = ["".join(rng.choice(alphabet, size=rng.integers(1, 9))) for _ in range(rng.integers(1, 12))]
         ids = [int(i) for i in rng.integers(0, 50, size=len(tokens))]
