@@ -51,6 +51,20 @@ def test_folder_holds_config_weights_and_metrics_and_no_temporary_files(tmp_path
     assert metrics["best_epoch"] >= 1 and len(metrics["epochs"]) == tiny["epochs"]
 
 
+def test_loading_draws_no_token_table_it_would_overwrite(tmp_path, tiny, records, monkeypatch):
+    import torch
+
+    Object2Vec(**tiny).fit(records).save(tmp_path / "m")
+    drawn: list[tuple[int, ...]] = []
+    normal = torch.nn.init.normal_
+    monkeypatch.setattr(torch.nn.init, "normal_", lambda t, *a, **k: drawn.append(tuple(t.shape)) or normal(t, *a, **k))
+    model = Object2Vec.load(tmp_path / "m", device="cpu")
+    tables = {tuple(e.weight.shape) for e in model.model_.embeddings()}
+    assert not tables & set(drawn)  # a table of millions of rows costs seconds to draw, and loading replaces it
+    Object2Vec(**tiny).fit(records[:8])
+    assert tables & set(drawn)  # training draws them (the check can fail)
+
+
 def test_tied_table_is_stored_once(tmp_path, tiny, records):
     from safetensors import safe_open
 

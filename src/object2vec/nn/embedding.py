@@ -235,9 +235,10 @@ def _shares(pooling: str, weights: torch.Tensor | None, lengths: torch.Tensor) -
     return bag_shares(weights.float(), lengths)
 
 
-def make_embedding(num_embeddings: int, embedding_dim: int, row_sparse: bool) -> TokenEmbedding:
-    """A table left undrawn: the network draws it once (:func:`object2vec.nn.init.initialise_tables`)
-    or loads it. (``nn.Embedding`` draws N(0, 1) when made: for a table of 530,000 x 100 that draw
-    cost 0.3 s of every fit and every model load, and was thrown away.)"""
+def make_embedding(num_embeddings: int, embedding_dim: int, row_sparse: bool, drawn: bool = True) -> TokenEmbedding:
+    """A token table; ``drawn=False`` leaves it undrawn, for weights about to be loaded (``nn.Embedding``
+    draws N(0, 1) when made: 0.3 s for a table of 530,000 x 100). Training keeps that draw although
+    :func:`object2vec.nn.init.initialise_tables` draws again: it advances the random stream, and
+    skipping it would change every seeded run's numbers."""
     cls = RowSparseEmbedding if row_sparse else TokenEmbedding
-    return cls(num_embeddings, embedding_dim, _weight=torch.empty(num_embeddings, embedding_dim))
+    return cls(num_embeddings, embedding_dim, _weight=None if drawn else torch.zeros(num_embeddings, embedding_dim))

@@ -67,21 +67,22 @@ class Object2VecNet(nn.Module):
     """The network for one resolved :class:`Hyperparameters`; rebuildable from ``config.json`` alone."""
 
     def __init__(self, hp: Hyperparameters, initialise: bool = True):
-        """``initialise=False`` leaves the token tables undrawn, for weights about to be loaded."""
+        """``initialise=False`` leaves the token tables undrawn (zeros), for weights about to be loaded."""
         super().__init__()
         hp = hp.resolve()
         self.hp = hp
         sparse = hp.token_embedding_storage_type == "row_sparse"
         cfg0, cfg1 = hp.encoder(0), hp.encoder(1)
-        emb0 = make_embedding(cfg0.vocab_size, cfg0.token_embedding_dim, sparse)
-        emb1 = emb0 if hp.tied_token_embedding_weight else make_embedding(cfg1.vocab_size, cfg1.token_embedding_dim, sparse)
+        emb0 = make_embedding(cfg0.vocab_size, cfg0.token_embedding_dim, sparse, drawn=initialise)
+        emb1 = (
+            emb0
+            if hp.tied_token_embedding_weight
+            else make_embedding(cfg1.vocab_size, cfg1.token_embedding_dim, sparse, drawn=initialise)
+        )
         # a list, not a set: the order of the draws must not depend on ids
         tables = [(emb0, (cfg0.network, cfg1.network))] if emb1 is emb0 else [(emb0, (cfg0.network,)), (emb1, (cfg1.network,))]
         if initialise:
             init.initialise_tables(tables)
-        else:  # zeros, not memory as found: a weight that is not loaded must not hold garbage
-            for table, _ in tables:
-                nn.init.zeros_(table.weight)
         self.encoders = nn.ModuleList([build_encoder(cfg0, hp.enc_dim, emb0), build_encoder(cfg1, hp.enc_dim, emb1)])
         self.dropout = nn.Dropout(hp.dropout)
         # the head: built only when the objective trains it (SageMaker's always does)
