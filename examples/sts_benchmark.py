@@ -96,7 +96,7 @@ class Candidate:
 
 # The candidates that sts-dev chooses between, the pair-score model and the embedding model separately.
 # Fine-tuning the GloVe rows (freeze_pretrained_embedding=False) beats keeping them frozen, SageMaker's
-# default, by about 4 points; the "+identity" vectors add about 4 more (docs/sts_benchmark.md).
+# default, by about 4 points; the "+identity" vectors add about 5 more, and IDF weights 4 more (docs/sts_benchmark.md).
 TUNED = {"enc0_freeze_pretrained_embedding": False}
 CANDIDATES = {
     "glove-frozen": Candidate({"enc0_freeze_pretrained_embedding": True}),
