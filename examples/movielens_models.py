@@ -76,7 +76,7 @@ TWO_TOWER_CONTRASTIVE = {
     "negative_sampling_rate": 0,  # the batch's other positives are the negatives
     "contrastive_logq_correction": True,
     "contrastive_temperature": 0.1,
-    "enc_dim": 128,
+    "enc_dim": 256,
     "mini_batch_size": 1024,
 }
 
