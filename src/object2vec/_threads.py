@@ -7,15 +7,15 @@ core — a laptop with a browser, a CI runner, a shared server — the thread a 
 often descheduled, and every small parallel region costs a scheduler time slice instead of
 microseconds: with one of 2 cores busy, 2-thread training ran 7-11x slower than it should.
 
-Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) cures that but costs an idle machine 1.4-1.9x, as
+Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) cures that but costs an idle machine 1.65-1.96x, as
 every barrier then wakes a sleeping thread. A spin of 10,000 iterations keeps most of both
 (benchmarks/wait_policy.py, 2 threads on the 2-core development machine, seconds of ``fit``):
 
 =================  ==============  ==============  ===============
                    default (300k)  PASSIVE         spin 10,000
 =================  ==============  ==============  ===============
-idle, pooled       1.98            2.72            2.18
-idle, hcnn         7.58            14.50           8.29
+idle, pooled       1.39            2.28            1.56
+idle, hcnn         8.64            16.95           9.28
 one core busy,     37.7            3.75            5.13
 pooled
 one core busy,     159.9           23.71           34.25
