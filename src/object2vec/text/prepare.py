@@ -402,8 +402,8 @@ def prepare(out: str | os.PathLike, table: Table, options: PrepareOptions | None
     problems = Problems()
     vector_file = VectorFile(opts.vectors) if opts.vectors is not None else None
     if opts.vocab_from is None:
-        idf_sides = tuple(f is not None and f.weights == "idf" for f in features)
-        kept_tokens: tuple[_KeptTokens | None, _KeptTokens | None] = tuple(_KeptTokens() if s else None for s in idf_sides)  # type: ignore[assignment]
+        idf_sides = [f is not None and f.weights == "idf" for f in features]
+        kept_tokens = (_KeptTokens() if idf_sides[0] else None, _KeptTokens() if idf_sides[1] else None)
         vocabs, labels = _build_vocabularies(
             inputs["train"], table, tokenizer, vector_file, opts, features, problems, kept_tokens
         )
@@ -517,21 +517,28 @@ def _split(text: str, tokenizer: Tokenizer, features: Features | None, where: Li
         return []
 
 
-class _KeptTokens:
-    """One side's training texts as the vocabulary pass tokenized them, for the IDF pass (which then
-    neither reads nor tokenizes the file again). A token string is stored once and referenced by
-    every text that has it; past ``limit`` tokens nothing more is kept (memory), and the IDF pass
-    reads the file as before."""
+class _Bounded:
+    """What a pass keeps for a later one, up to ``limit`` ids or tokens (memory): ``complete`` while
+    everything was kept; past the limit the later pass does its own work again."""
 
-    def __init__(self, limit: int = 16_000_000):
-        self.texts: list[list[str]] = []
-        self.strings: dict[str, str] = {}
+    def __init__(self, limit: int):
         self.kept = 0
         self.limit = limit
 
     @property
     def complete(self) -> bool:
         return self.kept <= self.limit
+
+
+class _KeptTokens(_Bounded):
+    """One side's training texts as the vocabulary pass tokenized them, for the IDF pass (which then
+    neither reads nor tokenizes the file again). A token string is stored once and referenced by
+    every text that has it."""
+
+    def __init__(self, limit: int = 16_000_000):
+        super().__init__(limit)
+        self.texts: list[list[str]] = []
+        self.strings: dict[str, str] = {}
 
     def add(self, tokens: list[str]) -> None:
         if self.complete:
@@ -543,21 +550,15 @@ class _KeptTokens:
                 self.texts, self.strings = [], {}
 
 
-class _EncodedSide:
+class _EncodedSide(_Bounded):
     """One side of the training texts as the IDF pass encoded them (ids packed with offsets, and each
     text's token and OOV counts), so that writing ``train.jsonl`` does not tokenize and hash them
-    again: an IDF weight depends only on the id. Stops keeping ids past ``limit`` (memory); the
-    write then encodes again."""
+    again: an IDF weight depends only on the id."""
 
     def __init__(self, limit: int = 64_000_000):
+        super().__init__(limit)
         self.ids: list[np.ndarray] = []
         self.counts: list[tuple[int, int]] = []  # (tokens, oov) per text
-        self.kept = 0
-        self.limit = limit
-
-    @property
-    def complete(self) -> bool:
-        return self.kept <= self.limit
 
     def add(self, encoded: Encoded) -> None:
         if self.complete:
@@ -596,18 +597,15 @@ def _idf_tables(
             counters.append(
                 (DocumentFrequencies(vocab.size + f.extra_ids), Features(f.word_ngrams, f.subwords, f.buckets), vocab)
             )
-    sides = [k for k, c in enumerate(counters) if c is not None]
-    tokens_of = [kept_tokens[k] for k in sides]
-    if all(t is not None and t.complete for t in tokens_of):  # the vocabulary pass kept every text's tokens
-        try:
-            for k, texts in zip(sides, tokens_of, strict=True):
-                frequencies, plain, vocab = counters[k]  # type: ignore[misc]
-                for tokens in texts.texts:  # type: ignore[union-attr]
-                    encoded = encode_tokens(tokens, None, vocab, plain)
-                    frequencies.add(encoded.ids)
-                    kept[k].add(encoded)  # type: ignore[union-attr]
-        except TextError:  # read the file instead: its pass names each problem with its line
-            return _idf_tables(table, path, tokenizer, vocabs, features, problems)
+    sides = [(k, c, kept_tokens[k]) for k, c in enumerate(counters) if c is not None]
+    # the kept tokens serve when the vocabulary pass kept them all and encoding cannot fail (hashed
+    # features need an unknown token; without one the file's pass names the problem on each line)
+    if all(t is not None and t.complete and (c[2].unknown_id is not None or not c[1].hashed) for _, c, t in sides):
+        for k, (frequencies, plain, vocab), texts in sides:
+            for tokens in texts.texts:  # type: ignore[union-attr]
+                encoded = encode_tokens(tokens, None, vocab, plain)
+                frequencies.add(encoded.ids)
+                kept[k].add(encoded)  # type: ignore[union-attr]  # set wherever counters[k] is
     else:
         for where, left, right, _label in table.rows(path, problems, "counting documents in"):
             for k, text in enumerate((left, right)):
