@@ -112,3 +112,20 @@ def test_a_sagemaker_adadelta_job_with_the_default_learning_rate_learns(tiny, re
     )
     losses = [h["train"]["cross_entropy"] for h in model.history_]
     assert losses[-1] < losses[0] - 0.05, losses
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "adagrad"])
+def test_training_does_not_import_torch_dynamo(name):
+    # torch.optim.Optimizer imports torch._dynamo when made and at its first step: 1.5-2 s of every fit
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from object2vec import Object2Vec\n"
+        "from object2vec.data.synthetic import make_pairs\n"
+        f"Object2Vec(epochs=1, optimizer={name!r}, device='cpu', enc0_vocab_size=50, enc0_max_seq_len=4).fit(make_pairs(64, vocab_size=(50, 50), max_len=(4, 4)))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
