@@ -88,12 +88,62 @@ def test_the_fast_expansion_gives_the_ids_and_weights_of_the_definition(ngrams, 
         assert got[1] == pytest.approx(want[1])
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize(("ngrams", "subwords"), [(1, (1, 3)), (2, (3, 5)), (3, None), (4, (2, 2))])
+def test_many_texts_expand_at_once_to_the_ids_of_the_definition(ngrams, subwords, compiled, monkeypatch):
+    from object2vec.native import kernels
+
+    if not compiled:
+        monkeypatch.setattr(kernels, "expand_features", lambda *a, **k: None)
+    elif not kernels.available():
+        pytest.skip("no compiled kernels here")
+    rng = np.random.default_rng(ngrams)
+    alphabet = [*"abcdeé日-'<>", "ñ", "\U0001f600", "\u0800", "\uffff"]
+    texts = [
+        ["".join(rng.choice(alphabet, size=rng.integers(1, 9))) for _ in range(rng.integers(0, 12))] for _ in range(40)
+    ]
+    ids = [[int(i) for i in rng.integers(0, 50, size=len(t))] for t in texts]
+    f = Features(word_ngrams=ngrams, subwords=subwords, buckets=997)
+    packed, ends = f.expand_many(texts, ids, 50, empty_id=0)
+    got = np.split(packed, ends[:-1])
+    for tokens, text_ids, mine in zip(texts, ids, got, strict=True):
+        want = _expand_by_the_definition(f, tokens, text_ids, 50, [1.0] * len(tokens))[0] if tokens else [0]
+        assert mine.tolist() == want
+        if len(tokens) > 1:  # one text alone, as at inference, through the same kernel
+            assert f.expand(tokens, text_ids, 50)[0] == want
+
+
+def test_a_token_without_utf8_is_left_to_the_python_path_which_names_it():
+    f = Features(word_ngrams=2, buckets=10)
+    with pytest.raises(UnicodeEncodeError):
+        f.expand(["a", "\ud800"], [1, 2], vocab_size=4)
+
+
 def test_document_frequencies_count_each_text_once_per_id():
     df = DocumentFrequencies(5)
     for ids in ([1, 1, 2], [2, 4], [4, 4, 4, 0]):
         df.add(ids)
     assert df.documents == 3
     assert df.idf().tolist() == pytest.approx([math.log(4 / (1 + c)) + 1 for c in (1, 1, 2, 0, 2)])
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_packed_texts_are_counted_as_one_at_a_time(compiled, monkeypatch):
+    from object2vec.native import kernels
+
+    if not compiled:
+        monkeypatch.setattr(kernels, "document_frequencies", lambda *a: False)
+    texts = [[1, 1, 2], [2, 4], [], [4, 4, 4, 0]]
+    one, packed = DocumentFrequencies(5), DocumentFrequencies(5)
+    for ids in texts:
+        one.add(ids)
+    ends = np.cumsum([len(t) for t in texts])
+    for _ in range(2):  # twice: each call counts its own texts from the first
+        packed.add_packed(np.array([i for t in texts for i in t], dtype=np.int64), ends)
+    for ids in texts:
+        one.add(ids)
+    assert packed.documents == one.documents == 8
+    assert packed.idf().tolist() == one.idf().tolist()
 
 
 def test_inline_weights_go_to_every_token_of_their_piece_and_default_to_one():

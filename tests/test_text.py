@@ -50,6 +50,19 @@ def test_symbols_and_emoji_are_single_tokens():
     assert tokenize("5€ + 3$ 🙂🙂") == ["5", "€", "+", "3", "$", "🙂", "🙂"]
 
 
+def test_text_within_the_basic_plane_splits_as_the_full_pattern_splits_it():
+    from object2vec.text.tokenize import _default_patterns
+
+    full, basic, _ = _default_patterns()
+    rng = random.Random(7)
+    pools = [range(0x20, 0x80), range(0x80, 0x800), range(0x2000, 0x2100), range(0x3000, 0x3100), range(0xF000, 0x10000)]
+    for _ in range(300):
+        text = "".join(chr(rng.choice(rng.choice(pools))) if rng.random() > 0.15 else " " for _ in range(rng.randint(0, 60)))
+        assert basic.findall(text) == full.findall(text)
+    # and text with a character past U+FFFF takes the full pattern: symbols there stay single tokens
+    assert tokenize("a\U0001f600b \U00010400x") == ["a", "\U0001f600", "b", "\U00010400x".lower()]
+
+
 def test_lowercasing_can_be_turned_off():
     assert DefaultTokenizer(lowercase=False)("The END") == ["The", "END"]
 

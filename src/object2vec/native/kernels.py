@@ -39,7 +39,8 @@ thread pool competed with them and gained nothing).
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -148,6 +149,66 @@ def parse_pairs(block: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], dict[s
         {"in0": lengths[0][:lines].copy(), "in1": lengths[1][:lines].copy()},
         labels[:lines].copy(),
     )
+
+
+def expand_features(
+    texts: Sequence[Sequence[str]],
+    ids: Sequence[Sequence[int]],
+    vocab_size: int,
+    buckets: int,
+    subwords: tuple[int, int] | None,
+    word_ngrams: int,
+    empty_id: int = -1,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(ids, ends)``: the hashed-feature ids of every text (``texts``: each a list of tokens,
+    ``ids``: their vocabulary ids, one per token) packed into one int64 array, and each text's end in
+    it; ``Features.expand``'s ids, text by text (``csrc/features.c``). A text without tokens gets
+    ``[empty_id]`` (nothing when ``empty_id < 0``). ``None`` when the kernels are unavailable or a
+    token holds a lone surrogate (no UTF-8 for it: the Python path says so)."""
+    kernels = library.load()
+    if kernels is None:
+        return None
+    flat = [token for text in texts for token in text]
+    try:
+        chars = np.frombuffer("".join(flat).encode("utf-32-le"), dtype=np.uint32)
+    except UnicodeEncodeError:
+        return None
+    token_ends = np.cumsum(np.fromiter(map(len, flat), np.int64, len(flat)))
+    word_ids = np.fromiter(itertools.chain.from_iterable(ids), np.int64)
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+    if len(word_ids) != len(flat):
+        raise ValueError("expand_features needs one id per token (a vocabulary with an unknown token)")
+    low, high = subwords or (0, 0)
+    per_word = word_ngrams + (0 if subwords is None else (high - low + 1) * 2)  # "<", ">" and each char starts grams
+    cap = len(flat) * per_word + (0 if subwords is None else len(chars) * (high - low + 1)) + len(texts)
+    out, out_ends = np.empty(cap, np.int64), np.empty(len(texts), np.int64)
+    scratch = np.empty(max(1, int(lengths.max(initial=0))), np.uint32)
+    arrays = [chars, token_ends, word_ids, np.cumsum(lengths)]
+    written = kernels.expand_features(
+        *(a.ctypes.data for a in arrays), len(texts), vocab_size, buckets, low, high, word_ngrams, empty_id,
+        scratch.ctypes.data, out.ctypes.data, out_ends.ctypes.data, cap,
+    )  # fmt: skip
+    if written < 0:
+        raise RuntimeError("expand_features: the bound on the ids of the texts is wrong")
+    return out[:written].copy(), out_ends
+
+
+def document_frequencies(ids: np.ndarray, ends: np.ndarray, counts: np.ndarray, last: np.ndarray) -> bool:
+    """Add to ``counts`` (int64, one per id) how many of the texts ``ids``/``ends`` (packed, as
+    :func:`expand_features` returns them) hold each id; ``last``: int64 scratch of ``counts``' size,
+    every entry -1 before the first call. ``False`` (nothing counted) when the kernels are unavailable."""
+    kernels = library.load()
+    if kernels is None:
+        return False
+    ids, ends = np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(ends, np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(counts)):
+        raise ValueError(f"document_frequencies: an id outside [0, {len(counts)})")
+    if len(ends) and (ends[-1] > len(ids) or (np.diff(ends, prepend=0) < 0).any()):
+        raise ValueError("document_frequencies: ends must rise to at most the number of ids")
+    if len(last) != len(counts):
+        raise ValueError("document_frequencies: last must have one entry per id")
+    kernels.document_frequencies(ids.ctypes.data, ends.ctypes.data, len(ends), counts.ctypes.data, last.ctypes.data)
+    return True
 
 
 def relu_max_applies(y: torch.Tensor) -> bool:

@@ -567,11 +567,28 @@ class _EncodedSide(_Bounded):
             self.ids.append(ids)
             self.counts.append((encoded.tokens, encoded.oov))
 
+    def add_packed(self, ids: np.ndarray, ends: np.ndarray, counts: list[tuple[int, int]]) -> None:
+        """:meth:`add` for many texts: their ids packed with each text's end (``Features.expand_many``)."""
+        if self.complete:
+            self.kept += len(ids)
+            self.ids += np.split(ids, ends[:-1]) if len(ends) else []
+            self.counts += counts
+
     def encoded(self, row: int, idf: np.ndarray) -> Encoded:
         ids = self.ids[row]
         tokens, oov = self.counts[row]
         weights = idf[ids] if tokens else [1.0] * len(ids)  # an empty text's [unknown id] weighs 1, as encode_text
         return Encoded(ids.tolist(), weights, tokens, oov)
+
+
+def _empty_text_id(unknown_id: int | None) -> int:
+    """The id an empty text gets: the unknown token's, or none (-1)."""
+    return -1 if unknown_id is None else unknown_id
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _idf_tables(
@@ -602,10 +619,13 @@ def _idf_tables(
     # features need an unknown token; without one the file's pass names the problem on each line)
     if all(t is not None and t.complete and (c[2].unknown_id is not None or not c[1].hashed) for _, c, t in sides):
         for k, (frequencies, plain, vocab), texts in sides:
-            for tokens in texts.texts:  # type: ignore[union-attr]
-                encoded = encode_tokens(tokens, None, vocab, plain)
-                frequencies.add(encoded.ids)
-                kept[k].add(encoded)  # type: ignore[union-attr]  # set wherever counters[k] is
+            for chunk in _chunks(texts.texts, 4096):  # type: ignore[union-attr]
+                encoded = [vocab.encode(tokens) for tokens in chunk]
+                word_ids = [ids if tokens else [] for tokens, (ids, _) in zip(chunk, encoded, strict=True)]
+                ids, ends = plain.expand_many(chunk, word_ids, vocab.size, empty_id=_empty_text_id(vocab.unknown_id))
+                frequencies.add_packed(ids, ends)
+                counts = [(len(tokens), oov) for tokens, (_, oov) in zip(chunk, encoded, strict=True)]
+                kept[k].add_packed(ids, ends, counts)  # type: ignore[union-attr]  # set wherever counters[k] is
     else:
         for where, left, right, _label in table.rows(path, problems, "counting documents in"):
             for k, text in enumerate((left, right)):

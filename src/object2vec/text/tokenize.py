@@ -89,13 +89,20 @@ def _ranges(codepoints: Iterable[int]) -> list[tuple[int, int]]:
 
 
 @functools.cache
-def _default_patterns() -> tuple[re.Pattern[str], dict[int, None]]:
-    """The split pattern and the table of invisible characters to delete, built once (~20 ms).
+def _default_patterns() -> tuple[re.Pattern[str], re.Pattern[str], dict[int, None]]:
+    """The split pattern, the same pattern for text without characters past U+FFFF, and the table
+    of invisible characters to delete, built once (~20 ms).
 
     A punctuation (P*) or symbol (S*) character or an ideograph is a token by itself; any other run
     of non-space characters is a word. Letters, digits and combining marks of every script are
     therefore kept together ("naïve", "हिन्दी"), which ``\\w`` alone would not do for marks. Format and
     control characters (zero-width space, soft hyphen, ...) are deleted; whitespace separates.
+
+    Why two patterns: a character class with members past U+FFFF is matched by ``re`` as a list of
+    ranges, scanned one by one (a few hundred here); a class within U+0000-U+FFFF becomes a lookup
+    table. On text without such characters the two split alike (the members past U+FFFF can never
+    match), and the second is 4.5x faster (AG News: 0.65 -> 0.14 s); ``tests/test_text.py`` compares
+    them on random text.
     """
     singles: list[int] = []
     invisible: dict[int, None] = {}  # str.translate table: delete
@@ -107,7 +114,8 @@ def _default_patterns() -> tuple[re.Pattern[str], dict[int, None]]:
         elif category in ("Cc", "Cf") and not ch.isspace():
             invisible[cp] = None
     split = _char_class(_ranges(singles)) + _char_class(list(_IDEOGRAPHS))
-    return re.compile(f"[{split}]|[^\\s{split}]+"), invisible
+    basic = _char_class(_ranges(cp for cp in singles if cp <= 0xFFFF)) + _char_class([r for r in _IDEOGRAPHS if r[1] <= 0xFFFF])
+    return re.compile(f"[{split}]|[^\\s{split}]+"), re.compile(f"[{basic}]|[^\\s{basic}]+"), invisible
 
 
 @dataclass(frozen=True)
@@ -125,10 +133,12 @@ class DefaultTokenizer:
     lowercase: bool = True
 
     def __call__(self, text: str) -> list[str]:
-        pattern, invisible = _default_patterns()
+        pattern, basic, invisible = _default_patterns()
         text = unicodedata.normalize("NFKC", text).translate(invisible)
         if self.lowercase:
             text = text.lower()
+        if text.isascii() or max(text) <= "\uffff":
+            return basic.findall(text)
         return pattern.findall(text)
 
     def settings(self) -> dict[str, Any]:
