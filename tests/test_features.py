@@ -99,9 +99,7 @@ def test_many_texts_expand_at_once_to_the_ids_of_the_definition(ngrams, subwords
         pytest.skip("no compiled kernels here")
     rng = np.random.default_rng(ngrams)
     alphabet = [*"abcdeé日-'<>", "ñ", "\U0001f600", "\u0800", "\uffff"]
-    texts = [
-        ["".join(rng.choice(alphabet, size=rng.integers(1, 9))) for _ in range(rng.integers(0, 12))] for _ in range(40)
-    ]
+    texts = [["".join(rng.choice(alphabet, size=rng.integers(1, 9))) for _ in range(rng.integers(0, 12))] for _ in range(40)]
     ids = [[int(i) for i in rng.integers(0, 50, size=len(t))] for t in texts]
     f = Features(word_ngrams=ngrams, subwords=subwords, buckets=997)
     packed, ends = f.expand_many(texts, ids, 50, empty_id=0)

@@ -61,7 +61,6 @@ from .tokenize import (
     Tokenizer,
     Vocabulary,
     encode_text,
-    encode_tokens,
     idf_file,
     read_features,
     read_settings,
