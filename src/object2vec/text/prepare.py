@@ -31,6 +31,7 @@ import contextlib
 import csv
 import gzip
 import io
+import itertools
 import json
 import math
 import os
@@ -61,6 +62,7 @@ from .tokenize import (
     Tokenizer,
     Vocabulary,
     encode_text,
+    encode_texts,
     idf_file,
     read_features,
     read_settings,
@@ -741,47 +743,67 @@ def _write_split(
     """Encode one split into ``tmp`` (only while no problem was found: the files are dropped then);
     a side in ``reuse`` takes its ids from the IDF pass instead of encoding the text again."""
     stats = SplitStats(name, path)
-    dump = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE  # float32 weights in their shortest form
+    sides = (0, 1) if task == "pairs" else (0,)
+    rows = enumerate(table.rows(path, problems, f"writing {name}.jsonl from"))
     with open(tmp, "wb") as fh:
-        for row, (where, left, right, label) in enumerate(table.rows(path, problems, f"writing {name}.jsonl from")):
-            record: dict[str, Any] = {}
-            if labels is not None:
-                record["label"] = labels.encode(label, where, problems)
-            for k, text in enumerate((left, right) if task == "pairs" else (left,)):
-                side = stats.sides[k]
-                vocab = codec.vocabs[k]
-                assert vocab is not None  # a text side always has one
-                try:
-                    kept = reuse[k]
-                    if kept is not None:
-                        encoded = kept.encoded(row, codec.idf[k])
-                    else:
-                        encoded = encode_text(text, codec.tokenizer, vocab, codec.features[k], codec.idf[k])
-                except TextError as e:
-                    problems.add(Problem(where, f"in{k}", str(e)))
-                    continue
-                if not encoded.ids:
-                    problems.add(
-                        Problem(where, f"in{k}", "no token is in the vocabulary and it has no unknown token", "a known word")
-                    )
-                side.tokens += encoded.tokens
-                side.oov += encoded.oov
-                side.empty += not encoded.tokens
-                side.all_oov += bool(encoded.tokens) and encoded.oov == encoded.tokens
-                side.lengths.append(len(encoded.ids))
-                record[f"in{k}"] = encoded.ids
-                if encoded.weights is not None:
-                    record[f"in{k}_weights"] = np.asarray(encoded.weights, dtype=np.float32)
-            if task != "pairs":  # in1: one constant token (classify), or the label's token (label-pairs)
-                record["in1"] = [0] if task == "classify" else [record.get("label")]
-                if task == "label-pairs":
-                    record["label"] = 1
-                stats.sides[1].tokens += 1
-                stats.sides[1].lengths.append(1)
-            stats.pairs += 1
-            if not problems.count:
-                fh.write(orjson.dumps(record, option=dump))
+        for chunk in iter(lambda: list(itertools.islice(rows, 1024)), []):
+            encodings = [_encode_side(chunk, k, codec, reuse[k]) for k in sides]  # a kernel call per side and chunk
+            for (_, (where, _left, _right, label)), encoded_sides in zip(chunk, zip(*encodings, strict=True), strict=True):
+                _write_record(fh, where, label, encoded_sides, stats, labels, task, problems)
     return stats
+
+
+def _encode_side(
+    chunk: list[tuple[int, tuple[Line, str, str, Any]]], k: int, codec: TextCodec, kept: _EncodedSide | None
+) -> list[Encoded | TextError]:
+    """Side ``k`` of a chunk of rows, from what the IDF pass kept or encoded now (all in one go)."""
+    if kept is not None:
+        return [kept.encoded(row, codec.idf[k]) for row, _ in chunk]
+    vocab = codec.vocabs[k]
+    assert vocab is not None  # a text side always has one
+    texts = [fields[1 + k] for _, fields in chunk]  # fields: (where, left, right, label)
+    return encode_texts(texts, codec.tokenizer, vocab, codec.features[k], codec.idf[k])
+
+
+def _write_record(
+    fh: Any,
+    where: Line,
+    label: Any,
+    encoded_sides: tuple[Encoded | TextError, ...],
+    stats: SplitStats,
+    labels: Labels | None,
+    task: str,
+    problems: Problems,
+) -> None:
+    """One line of a split (written only while no problem was found), and its counts in ``stats``."""
+    dump = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE  # float32 weights in their shortest form
+    record: dict[str, Any] = {}
+    if labels is not None:
+        record["label"] = labels.encode(label, where, problems)
+    for k, encoded in enumerate(encoded_sides):
+        side = stats.sides[k]
+        if isinstance(encoded, TextError):
+            problems.add(Problem(where, f"in{k}", str(encoded)))
+            continue
+        if not encoded.ids:
+            problems.add(Problem(where, f"in{k}", "no token is in the vocabulary and it has no unknown token", "a known word"))
+        side.tokens += encoded.tokens
+        side.oov += encoded.oov
+        side.empty += not encoded.tokens
+        side.all_oov += bool(encoded.tokens) and encoded.oov == encoded.tokens
+        side.lengths.append(len(encoded.ids))
+        record[f"in{k}"] = encoded.ids
+        if encoded.weights is not None:
+            record[f"in{k}_weights"] = np.asarray(encoded.weights, dtype=np.float32)
+    if task != "pairs":  # in1: one constant token (classify), or the label's token (label-pairs)
+        record["in1"] = [0] if task == "classify" else [record.get("label")]
+        if task == "label-pairs":
+            record["label"] = 1
+        stats.sides[1].tokens += 1
+        stats.sides[1].lengths.append(1)
+    stats.pairs += 1
+    if not problems.count:
+        fh.write(orjson.dumps(record, option=dump))
 
 
 def _percentile_length(lengths: list[int], percentile: float) -> int:
