@@ -427,7 +427,7 @@ def test_clean_files_are_parsed_in_blocks_not_record_by_record(tmp_path, monkeyp
     expected = read_pairs([orjson_loads(line) for line in lines], schema)
     monkeypatch.setattr(data_module.Parser, "block", lambda *a: pytest.fail("parsed record by record"))
     if reader == "pyarrow":
-        monkeypatch.setattr(kernels, "parse_pairs", lambda block: None)
+        monkeypatch.setattr(kernels, "parse_pairs", lambda *a: None)
     else:
         monkeypatch.setattr(data_module.arrow_lines, "parse", lambda *a: pytest.fail("parsed by pyarrow"))
     for newline in ("\n", "\r\n"):
@@ -489,10 +489,15 @@ def test_extra_fields_with_objects_and_blank_lines_read_the_same_either_way(tmp_
 # The compiled scanner accepts a strict subset of what the per-record reader accepts, and reads it the same
 
 
-def _json_pair(record) -> bool:
-    """Whether a decoded line is what the scanner may take: exactly the three keys, ids in int32, a finite label."""
-    if not isinstance(record, dict) or set(record) != {"label", "in0", "in1"}:
+def _json_pair(record, weights: tuple[str, ...] = ()) -> bool:
+    """Whether a decoded line is what the scanner may take: exactly the three keys (and the weights
+    asked for: as many finite numbers as ids), ids in int32, a finite label."""
+    if not isinstance(record, dict) or set(record) != {"label", "in0", "in1", *(f"{s}_weights" for s in weights)}:
         return False
+    for side in weights:
+        w = record[f"{side}_weights"]
+        if type(w) is not list or len(w) != len(record[side]) or not all(type(x) in (int, float) and np.isfinite(x) for x in w):
+            return False
     ids_ok = all(
         type(record[s]) is list and record[s] and all(type(t) is int and 0 <= t < 2**31 for t in record[s])
         for s in ("in0", "in1")
@@ -521,13 +526,64 @@ def test_the_scanner_reads_any_spacing_key_order_and_number_form(scanner):
         rng.shuffle(members)
         lines.append(sp() + "{" + sp() + ("," + sp()).join(members) + sp() + "}" + sp() + ("\r" if i % 9 == 0 else ""))
     block = ("\n".join(lines) + "\n").encode()
-    starts, ids, lengths, labels = scanner(block)
+    starts, ids, lengths, labels, weights = scanner(block)
     records = [orjson_loads(line) for line in lines]
     assert np.array_equal(starts[1:], np.cumsum([len(line) + 1 for line in lines])[:-1])
     for side in ("in0", "in1"):
         assert ids[side].tolist() == [t for r in records for t in r[side]]
         assert lengths[side].tolist() == [len(r[side]) for r in records]
     assert labels.tolist() == [float(r["label"]) for r in records]
+    assert weights == {}
+
+
+def _float_text(value: np.float32, i: int) -> str:
+    """A float32 as prepare writes it (its shortest form) or as the double it is (every digit)."""
+    return str(value) if i % 4 == 0 else repr(float(value))
+
+
+def test_the_scanner_reads_weights_after_their_ids_as_json_numbers(scanner):
+    """Every number form JSON allows, the nearest double (as JSON's reading), in long or short form."""
+    rng = np.random.default_rng(5)
+    forms = ["0", "-0", "1", "2.5", "0.001", "0.30000001192092896", "3.4028234663852886e38", "1e-7", "7E+2",
+             "123456789012345678901234", "0.1234567890123456789", "1.5e-300", "2.2250738585072014e-308", "4.7123456",
+             "90071992547409931", "9007199254740993", "0.000000000000000000000000001"]  # fmt: skip
+    lines, want = [], []
+    for i in range(400):
+        size = int(rng.integers(1, 6))
+        weights = [
+            forms[int(k)] if i % 2 else _float_text(np.float32(rng.random() * 10.0 ** int(rng.integers(-8, 8))), i)
+            for k in rng.integers(0, len(forms), size)
+        ]
+        sp = " " * int(rng.integers(0, 2))
+        lines.append(
+            f'{{"label": 1, "in0": [{", ".join(["3"] * size)}],{sp}"in0_weights":{sp}[{("," + sp).join(weights)}], "in1": [2]}}'
+        )
+        want += [float(w) for w in weights]
+    starts, _, lengths, _, weights = scanner(("\n".join(lines) + "\n").encode(), ("in0",))
+    assert weights["in0"].tolist() == want  # bit for bit: the same doubles as Python's float()
+    assert lengths["in0"].sum() == len(want) and len(starts) == 400
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"label": 1, "in0": [1, 2], "in0_weights": [1], "in1": [2]}',  # fewer weights than ids
+        '{"label": 1, "in0": [1], "in0_weights": [1, 2], "in1": [2]}',  # more
+        '{"label": 1, "in0_weights": [1], "in0": [1], "in1": [2]}',  # before its ids
+        '{"label": 1, "in0": [1], "in1": [2]}',  # missing
+        '{"label": 1, "in0": [1], "in0_weights": [01], "in1": [2]}',
+        '{"label": 1, "in0": [1], "in0_weights": [.5], "in1": [2]}',
+        '{"label": 1, "in0": [1], "in0_weights": ["1"], "in1": [2]}',
+        '{"label": 1, "in0": [1], "in0_weights": [1e999], "in1": [2]}',
+        '{"label": 1, "in0": [1], "in0_weights": [], "in1": [2]}',
+        '{"label": 1, "in0": [1], "in0_weights": [1], "in0_weights": [1], "in1": [2]}',
+        '{"label": 1, "in0": [1], "in1": [2], "in1_weights": [1], "in0_weights": [1]}',  # a side not asked for
+    ],
+)
+def test_the_scanner_leaves_other_weighted_lines_to_the_other_readers(scanner, line):
+    good = '{"label": 0, "in0": [1, 2], "in0_weights": [0.5, 2], "in1": [3]}'
+    assert scanner(f"{good}\n{good}\n".encode(), ("in0",)) is not None
+    assert scanner(f"{good}\n{line}\n{good}\n".encode(), ("in0",)) is None
 
 
 @pytest.mark.parametrize(
@@ -555,12 +611,19 @@ def test_the_scanner_leaves_anything_else_to_the_other_readers(scanner, line):
     assert scanner(f"{good}\n{line}\n{good}\n".encode()) is None
 
 
-def test_the_scanner_never_takes_a_mutated_line_the_per_record_reader_would_read_otherwise(scanner):
+@pytest.mark.parametrize(
+    ("base", "weights"),
+    [
+        (b'{"label": 1, "in0": [12, 3], "in1": [40]}', ()),
+        (b'{"label": 1, "in0": [12, 3], "in0_weights": [0.5, 12e-1], "in1": [40]}', ("in0",)),
+    ],
+    ids=["ids", "weights"],
+)
+def test_the_scanner_never_takes_a_mutated_line_the_per_record_reader_would_read_otherwise(scanner, base, weights):
     """Random byte edits of valid lines: the scanner either refuses the block or reads exactly what
     JSON says (and only when the line is a valid pair)."""
     rng = np.random.default_rng(11)
-    alphabet = list(b' 0123456789-+.eE,:[]{}"\tabeilnr\\x\r')
-    base = b'{"label": 1, "in0": [12, 3], "in1": [40]}'
+    alphabet = list(b' 0123456789-+.eE,:[]{}"\tabeilnr\\x\r_w')
     taken = 0
     for _ in range(3000):
         line = bytearray(base)
@@ -573,7 +636,7 @@ def test_the_scanner_never_takes_a_mutated_line_the_per_record_reader_would_read
                 line.insert(k, alphabet[int(rng.integers(0, len(alphabet)))])
             elif len(line) > 1:
                 del line[k]
-        scanned = scanner(bytes(line) + b"\n")
+        scanned = scanner(bytes(line) + b"\n", weights)
         try:
             record = orjson_loads(bytes(line).decode())
         except ValueError:  # orjson's refusal (UnicodeDecodeError is one too)
@@ -581,8 +644,11 @@ def test_the_scanner_never_takes_a_mutated_line_the_per_record_reader_would_read
         if scanned is None:
             continue
         taken += 1
-        assert record is not None and _json_pair(record), line
-        _, ids, _, labels = scanned
+        assert record is not None and _json_pair(record, weights), line
+        _, ids, _, labels, read = scanned
         assert ids["in0"].tolist() == record["in0"] and ids["in1"].tolist() == record["in1"], line
         assert labels.tolist() == [float(record["label"])], line
+        if weights:
+            assert set(record) == {"label", "in0", "in1", "in0_weights"}, line
+            assert read["in0"].tolist() == [float(w) for w in record["in0_weights"]], line
     assert 100 < taken < 2900  # both outcomes were exercised

@@ -40,13 +40,19 @@ def test_weights_are_read_beside_the_ids_and_truncated_with_them(tmp_path):
     assert np.array_equal(data.in0.take_weights(np.array([2])), data.in0.weights[data.in0.offsets[2] : data.in0.offsets[3]])
 
 
-@pytest.mark.parametrize("reader", ["pyarrow", "per-record fast", "per-record slow", "records", "cache"])
+@pytest.mark.parametrize("reader", ["compiled scanner", "pyarrow", "per-record fast", "per-record slow", "records", "cache"])
 def test_every_reader_gives_the_same_weights(tmp_path, monkeypatch, reader):
     text = lines(300)
     path = write_lines(tmp_path / "a.jsonl", *text)
     want = expected_weights([json.loads(t) for t in text])
-    if reader == "pyarrow":
+    if reader == "compiled scanner" and not kernels.available():
+        pytest.skip("no C compiler here")
+    if reader in ("compiled scanner", "pyarrow"):
         monkeypatch.setattr(data_module.Parser, "block", lambda *a: pytest.fail("read record by record"))
+    if reader == "compiled scanner":
+        monkeypatch.setattr(data_module.arrow_lines, "parse", lambda *a: pytest.fail("read by pyarrow"))
+    if reader != "compiled scanner":
+        monkeypatch.setattr(kernels, "parse_pairs", lambda *a: None)
     if reader.startswith("per-record"):
         monkeypatch.setattr(data_module.arrow_lines, "read_table", lambda *a: None)
     if reader == "per-record slow":
@@ -62,11 +68,14 @@ def test_every_reader_gives_the_same_weights(tmp_path, monkeypatch, reader):
     assert np.array_equal(data.in0.weights, want)
 
 
-def test_the_compiled_scanner_leaves_weighted_lines_to_the_other_readers(tmp_path):
+def test_the_compiled_scanner_reads_weights_only_for_a_model_that_pools_by_them(tmp_path):
     if not kernels.available():
         pytest.skip("no C compiler here")
     block = ("\n".join(lines(3)) + "\n").encode()
     assert kernels.parse_pairs(block) is None  # a key beside label, in0 and in1: the whole block is refused
+    scanned = kernels.parse_pairs(block, ("in0",))
+    assert scanned is not None
+    assert scanned[4]["in0"].tolist() == [w for t in lines(3) for w in json.loads(t)["in0_weights"]]
 
 
 def test_weights_are_ignored_when_the_model_does_not_pool_by_them(tmp_path):

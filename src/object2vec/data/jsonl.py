@@ -484,12 +484,15 @@ def _parse_block(
 ) -> tuple[np.ndarray, Any]:
     """The compiled scanner (:func:`kernels.parse_pairs`) for labelled pairs, else
     :func:`arrow_lines.parse`; tokens narrowed on the same worker thread (both release the GIL).
-    Per-token weights are read by pyarrow (the scanner refuses a block with any key but label, in0
-    and in1) and checked here; a block that fails goes to the per-record reader, which names the line."""
-    scanned = kernels.parse_pairs(block) if sides == ("in0", "in1") and require_label and not weights else None
+    Per-token weights (each side's after its ids, as ``prepare`` writes them; else pyarrow reads
+    them) are checked here; a block that fails goes to the per-record reader, which names the line."""
+    scanned = kernels.parse_pairs(block, weights) if sides == ("in0", "in1") and require_label else None
     if scanned is not None:
-        starts, tokens, lengths, labels = scanned
-        return starts, ({side: narrow(t) for side, t in tokens.items()}, lengths, labels, {})
+        starts, tokens, lengths, labels, read = scanned
+        if all(valid_weights(read[side], lengths[side]) for side in weights):
+            weighed = {s: w.astype(np.float32) for s, w in read.items()}
+            return starts, ({side: narrow(t) for side, t in tokens.items()}, lengths, labels, weighed)
+        return starts, None
     starts, parsed = arrow_lines.parse(block, sides, require_label, weights)
     if parsed is not None:
         tokens, lengths, maybe_labels, read = parsed

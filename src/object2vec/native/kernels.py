@@ -128,19 +128,28 @@ def sgd_rows(weight: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor, *, lr
     _run("sgd_rows", [weight.data_ptr(), grad.data_ptr()], rows, weight.shape[1], lr, weight_decay)
 
 
-def parse_pairs(block: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray] | None:
-    """``(line starts, ids, lengths, labels)`` of a block of ``{"label", "in0", "in1"}`` lines, or
-    ``None`` when the kernel is unavailable or the block holds anything else (see ``csrc/pairs.c``: the
-    scanner accepts a strict subset of what the per-record reader accepts, and gives the same arrays).
-    The buffers are sized for the worst case but allocated lazily by the OS: only written pages cost."""
+def parse_pairs(
+    block: bytes, weights: tuple[str, ...] = ()
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]] | None:
+    """``(line starts, ids, lengths, labels, weights)`` of a block of ``{"label", "in0", "in1"}`` lines
+    (and ``"in0_weights"``/``"in1_weights"`` after their ids for the sides in ``weights``, as float64),
+    or ``None`` when the kernel is unavailable or the block holds anything else (see ``csrc/pairs.c``:
+    the scanner accepts a strict subset of what the per-record reader accepts, and gives the same
+    arrays). The buffers are sized for the worst case but allocated lazily by the OS: only written
+    pages cost."""
     kernels = library.load()
     if kernels is None:
         return None
     cap = len(block) // 2 + 1  # a line or an id takes at least two bytes
     starts, lengths = np.empty(cap, np.int64), (np.empty(cap, np.int64), np.empty(cap, np.int64))
     ids, labels, counts = (np.empty(cap, np.int32), np.empty(cap, np.int32)), np.empty(cap, np.float64), np.zeros(2, np.int64)
+    read = {side: np.empty(cap, np.float64) for side in weights}
+    mask = sum(1 << int(side[-1]) for side in weights)
     pointers: list[np.ndarray] = [starts, ids[0], lengths[0], ids[1], lengths[1], labels]
-    lines = kernels.parse_pairs(block, len(block), *(a.ctypes.data for a in pointers), cap, counts.ctypes.data)
+    lines = kernels.parse_pairs(
+        block, len(block), *(a.ctypes.data for a in pointers), cap, counts.ctypes.data, mask,
+        *(read[side].ctypes.data if side in read else None for side in ("in0", "in1")),
+    )  # fmt: skip
     if lines < 0:
         return None
     return (
@@ -148,6 +157,7 @@ def parse_pairs(block: bytes) -> tuple[np.ndarray, dict[str, np.ndarray], dict[s
         {"in0": ids[0][: counts[0]], "in1": ids[1][: counts[1]]},
         {"in0": lengths[0][:lines].copy(), "in1": lengths[1][:lines].copy()},
         labels[:lines].copy(),
+        {side: w[: counts[int(side[-1])]].copy() for side, w in read.items()},
     )
 
 

@@ -58,7 +58,7 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "parse_pairs": (
         "int64_t",
         ("const char *", "int64_t", "int64_t *", "int32_t *", "int64_t *", "int32_t *", "int64_t *", "double *",
-         "int64_t", "int64_t *"),
+         "int64_t", "int64_t *", "int64_t", "double *", "double *"),
     ),
     "expand_features": (
         "int64_t",
