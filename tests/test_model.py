@@ -270,3 +270,20 @@ def test_bilstm_in_bf16_without_the_kernels_runs_nn_lstm_in_fp32(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = net.encode(0, *batch)
     torch.testing.assert_close(out.float(), net.encode(0, *batch), rtol=0.02, atol=0.01)  # only the projection ran in bf16
+
+
+@pytest.mark.parametrize("vouched", [True, False], ids=["skipped", "drawn"])
+def test_the_thrown_away_table_draw_leaves_the_random_stream_where_torchs_draw_does(vouched, monkeypatch):
+    """nn.Embedding's own N(0, 1) draw is replaced by a cheaper skip of the same stream, so every
+    seeded run keeps its numbers (and where the skip cannot be vouched for, the draw is made)."""
+    from object2vec.nn import init
+
+    if not vouched:
+        monkeypatch.setattr(init, "_skip_matches_torch", lambda: False)
+    for numel in (5, 16, 17, 3000, 4099, 3 * (1 << 20) + 7):
+        torch.manual_seed(0)
+        torch.nn.Embedding(numel, 1)
+        want = torch.rand(3)
+        torch.manual_seed(0)
+        init.skip_normal_draw(numel)
+        assert torch.equal(torch.rand(3), want), numel

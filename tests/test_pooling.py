@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,6 +87,32 @@ def test_counting_and_sorting_give_the_same_distinct_rows():
     by_sort, by_count = distinct(tokens), distinct(tokens, size=10)
     assert by_sort[0].tolist() == by_count[0].tolist() == [0, 1, 5, 9]
     assert by_sort[1].tolist() == by_count[1].tolist() == [2, 1, 2, 0, 3, 1]
+
+
+@pytest.mark.parametrize("path", ["bitmap kernel", "counting", "sort"])
+def test_every_way_of_finding_distinct_rows_gives_numpys_unique(path, monkeypatch):
+    from object2vec.native import kernels
+
+    if path == "bitmap kernel" and not kernels.available():
+        pytest.skip("no compiled kernels here")
+    if path != "bitmap kernel":
+        monkeypatch.setattr(kernels, "distinct_rows", lambda *a: None)
+    rng = np.random.default_rng(1)
+    for size, n in [(1, 3), (64, 10), (65, 200), (130, 1), (5000, 300), (70_000, 2000)]:
+        ids = rng.integers(0, size, n)
+        ids[: min(n, 4)] = [0, size - 1, min(63, size - 1), min(64, size - 1)][: min(n, 4)]  # the words' edges
+        rows, inverse = distinct(torch.from_numpy(ids), size=size if path != "sort" else None)
+        want = np.unique(ids, return_inverse=True)
+        assert rows.tolist() == want[0].tolist() and inverse.tolist() == want[1].tolist(), (size, n)
+
+
+def test_the_bitmap_kernel_refuses_an_id_outside_the_table():
+    from object2vec.native import kernels
+
+    if not kernels.available():
+        pytest.skip("no compiled kernels here")
+    with pytest.raises(ValueError, match="outside"):
+        kernels.distinct_rows(np.array([0, 10]), 10)
 
 
 def hp(**kw) -> Hyperparameters:

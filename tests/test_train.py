@@ -110,6 +110,14 @@ def test_a_loss_falling_by_less_than_the_tolerance_each_epoch_stops_after_patien
     torch.testing.assert_close(final, snapshots[3])
 
 
+@pytest.mark.parametrize(("losses", "best"), [([0.9, 0.5, 0.4], 3), ([0.9, 0.5, 0.6], 2), ([0.5, 0.9, 0.6], 1)])
+def test_the_best_epoch_is_kept_when_training_ends_at_its_last_epoch(monkeypatch, losses, best):
+    """Ending at ``epochs`` (no copy is made when the last epoch is the best: the weights are its own)."""
+    result, (final, *snapshots) = _fit_on_validation_losses(monkeypatch, losses, epochs=3, early_stopping_patience=5)
+    assert len(result.history) == 3 and not result.stopped_early and result.best_epoch == best
+    torch.testing.assert_close(final, snapshots[best - 1])
+
+
 def test_a_reduction_from_the_previous_epoch_resets_patience_even_above_the_best_loss(monkeypatch):
     """1.0, 0.5, 0.7, 0.55 (-0.15 from the epoch before), 0.6, 0.65 with tolerance 0.1, patience 2:
     epoch 4 counts as an improvement, so training stops after epoch 6, and keeps epoch 2."""

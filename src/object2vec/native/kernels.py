@@ -263,6 +263,24 @@ def relu_max_backward(
     return grad_y
 
 
+def distinct_rows(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``np.unique(ids, return_inverse=True)`` for ids in ``[0, size)``, by a bitmap over the rows
+    (``csrc/pooled.c``; no sort), or ``None`` when the kernels are unavailable. Refuses an id out of range."""
+    kernels = library.load()
+    if kernels is None:
+        return None
+    flat = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
+    if len(flat) and (flat.min() < 0 or flat.max() >= size):
+        raise ValueError(f"distinct_rows: an id outside [0, {size})")
+    words = (size + 63) // 64
+    bits, counts = np.zeros(words, np.uint64), np.empty(words, np.int64)
+    rows, inverse = np.empty(len(flat), np.int64), np.empty(len(flat), np.int64)
+    k = kernels.distinct_rows(
+        flat.ctypes.data, len(flat), size, bits.ctypes.data, counts.ctypes.data, rows.ctypes.data, inverse.ctypes.data
+    )
+    return rows[:k].copy(), inverse.reshape(ids.shape)
+
+
 def bag_mean_backward(grad_bags: torch.Tensor, local: torch.Tensor, lengths: torch.Tensor, rows: int) -> torch.Tensor:
     """The gradient of ``embedding_bag(local, table, mode="mean")`` for the ``rows`` rows of a CPU
     fp32 table: a bag's gradient divided by its length, summed into each of its tokens' rows."""

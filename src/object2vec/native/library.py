@@ -83,6 +83,9 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
         "int",
         ("const float *", "const int64_t *", "const int64_t *", "const float *", "float *", "int64_t", "int64_t", "int64_t"),
     ),
+    "distinct_rows": (
+        "int64_t", ("const int64_t *", "int64_t", "int64_t", "uint64_t *", "int64_t *", "int64_t *", "int64_t *"),
+    ),
     "lstm_forward_step": (
         "void",
         ("const uint16_t *", "const uint16_t *", "const float *", "const int64_t *", "const float *", "float *",

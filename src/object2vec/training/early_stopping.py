@@ -71,8 +71,10 @@ class BestWeights:
     def __init__(self) -> None:
         self.state: dict[str, torch.Tensor] | None = None
 
-    def keep(self, net: nn.Module) -> None:
-        self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    def keep(self, net: nn.Module, last: bool = False) -> None:
+        """Keep ``net``'s weights as the best; ``last``: no epoch follows, so the network's own weights
+        stay the best and no copy is made (a copy of a 500,000 x 100 table and its kin costs 0.1 s)."""
+        self.state = None if last else {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def restore(self, net: nn.Module) -> None:
         if self.state is not None:

@@ -153,7 +153,7 @@ def fit(
             watched = loss_of(hp)
             if early.update(epoch, record["validation"][watched]):
                 result.best_epoch = epoch
-                best.keep(net)
+                best.keep(net, last=epoch == hp.epochs or early.should_stop or stop_requested)
             if early.should_stop:
                 result.stopped_early = epoch < hp.epochs
                 _note(

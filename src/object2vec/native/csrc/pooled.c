@@ -64,3 +64,25 @@ int bag_weighted_backward(const float *grad_bags, const int64_t *local, const in
   free(ones);
   return status;
 }
+
+/* The sorted distinct ids of a batch and each token's place among them (numpy.unique(ids,
+   return_inverse=True)), by a bitmap over the table's rows instead of a sort: O(tokens + rows / 64).
+   A token's place is the number of set bits before its own: a running count per 64-bit word
+   (counts) plus a popcount within the word. bits: (size + 63) / 64 zero words (zero again on
+   return); counts: as many int64. Every id must lie in [0, size). Returns the number of distinct ids. */
+int64_t distinct_rows(const int64_t *ids, int64_t n, int64_t size, uint64_t *bits, int64_t *counts, int64_t *rows,
+                      int64_t *inverse) {
+  const int64_t words = (size + 63) / 64;
+  for (int64_t i = 0; i < n; i++) bits[ids[i] >> 6] |= 1ull << (ids[i] & 63);
+  int64_t k = 0;
+  for (int64_t w = 0; w < words; w++) {
+    counts[w] = k;
+    for (uint64_t x = bits[w]; x; x &= x - 1) rows[k++] = w * 64 + __builtin_ctzll(x);
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const int64_t w = ids[i] >> 6;
+    inverse[i] = counts[w] + __builtin_popcountll(bits[w] & ((1ull << (ids[i] & 63)) - 1));
+  }
+  for (int64_t i = 0; i < n; i++) bits[ids[i] >> 6] = 0;
+  return k;
+}
