@@ -3,7 +3,7 @@
 The development machine's speed drifts by 20-30% over minutes, so a before/after comparison is only
 fair run by run in one window. This script checks out ``--before`` (a commit) in a temporary git
 worktree, then times, ``--repeats`` times and alternating, the extensions' ``prepare`` and the seed-0
-``fit`` of ``examples/text_classification.py`` (AG News, 2 threads) with that version and with this
+``fit`` of ``examples/text_classification.py`` (AG News, 2 threads, reading the JSON Lines: no binary cache) with that version and with this
 checkout, each in a fresh process, and prints the times and the median change.
 
     python benchmarks/versions.py --data-dir ../shared/data/ag_news --before a9b5896 [--repeats 3]
@@ -35,7 +35,7 @@ if sys.argv[1] == "prepare":
 else:
     hp = {{**json.loads((out / "hyperparameters.json").read_text()), **tc.EXTENDED}}
     start = time.perf_counter()
-    Object2Vec(device="cpu", seed=0, **hp).fit(out / "train.jsonl", out / "validation.jsonl", auxiliary=out)
+    Object2Vec(device="cpu", seed=0, cache=False, **hp).fit(out / "train.jsonl", out / "validation.jsonl", auxiliary=out)
     seconds = time.perf_counter() - start
 print(seconds)
 """

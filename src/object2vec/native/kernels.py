@@ -9,11 +9,17 @@
   threads write the same memory. :mod:`object2vec.training.lazy_optim` keeps its PyTorch path for
   other devices and dtypes, with the same arithmetic in the same order (``tests/test_sparse.py``
   runs both).
-* **A strict scanner for ``{"label", "in0", "in1"}`` lines** (``csrc/pairs.c``). 4-5x faster than
+* **A strict scanner for ``{"label", "in0", "in1"}`` lines** (``csrc/pairs.c``), with
+  ``in0_weights``/``in1_weights`` after their ids for a model pooling by them. 4-5x faster than
   ``pyarrow.json.read_json`` on one core; it accepts a strict subset of what the per-record reader
   accepts and refuses a whole block otherwise, which then goes to pyarrow and the per-record reader
   as before (``tests/test_data.py`` compares it with JSON on random spacing, key orders, number
   forms and thousands of byte mutations).
+* **Hashed text features** (``expand_features``, ``document_frequencies``, ``csrc/features.c``):
+  ``prepare``'s word n-grams and subwords of many texts in one call, the same ids as
+  :meth:`object2vec.text.features.Features.expand` (10x faster than its Python loop).
+* **A batch's distinct rows** (``distinct_rows``, ``csrc/pooled.c``): ``numpy.unique`` with the
+  inverse, by a bitmap over the table's rows instead of a sort.
 * **hcnn's relu and max over time, bf16** (``relu_max_forward``/``backward``, ``csrc/hcnn.c``): one
   pass each way instead of casts to fp32 and back and ``amax``'s backward, with the same numbers
   (``tests/test_model.py`` checks them bit for bit).
