@@ -41,8 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from ..native import kernels
-
 WEIGHTS = ("none", "inline", "idf")
 DEFAULT_BUCKETS = 200_000  # fastText's 2,000,000 suits millions of documents; each bucket is a row of enc_dim floats
 _FNV_OFFSET, _FNV_PRIME = 2166136261, 16777619
@@ -160,6 +158,8 @@ class Features:
         if len(ids) != len(tokens):
             raise ValueError("expand needs one id per token (a vocabulary with an unknown token)")
         if weights is None and len(tokens) > 1:  # one word is quicker from the cache than through ctypes
+            from ..native import kernels  # here: the command line starts without PyTorch, which kernels imports
+
             packed = kernels.expand_features([tokens], [ids], vocab_size, self.buckets, self.subwords, self.word_ngrams)
             if packed is not None:
                 return packed[0].tolist(), None
@@ -193,6 +193,8 @@ class Features:
         kernel does it in one call where it is available (``native/csrc/features.c``: 10x faster than
         the Python loop with its per-word cache); the Python loop gives the same ids otherwise."""
         if self.hashed:
+            from ..native import kernels
+
             packed = kernels.expand_features(texts, ids, vocab_size, self.buckets, self.subwords, self.word_ngrams, empty_id)
             if packed is not None:
                 return packed
@@ -266,6 +268,8 @@ class DocumentFrequencies:
 
     def add_packed(self, ids: np.ndarray, ends: np.ndarray) -> None:
         """:meth:`add` for many texts, packed as :meth:`Features.expand_many` returns them."""
+        from ..native import kernels
+
         if self._last is None:
             self._last = np.full(len(self.counts), -1, dtype=np.int64)
         if kernels.document_frequencies(ids, ends, self.counts, self._last):

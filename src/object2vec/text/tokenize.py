@@ -444,8 +444,6 @@ class TextCodec:
         """Files a model folder needs to read text again: settings, vocabularies, tokenizer file, IDF tables."""
         import io
 
-        import numpy as np
-
         files = {SETTINGS_FILE: (json.dumps(self.settings(), indent=2) + "\n").encode()}
         for name, vocab in zip(self.vocab_files, self.vocabs, strict=True):
             if vocab is not None:
