@@ -105,6 +105,10 @@ CANDIDATES = {
     "glove+identity idf": Candidate({**TUNED, "enc0_pretrained_embedding_file": IDENTITY, **IDF}),
     "cosine glove+identity": Candidate({**TUNED, "enc0_pretrained_embedding_file": IDENTITY, **COSINE}),
     "cosine glove+identity idf": Candidate({**TUNED, "enc0_pretrained_embedding_file": IDENTITY, **COSINE, **IDF}),
+    # dropout on the two encodings before their cosine (SageMaker's dropout hyperparameter): sts-dev 72.5 -> 75.9
+    "cosine glove+identity idf dropout": Candidate(
+        {**TUNED, "enc0_pretrained_embedding_file": IDENTITY, **COSINE, **IDF, "dropout": 0.1}
+    ),
     # the output layer's loss (MSE on 0-5) plus 10 x the cosine's (MSE on 0-1): the two at about equal weight
     "joint glove+identity idf": Candidate(
         {**TUNED, "enc0_pretrained_embedding_file": IDENTITY, **COSINE, **IDF, "objective": "sagemaker+cosine",
