@@ -199,7 +199,7 @@ def expand_features(
     cap = len(flat) * per_word + (0 if subwords is None else len(chars) * (high - low + 1)) + len(texts)
     out, out_ends = np.empty(cap, np.int64), np.empty(len(texts), np.int64)
     scratch = np.empty(max(1, int(lengths.max(initial=0))), np.uint32)
-    arrays = [chars, token_ends, word_ids, np.cumsum(lengths)]
+    arrays: list[np.ndarray] = [chars, token_ends, word_ids, np.cumsum(lengths)]
     written = kernels.expand_features(
         *(a.ctypes.data for a in arrays), len(texts), vocab_size, buckets, low, high, word_ngrams, empty_id,
         scratch.ctypes.data, out.ctypes.data, out_ends.ctypes.data, cap,

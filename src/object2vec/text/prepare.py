@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -621,11 +621,11 @@ def _idf_tables(
     if all(t is not None and t.complete and (c[2].unknown_id is not None or not c[1].hashed) for _, c, t in sides):
         for k, (frequencies, plain, vocab), texts in sides:
             for chunk in _chunks(texts.texts, 4096):  # type: ignore[union-attr]
-                encoded = [vocab.encode(tokens) for tokens in chunk]
-                word_ids = [ids if tokens else [] for tokens, (ids, _) in zip(chunk, encoded, strict=True)]
+                by_vocab = [vocab.encode(tokens) for tokens in chunk]
+                word_ids = [ids if tokens else [] for tokens, (ids, _) in zip(chunk, by_vocab, strict=True)]
                 ids, ends = plain.expand_many(chunk, word_ids, vocab.size, empty_id=_empty_text_id(vocab.unknown_id))
                 frequencies.add_packed(ids, ends)
-                counts = [(len(tokens), oov) for tokens, (_, oov) in zip(chunk, encoded, strict=True)]
+                counts = [(len(tokens), oov) for tokens, (_, oov) in zip(chunk, by_vocab, strict=True)]
                 kept[k].add_packed(ids, ends, counts)  # type: ignore[union-attr]  # set wherever counters[k] is
     else:
         for where, left, right, _label in table.rows(path, problems, "counting documents in"):
@@ -761,7 +761,7 @@ def _encode_side(
         return [kept.encoded(row, codec.idf[k]) for row, _ in chunk]
     vocab = codec.vocabs[k]
     assert vocab is not None  # a text side always has one
-    texts = [fields[1 + k] for _, fields in chunk]  # fields: (where, left, right, label)
+    texts = [cast(str, fields[1 + k]) for _, fields in chunk]  # fields: (where, left, right, label)
     return encode_texts(texts, codec.tokenizer, vocab, codec.features[k], codec.idf[k])
 
 
