@@ -175,6 +175,10 @@ def test_parallel_trials_run_at_the_same_time_in_worker_processes(tmp_path, spli
 
 
 def test_a_killed_study_resumes_without_losing_or_repeating_a_trial(tmp_path, splits):
+    # 4,000 training pairs: a trial must last long enough to be caught running after a finished one
+    # (with the 300 of the other tests a whole trial took a few tens of milliseconds, and the study
+    # could end between two looks at it)
+    splits = (write_jsonl(make_pairs(4000, seed=1), tmp_path / "train_4000.jsonl"), splits[1])
     out = tmp_path / "t"
     tuning = tmp_path / "tuning.json"
     tuning.write_text(json.dumps(config(trials=5)))
