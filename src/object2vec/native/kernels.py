@@ -209,10 +209,12 @@ def expand_features(
     return out[:written].copy(), out_ends
 
 
-def document_frequencies(ids: np.ndarray, ends: np.ndarray, counts: np.ndarray, last: np.ndarray) -> bool:
+def document_frequencies(ids: np.ndarray, ends: np.ndarray, first: int, counts: np.ndarray, last: np.ndarray) -> bool:
     """Add to ``counts`` (int64, one per id) how many of the texts ``ids``/``ends`` (packed, as
-    :func:`expand_features` returns them) hold each id; ``last``: int64 scratch of ``counts``' size,
-    every entry -1 before the first call. ``False`` (nothing counted) when the kernels are unavailable."""
+    :func:`expand_features` returns them, numbered from ``first`` on) hold each id; ``last``: int64
+    scratch of ``counts``' size, the number of the last text that counted each id (every entry -1
+    before the first call, and texts numbered on across calls). ``False`` (nothing counted) when the
+    kernels are unavailable."""
     kernels = library.load()
     if kernels is None:
         return False
@@ -223,7 +225,7 @@ def document_frequencies(ids: np.ndarray, ends: np.ndarray, counts: np.ndarray, 
         raise ValueError("document_frequencies: ends must rise to at most the number of ids")
     if len(last) != len(counts):
         raise ValueError("document_frequencies: last must have one entry per id")
-    kernels.document_frequencies(ids.ctypes.data, ends.ctypes.data, len(ends), counts.ctypes.data, last.ctypes.data)
+    kernels.document_frequencies(ids.ctypes.data, ends.ctypes.data, len(ends), first, counts.ctypes.data, last.ctypes.data)
     return True
 
 

@@ -65,7 +65,7 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("const uint32_t *", "const int64_t *", "const int64_t *", "const int64_t *", "int64_t", "int64_t", "int64_t",
          "int64_t", "int64_t", "int64_t", "int64_t", "uint32_t *", "int64_t *", "int64_t *", "int64_t"),
     ),
-    "document_frequencies": ("void", ("const int64_t *", "const int64_t *", "int64_t", "int64_t *", "int64_t *")),
+    "document_frequencies": ("void", ("const int64_t *", "const int64_t *", "int64_t", "int64_t", "int64_t *", "int64_t *")),
     "relu_max_forward": (
         "void",
         ("const uint16_t *", "const uint8_t *", "uint16_t *", "float *", "float *", "int64_t", "int64_t", "int64_t"),

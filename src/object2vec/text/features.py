@@ -272,8 +272,7 @@ class DocumentFrequencies:
 
         if self._last is None:
             self._last = np.full(len(self.counts), -1, dtype=np.int64)
-        if kernels.document_frequencies(ids, ends, self.counts, self._last):
-            self._last.fill(-1)  # the next call numbers its texts from 0 again
+        if kernels.document_frequencies(ids, ends, self.documents, self.counts, self._last):  # texts numbered on
             self.documents += len(ends)
             return
         for text in np.split(ids, ends[:-1]) if len(ends) else []:

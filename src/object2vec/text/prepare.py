@@ -36,7 +36,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -63,6 +63,7 @@ from .tokenize import (
     Vocabulary,
     encode_text,
     encode_texts,
+    expand_token_texts,
     idf_file,
     read_features,
     read_settings,
@@ -582,14 +583,11 @@ class _EncodedSide(_Bounded):
         return Encoded(ids.tolist(), weights, tokens, oov)
 
 
-def _empty_text_id(unknown_id: int | None) -> int:
-    """The id an empty text gets: the unknown token's, or none (-1)."""
-    return -1 if unknown_id is None else unknown_id
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    rest = iter(items)
+    while batch := list(itertools.islice(rest, size)):
+        yield batch
 
 
 def _idf_tables(
@@ -620,12 +618,9 @@ def _idf_tables(
     # features need an unknown token; without one the file's pass names the problem on each line)
     if all(t is not None and t.complete and (c[2].unknown_id is not None or not c[1].hashed) for _, c, t in sides):
         for k, (frequencies, plain, vocab), texts in sides:
-            for chunk in _chunks(texts.texts, 4096):  # type: ignore[union-attr]
-                by_vocab = [vocab.encode(tokens) for tokens in chunk]
-                word_ids = [ids if tokens else [] for tokens, (ids, _) in zip(chunk, by_vocab, strict=True)]
-                ids, ends = plain.expand_many(chunk, word_ids, vocab.size, empty_id=_empty_text_id(vocab.unknown_id))
+            for chunk in _batches(texts.texts, 4096):  # type: ignore[union-attr]
+                ids, ends, counts = expand_token_texts(chunk, vocab, plain)
                 frequencies.add_packed(ids, ends)
-                counts = [(len(tokens), oov) for tokens, (_, oov) in zip(chunk, by_vocab, strict=True)]
                 kept[k].add_packed(ids, ends, counts)  # type: ignore[union-attr]  # set wherever counters[k] is
     else:
         for where, left, right, _label in table.rows(path, problems, "counting documents in"):
@@ -746,7 +741,7 @@ def _write_split(
     sides = (0, 1) if task == "pairs" else (0,)
     rows = enumerate(table.rows(path, problems, f"writing {name}.jsonl from"))
     with open(tmp, "wb") as fh:
-        for chunk in iter(lambda: list(itertools.islice(rows, 1024)), []):
+        for chunk in _batches(rows, 1024):
             encodings = [_encode_side(chunk, k, codec, reuse[k]) for k in sides]  # a kernel call per side and chunk
             for (_, (where, _left, _right, label)), encoded_sides in zip(chunk, zip(*encodings, strict=True), strict=True):
                 _write_record(fh, where, label, encoded_sides, stats, labels, task, problems)

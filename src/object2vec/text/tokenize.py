@@ -364,16 +364,27 @@ def encode_texts(
                 out.append(e)
         return out
     tokens = [tokenizer(text) for text in texts]
-    encoded = [vocab.encode(t) for t in tokens]
-    word_ids = [ids if t else [] for t, (ids, _) in zip(tokens, encoded, strict=True)]
-    packed, ends = features.expand_many(tokens, word_ids, vocab.size, empty_id=vocab.unknown_id)
+    packed, ends, counts = expand_token_texts(tokens, vocab, features)
     result: list[Encoded | TextError] = []
-    for t, (_, oov), ids in zip(tokens, encoded, np.split(packed, ends[:-1]) if len(ends) else [], strict=True):
+    for (n, oov), ids in zip(counts, np.split(packed, ends[:-1]) if len(ends) else [], strict=True):
         weights: Any = None  # as encode_tokens: an empty text's [unknown id] weighs 1, other ids their IDF
         if features.weights == "idf":
-            weights = [1.0] * len(ids) if not t else None if idf is None else idf[ids]
-        result.append(Encoded(ids.tolist(), weights, len(t), oov))
+            weights = [1.0] * len(ids) if not n else None if idf is None else idf[ids]
+        result.append(Encoded(ids.tolist(), weights, n, oov))
     return result
+
+
+def expand_token_texts(
+    texts: Sequence[Sequence[str]], vocab: Vocabulary, features: Features
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Many tokenized texts to ids at once, as :func:`encode_tokens` gives them without weights: the
+    ids packed (``Features.expand_many``), each text's end, and each text's (tokens, OOV tokens). An
+    empty text is the unknown id alone (nothing without an unknown token)."""
+    by_vocab = [vocab.encode(tokens) for tokens in texts]
+    word_ids = [ids if tokens else [] for tokens, (ids, _) in zip(texts, by_vocab, strict=True)]
+    empty_id = -1 if vocab.unknown_id is None else vocab.unknown_id
+    packed, ends = features.expand_many(texts, word_ids, vocab.size, empty_id=empty_id)
+    return packed, ends, [(len(tokens), oov) for tokens, (_, oov) in zip(texts, by_vocab, strict=True)]
 
 
 def encode_tokens(

@@ -80,15 +80,17 @@ int64_t expand_features(const uint32_t *chars, const int64_t *token_ends, const 
   return k;
 }
 
-/* How many texts hold each id (a text's repeated ids count once): counts[id] += 1 per text. last:
-   one int64 per id, every entry -1 on entry (the last text that counted the id). */
-void document_frequencies(const int64_t *ids, const int64_t *ends, int64_t texts, int64_t *counts, int64_t *last) {
+/* How many texts hold each id (a text's repeated ids count once): counts[id] += 1 per text. The
+   texts are numbered from first; last: one int64 per id, the number of the last text that counted
+   it (below first for every id on the first call: -1). */
+void document_frequencies(const int64_t *ids, const int64_t *ends, int64_t texts, int64_t first, int64_t *counts,
+                          int64_t *last) {
   int64_t k = 0;
   for (int64_t t = 0; t < texts; t++) {
     for (; k < ends[t]; k++) {
       const int64_t id = ids[k];
-      if (last[id] != t) {
-        last[id] = t;
+      if (last[id] != first + t) {
+        last[id] = first + t;
         counts[id]++;
       }
     }
