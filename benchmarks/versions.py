@@ -3,8 +3,9 @@
 The development machine's speed drifts by 20-30% over minutes, so a before/after comparison is only
 fair run by run in one window. This script checks out ``--before`` (a commit) in a temporary git
 worktree, then times, ``--repeats`` times and alternating, the extensions' ``prepare`` and the seed-0
-``fit`` of ``examples/text_classification.py`` (AG News, 2 threads, reading the JSON Lines: no binary cache) with that version and with this
-checkout, each in a fresh process, and prints the times and the median change.
+``fit`` of ``examples/text_classification.py`` (AG News, 2 threads, this checkout's settings, ``fit``
+reading the JSON Lines without the binary cache) with that version and with this checkout, each in a
+fresh process, and prints the times and the median change.
 
     python benchmarks/versions.py --data-dir ../shared/data/ag_news --before a9b5896 [--repeats 3]
 """
