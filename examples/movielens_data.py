@@ -167,6 +167,13 @@ class Tokens:
     group 1-2, 3, 4-5). A training pair's in0 leaves out the token of its own movie, so the label
     never leaks into the input and training sees what a new pair will see: the user's *other*
     ratings. Feature tokens are numbered after the ids, so ids keep their value.
+
+    With ``shared`` (and ``history``) both sides number their tokens in one vocabulary, for a model
+    whose towers share one token table (``tied_token_embedding_weight``): a movie's own token in in1
+    is the history token "rated it 4-5" (``history="rating"``; "rated it" with ``"rated"``), and its
+    year and genre tokens follow in0's. A movie is then the same vector whether it is the candidate
+    or in a user's history, so users who liked similar movies land near the movies they have in
+    common; in1's first token is no longer the movie id.
     """
 
     def __init__(
@@ -178,6 +185,7 @@ class Tokens:
         history: Ratings | None = None,
         kind: str = "rated",
         raters: int | None = None,
+        shared: bool = False,
         seed: int = 0,
     ):
         n_users, n_movies = len(users.age), len(movies.title)  # ids 1..n-1; row 0 unused, as in the notebook
@@ -226,6 +234,12 @@ class Tokens:
                     self.raters[m] = dict(rows)
                     self.movie[m] += sorted(self.raters[m].values())
                 vocab1 += n_users * (len(RATING_GROUPS) + 1 if kind == "rating" else 1)
+        if shared:
+            if history is None or raters is not None:
+                raise ValueError("shared needs a history and no raters (in1 then holds only movie tokens)")
+            liked = vocab0 - n_movies  # the history tokens of the top rating group start here
+            self.movie = [[liked + t if t < n_movies else vocab0 + t - n_movies for t in seq] for seq in self.movie]
+            vocab0 = vocab1 = vocab0 + vocab1 - n_movies
         self.vocab0, self.vocab1 = vocab0, vocab1
 
     def hyperparameters(self) -> dict[str, int]:

@@ -67,17 +67,20 @@ TOPN_CLASSIFICATION = {**TUNED_CLASSIFICATION, "negative_sampling_rate": 10}
 # Top-N by a two-tower model (the contrastive objective, an extension: docs/objectives.md): every
 # rating is a positive (what a user chose to watch and rate), each scored against the other positives
 # of its batch of 1,024 (InfoNCE over cosines, temperature 0.1) with the logQ correction, so the cosine
-# estimates log P(movie | user) rather than how much more than average the user likes it. No MLP: a
-# user's list is their vector's nearest movie vectors, served by a faiss index. Chosen by hits@10 on
-# the validation carve-out and stability over seeds (docs/movielens.md, "The two-tower model of (d)").
+# estimates log P(movie | user) rather than how much more than average the user likes it. The towers
+# share one token table (Tokens(shared=True)): a candidate movie is the vector that stands for "rated
+# it 4-5" in users' histories. No MLP: a user's list is their vector's nearest movie vectors, served
+# by a faiss index. Chosen by hits@10 on the validation carve-out and stability over seeds
+# (docs/movielens.md, "The two-tower model of (d)").
 TWO_TOWER_CONTRASTIVE = {
     **TUNED_CLASSIFICATION,
     "objective": "contrastive",
     "negative_sampling_rate": 0,  # the batch's other positives are the negatives
     "contrastive_logq_correction": True,
     "contrastive_temperature": 0.1,
-    "enc_dim": 192,  # the best on the carve-out with seeds 0 and 1; 256 collapsed with seed 1 (docs/movielens.md)
+    "enc_dim": 192,  # the best on the carve-out with seeds 0 and 1, separate tables or shared (docs/movielens.md)
     "mini_batch_size": 1024,
+    "tied_token_embedding_weight": True,  # one table for both towers (Tokens(shared=True))
 }
 
 
@@ -89,6 +92,7 @@ class Model:
     history: str | None  # None, "rated" or "rating"
     hyperparameters: dict[str, Any]
     raters: int | None = None  # with history: in1 also holds up to this many of the movie's raters (and how)
+    shared: bool = False  # with history: one vocabulary for both sides, a movie's in1 token = its "rated 4-5" history token
     positives: str | None = None  # top-N models: "liked" (ratings >= 4) or "rated" (every rating), labelled 1
     uniform_negatives: int = 0  # top-N: this many negatives per positive drawn uniformly over movies, once
     refit: bool = True  # refit on all of the base ratings for the chosen epoch count (not the notebook's protocol)
@@ -96,7 +100,9 @@ class Model:
     def tokens(self, ml: MovieLens, train: Ratings) -> Tokens:
         if self.history is None:
             return Tokens(ml.users, ml.movies, side=self.side)
-        return Tokens(ml.users, ml.movies, side=self.side, history=train, kind=self.history, raters=self.raters)
+        return Tokens(
+            ml.users, ml.movies, side=self.side, history=train, kind=self.history, raters=self.raters, shared=self.shared
+        )
 
 
 MODELS = {
@@ -110,7 +116,7 @@ MODELS = {
     },
     "top-n": {
         "ids+features top-n": Model(True, "rating", TOPN_CLASSIFICATION, positives="liked"),
-        "ids+features two-tower": Model(True, "rating", TWO_TOWER_CONTRASTIVE, positives="rated"),
+        "ids+features two-tower": Model(True, "rating", TWO_TOWER_CONTRASTIVE, positives="rated", shared=True),
     },
 }
 TUNED = "ids+features"  # the rating model the neighbour, recommendation and map tasks use

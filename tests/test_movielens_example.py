@@ -141,6 +141,25 @@ def test_a_pairs_in1_leaves_out_its_own_raters_token(ml, tmp_path):
     assert pair["in1"] == [t for t in tokens.movie[movie] if t != own]
 
 
+def test_shared_tokens_make_a_candidate_movie_the_token_of_liking_it_in_a_history(ml, tmp_path):
+    ml_100k_folder(tmp_path / "ml")
+    movielens = ml.data.MovieLens.open(tmp_path / "ml")
+    base, _ = movielens.split("ua")
+    own = ml.data.Tokens(movielens.users, movielens.movies, side=True, history=base, kind="rating")
+    shared = ml.data.Tokens(movielens.users, movielens.movies, side=True, history=base, kind="rating", shared=True)
+    assert shared.vocab0 == shared.vocab1 == own.vocab0 + own.vocab1 - len(movielens.movies.title)
+    assert shared.user == own.user  # in0 is unchanged
+    liked = next(i for i, r in enumerate(base.rating.tolist()) if r >= 4)
+    user, movie = int(base.user[liked]), int(base.movie[liked])
+    assert shared.movie[movie][0] == own.history[user][movie] and shared.movie[movie][0] in shared.user[user]
+    sides = {t for seq in shared.movie[1:] for t in seq[1:]}  # year and genre tokens, after in0's
+    assert min(sides) >= own.vocab0 and max(sides) < shared.vocab1
+    pair = shared.pairs(base.take([liked]))[0]
+    assert pair["in1"] == shared.movie[movie] and shared.movie[movie][0] not in pair["in0"]  # its own rating left out
+    with pytest.raises(ValueError, match="shared needs a history"):
+        ml.data.Tokens(movielens.users, movielens.movies, side=True, shared=True)
+
+
 def test_stack_folds_deal_every_rating_to_one_fold_evenly(ml):
     args = argparse.Namespace(seed=3, stack_folds=5)
     folds = ml.stack.stack_folds(103, args)
