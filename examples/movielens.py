@@ -42,8 +42,18 @@ from typing import Any
 
 import numpy as np
 
-from movielens_baselines import baselines, best_threshold, bias_baseline, classification_baselines, rmse, table, topn_metrics
-from movielens_data import URL, MovieLens, default_data_dir, download, find_title, primary_genre
+from movielens_baselines import (
+    baselines,
+    best_threshold,
+    bias_baseline,
+    classification_baselines,
+    ease_penalty,
+    ease_scores,
+    rmse,
+    table,
+    topn_metrics,
+)
+from movielens_data import URL, MovieLens, default_data_dir, download, find_title, primary_genre, validation_split
 from movielens_models import (
     ENSEMBLE,
     MODELS,
@@ -196,7 +206,8 @@ def neighbours(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any],
 def recommendations(ml: MovieLens, args: argparse.Namespace, results: dict[str, Any], model: Trained) -> None:
     """Task (d): top-10 movies per user among those they have not rated in ua.base; hits@10 and NDCG@10
     of their ua.test ratings >= 4, by a two-tower model through a faiss index, a top-N model, the
-    rating model, popularity and movie biases; and the time of the index against the MLP."""
+    rating model, EASE (the item-item baseline), popularity and movie biases; and the time of the index
+    against the MLP."""
     base, test = ml.split("ua")
     movies = np.arange(1, len(ml.movies.title))
     users = np.unique(test.user)
@@ -205,11 +216,16 @@ def recommendations(ml: MovieLens, args: argparse.Namespace, results: dict[str, 
     two_tower = train_model(ml, base, MODELS["top-n"][TWO_TOWER], args)
     index = movie_index(two_tower, movies)
     popularity = np.bincount(base.movie, minlength=len(movies) + 1)[1:].astype(np.float64)
+    n_users = len(ml.users.age)
+    penalty = ease_penalty(*validation_split(base, args.validation_fraction, args.seed), n_users, len(movies) + 1, args.k)
     rankers = {
         f"Object2Vec {TWO_TOWER} (cosine, faiss index)": index_score_matrix(two_tower, index, users, movies),
         f"Object2Vec {TOPN} (score + log(1 + ratings))": topn_scores + np.log1p(popularity),
         f"Object2Vec {TOPN} (score)": topn_scores,
         f"Object2Vec {TUNED} (predicted rating)": score_matrix(model, users, movies),
+        f"baseline: EASE item-item (penalty {penalty:g}, chosen on validation)": ease_scores(
+            base, n_users, len(movies) + 1, penalty
+        )[users],
         "baseline: popularity (ratings in ua.base)": popularity,
         "baseline: mean + movie bias": bias_baseline(base)(np.zeros(len(movies), np.int64), movies),
     }

@@ -90,6 +90,7 @@ def test_the_example_prints_every_task_beside_its_baselines(ml, tmp_path, capsys
         "Object2Vec ids+features top-n",
         "+ refit",
         "popularity",
+        "baseline: EASE item-item",
         "AWS check",
     ):
         assert text in printed
@@ -109,6 +110,17 @@ def test_the_example_prints_every_task_beside_its_baselines(ml, tmp_path, capsys
     assert speed["users"] == 30 and speed["index_seconds"] > 0 and speed["mlp_seconds"] > 0
     assert (out / "movielens_map.png").stat().st_size > 10_000 and (out / "model" / "config.json").is_file()
     assert (out / "results.json").is_file()
+
+
+def test_ease_rebuilds_a_users_movies_from_their_other_movies(ml):
+    # users 1-3 rated movies 1 and 2 together; user 4 rated only movie 1: EASE should put movie 2 first for user 4
+    users, movies = np.array([1, 1, 2, 2, 3, 3, 4]), np.array([1, 2, 1, 2, 1, 2, 1])
+    train = ml.data.Ratings(users, movies, np.full(7, 5.0), np.zeros(7, np.int64))
+    scores = ml.baselines.ease_scores(train, n_users=5, n_movies=4, penalty=1.0)
+    assert scores.shape == (5, 3) and np.argmax(scores[4, 1:]) == 0  # movie 2 before movie 3
+    assert scores[4, 1] > 0 and scores[4, 2] == 0  # movie 3 was never rated with anything
+    held = ml.data.Ratings(np.array([4]), np.array([2]), np.array([5.0]), np.zeros(1, np.int64))
+    assert ml.baselines.ease_penalty(train, held, 5, 4, k=1) in ml.baselines.EASE_LAMBDAS
 
 
 def test_top_n_records_label_ratings_one_and_never_draw_a_rated_movie_as_a_negative(ml, tmp_path):
