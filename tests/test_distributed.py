@@ -171,5 +171,5 @@ def test_a_checkpoint_that_cannot_be_written_mid_run_stops_both_ranks_with_one_m
     except subprocess.TimeoutExpired:
         os.killpg(run.pid, signal.SIGKILL)  # the launcher and both ranks
         raise
-    assert run.returncode == 2
+    assert run.returncode == 2, err  # the ranks' stderr says why, if a rank died instead
     assert err == f"error: cannot write the checkpoint {model / 'checkpoints' / 'latest.pt'}: file exists\n"
