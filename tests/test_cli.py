@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -224,3 +225,20 @@ def test_device_cuda_on_a_machine_without_cuda_is_one_clear_error(tmp_path, trai
 
 def _tiny_params() -> list[str]:
     return [arg for key, value in TINY.items() for arg in ("-p", f"{key}={value}")]
+
+
+@pytest.mark.parametrize("world_size, shutdown_runs", [("1", True), ("2", False)])
+def test_an_error_exit_skips_pythons_shutdown_only_in_a_torchrun_worker(world_size, shutdown_runs):
+    # a worker's shutdown can free the process group under Gloo's threads and abort (status 134)
+    script = (
+        "import atexit, sys\n"
+        "from object2vec.cli.base import leave\n"
+        "atexit.register(lambda: print('shutdown ran'))\n"
+        "print('error line', file=sys.stderr, end='')\n"
+        "print('buffered output', end='')\n"
+        "leave(2)\n"
+    )
+    env = {**os.environ, "WORLD_SIZE": world_size}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr == "error line"
+    assert out.stdout == ("buffered outputshutdown ran\n" if shutdown_runs else "buffered output")
