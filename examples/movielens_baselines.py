@@ -131,22 +131,35 @@ def ease_scores(train: Ratings, n_users: int, n_movies: int, penalty: float) -> 
     (``diag(B) = 0``) under an L2 ``penalty``, in closed form. Scores ``X @ B``, ``(n_users, n_movies - 1)``
     for movies 1..n_movies - 1. One dense inversion of a movies x movies matrix: fine for 1,682
     movies, not for a large catalogue (where a two-tower model and an index are the tool)."""
-    x = np.zeros((n_users, n_movies - 1))
-    x[train.user, train.movie - 1] = 1.0
-    p = np.linalg.inv(x.T @ x + penalty * np.eye(n_movies - 1))
-    b = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    return x @ b
+    x = _rated_matrix(train, n_users, n_movies)
+    return x @ _ease_weights(x.T @ x, penalty)
 
 
 def ease_penalty(train: Ratings, held: Ratings, n_users: int, n_movies: int, k: int) -> float:
     """The :data:`EASE_LAMBDAS` penalty with the best hits@k on ``held`` (a validation carve-out) for a model fitted on ``train``."""
     users = np.unique(held.user[held.rating >= 4])
+    x = _rated_matrix(train, n_users, n_movies)
+    gram = x.T @ x  # the same for every penalty
     hits = [
-        topn_metrics({"ease": ease_scores(train, n_users, n_movies, lam)[users]}, train, held, users, k)["ease"][f"hits@{k}"]
+        topn_metrics({"ease": x[users] @ _ease_weights(gram, lam)}, train, held, users, k)["ease"][f"hits@{k}"]
         for lam in EASE_LAMBDAS
     ]
     return EASE_LAMBDAS[int(np.argmax(hits))]
+
+
+def _rated_matrix(train: Ratings, n_users: int, n_movies: int) -> np.ndarray:
+    """1 where a user rated a movie, ``(n_users, n_movies - 1)`` for movies 1..n_movies - 1."""
+    x = np.zeros((n_users, n_movies - 1))
+    x[train.user, train.movie - 1] = 1.0
+    return x
+
+
+def _ease_weights(gram: np.ndarray, penalty: float) -> np.ndarray:
+    """EASE's closed form: ``B = I - P / diag(P)`` with ``P = (X'X + penalty I)^-1``, i.e. ``diag(B) = 0``."""
+    p = np.linalg.inv(gram + penalty * np.eye(len(gram)))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b
 
 
 def table(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:

@@ -92,7 +92,6 @@ class Model:
     history: str | None  # None, "rated" or "rating"
     hyperparameters: dict[str, Any]
     raters: int | None = None  # with history: in1 also holds up to this many of the movie's raters (and how)
-    shared: bool = False  # with history: one vocabulary for both sides, a movie's in1 token = its "rated 4-5" history token
     positives: str | None = None  # top-N models: "liked" (ratings >= 4) or "rated" (every rating), labelled 1
     uniform_negatives: int = 0  # top-N: this many negatives per positive drawn uniformly over movies, once
     refit: bool = True  # refit on all of the base ratings for the chosen epoch count (not the notebook's protocol)
@@ -100,9 +99,8 @@ class Model:
     def tokens(self, ml: MovieLens, train: Ratings) -> Tokens:
         if self.history is None:
             return Tokens(ml.users, ml.movies, side=self.side)
-        return Tokens(
-            ml.users, ml.movies, side=self.side, history=train, kind=self.history, raters=self.raters, shared=self.shared
-        )
+        shared = bool(self.hyperparameters.get("tied_token_embedding_weight"))  # one table: one vocabulary
+        return Tokens(ml.users, ml.movies, side=self.side, history=train, kind=self.history, raters=self.raters, shared=shared)
 
 
 MODELS = {
@@ -116,7 +114,7 @@ MODELS = {
     },
     "top-n": {
         "ids+features top-n": Model(True, "rating", TOPN_CLASSIFICATION, positives="liked"),
-        "ids+features two-tower": Model(True, "rating", TWO_TOWER_CONTRASTIVE, positives="rated", shared=True),
+        "ids+features two-tower": Model(True, "rating", TWO_TOWER_CONTRASTIVE, positives="rated"),
     },
 }
 TUNED = "ids+features"  # the rating model the neighbour, recommendation and map tasks use

@@ -40,6 +40,12 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several ``torchrun`` workers (read from the environment, so
+    the command line can ask without importing PyTorch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def host() -> str:
     """SageMaker's host name for this process: algo-1, algo-2, ..."""
     return f"algo-{rank() + 1}"

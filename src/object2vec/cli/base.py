@@ -61,7 +61,7 @@ def leave(code: int) -> NoReturn:
     atomically, ``finally`` blocks have run and the error line is printed; only the streams need
     flushing.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if reporting.launched_by_torchrun():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

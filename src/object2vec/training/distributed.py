@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from .. import reporting
 from ..errors import HyperparameterError, Object2VecError
 
 T = TypeVar("T")
@@ -66,8 +67,7 @@ def context() -> Context:
     return Context()
 
 
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+launched_by_torchrun = reporting.launched_by_torchrun
 
 
 def setup(device: torch.device) -> torch.device:
