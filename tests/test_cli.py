@@ -242,3 +242,16 @@ def test_an_error_exit_skips_pythons_shutdown_only_in_a_torchrun_worker(world_si
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr == "error line"
     assert out.stdout == ("buffered outputshutdown ran\n" if shutdown_runs else "buffered output")
+
+
+@pytest.mark.parametrize("world_size, shutdown_runs", [("1", True), ("2", False)])
+def test_a_command_that_succeeds_in_a_torchrun_worker_also_skips_pythons_shutdown(world_size, shutdown_runs):
+    script = (
+        "import atexit\n"
+        "from object2vec.cli.base import friendly_errors\n"
+        "atexit.register(lambda: print('shutdown ran'))\n"
+        "friendly_errors(lambda: print('done', end=''))()\n"
+    )
+    env = {**os.environ, "WORLD_SIZE": world_size}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == ("doneshutdown ran\n" if shutdown_runs else "done")

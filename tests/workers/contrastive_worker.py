@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from object2vec.cli.base import leave
 from object2vec.data.pairs import PairData, Side
 from object2vec.data.sampling import Batch
 from object2vec.hyperparameters import Hyperparameters
@@ -77,3 +78,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    leave(0)  # as the command line's workers do: a Gloo worker's Python shutdown can abort (cli/base.py)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from object2vec import Object2Vec
+from object2vec.cli.base import leave
 
 
 def main() -> None:
@@ -64,3 +65,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    leave(0)  # as the command line's workers do: a Gloo worker's Python shutdown can abort (cli/base.py)
